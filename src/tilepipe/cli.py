@@ -73,8 +73,7 @@ def _as_printed(func):
     """Re-read the printed program so that source lines are those of its printout."""
     from .script import parse
 
-    (printed,) = [f for f in parse(func.script(), source_name="<printed>") if f.name == func.name]
-    return printed
+    return parse(func.script(), source_name="<printed>")
 
 
 def _print_module(funcs) -> None:
