@@ -1,0 +1,146 @@
+"""Exact proofs of affine conditions through islpy (Presburger arithmetic).
+
+A condition holds for every point of a domain exactly when ``domain and not condition``
+is empty. Affine integer expressions, floordiv/floormod by positive constants, min/max,
+comparisons and and/or/not are translated to ISL's set notation; any other
+subexpression (a load, a product of variables, a select...) becomes a fresh variable
+bounded only by its constant bounds, which keeps the proof sound. One ISL context is
+shared by the process and answers are cached by the text of the set.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+from ..ir import (
+    EQ, GE, GT, LE, LT, NE, Add, And, FloorDiv, FloorMod, IntImm, Max, Min, Mul, Not, Or,
+    PrimExpr, Range, Sub, Var, is_int_dtype,
+)
+from .interval import Interval
+from .linear import structural_key
+
+_RELATIONS = {LT: "<", LE: "<=", GT: ">", GE: ">=", EQ: "=", NE: "!="}
+_CACHE_LIMIT = 65536
+
+_context = None
+_answers: dict[str, bool] = {}
+
+
+def _is_empty(text: str) -> bool:
+    answer = _answers.get(text)
+    if answer is None:
+        global _context
+        import islpy
+
+        if _context is None:
+            _context = islpy.Context()
+        answer = islpy.Set.read_from_str(_context, text).is_empty()
+        if len(_answers) >= _CACHE_LIMIT:
+            _answers.clear()
+        _answers[text] = answer
+    return answer
+
+
+class _SetText:
+    """Accumulates the dimensions and domain constraints of one ISL set."""
+
+    def __init__(self, ranges: Mapping[Var, Range], atom_bound: Callable[[PrimExpr], Interval]):
+        self.ranges = ranges
+        self.atom_bound = atom_bound
+        self.names: dict[tuple, str] = {}
+        self.domain: list[str] = []
+        self.new_vars: list[Var] = []
+
+    def _dimension(self, key: tuple) -> tuple[str, bool]:
+        name = self.names.get(key)
+        if name is not None:
+            return name, False
+        name = f"d{len(self.names)}"
+        self.names[key] = name
+        return name, True
+
+    def _opaque(self, expr: PrimExpr) -> str:
+        name, new = self._dimension(("opaque",) + structural_key(expr))
+        if new:
+            low, high = self.atom_bound(expr)
+            if low is not None:
+                self.domain.append(f"{name} >= {low}")
+            if high is not None:
+                self.domain.append(f"{name} <= {high}")
+        return name
+
+    def affine(self, expr: PrimExpr) -> str:
+        kind = type(expr)
+        if kind is IntImm:
+            return str(expr.value)
+        if kind is Var and is_int_dtype(expr.dtype):
+            name, new = self._dimension(("var", id(expr)))
+            if new:
+                self.new_vars.append(expr)
+            return name
+        if kind is Add:
+            return f"({self.affine(expr.a)} + {self.affine(expr.b)})"
+        if kind is Sub:
+            return f"({self.affine(expr.a)} - {self.affine(expr.b)})"
+        if kind is Mul:
+            if isinstance(expr.b, IntImm):
+                return f"{expr.b.value}*{self.affine(expr.a)}"
+            if isinstance(expr.a, IntImm):
+                return f"{expr.a.value}*{self.affine(expr.b)}"
+        if (kind is FloorDiv or kind is FloorMod) and isinstance(expr.b, IntImm) \
+                and expr.b.value > 0:
+            if kind is FloorDiv:
+                return f"floor({self.affine(expr.a)}/{expr.b.value})"
+            return f"({self.affine(expr.a)} mod {expr.b.value})"
+        if kind is Min or kind is Max:
+            function = "min" if kind is Min else "max"
+            return f"{function}({self.affine(expr.a)}, {self.affine(expr.b)})"
+        return self._opaque(expr)
+
+    def formula(self, cond: PrimExpr) -> str:
+        kind = type(cond)
+        if kind is IntImm:
+            return "1 = 1" if cond.value else "1 = 0"
+        if kind in _RELATIONS and is_int_dtype(cond.a.dtype) and is_int_dtype(cond.b.dtype):
+            return f"{self.affine(cond.a)} {_RELATIONS[kind]} {self.affine(cond.b)}"
+        if kind is And or kind is Or:
+            word = "and" if kind is And else "or"
+            return f"({self.formula(cond.a)} {word} {self.formula(cond.b)})"
+        if kind is Not:
+            return f"not ({self.formula(cond.a)})"
+        name, new = self._dimension(("truth",) + structural_key(cond))
+        if new:
+            self.domain.append(f"0 <= {name} <= 1")
+        return f"{name} = 1"
+
+
+def prove(cond: PrimExpr, ranges: Mapping[Var, Range],
+          constraints: Sequence[tuple[PrimExpr, frozenset[Var]]],
+          atom_bound: Callable[[PrimExpr], Interval]) -> bool:
+    """True when ``cond`` holds at every point where each bound variable lies in its
+    range and every constraint holds. Only constraints that share variables with the
+    condition (directly or through ranges and other constraints) enter the set."""
+    text = _SetText(ranges, atom_bound)
+    goal = text.formula(cond)
+    seen: set[Var] = set()
+    used = [False] * len(constraints)
+    progress = True
+    while progress:
+        progress = False
+        while text.new_vars:
+            var = text.new_vars.pop()
+            seen.add(var)
+            range_ = ranges.get(var)
+            if range_ is not None:
+                low = text.affine(range_.min)
+                end = text.affine(Add(range_.min, range_.extent))
+                text.domain.append(f"{low} <= {text.names[('var', id(var))]} < {end}")
+        for index, (constraint, constraint_vars) in enumerate(constraints):
+            if not used[index] and not constraint_vars.isdisjoint(seen):
+                used[index] = True
+                progress = True
+                text.domain.append(text.formula(constraint))
+        progress = progress or bool(text.new_vars)
+    dimensions = ", ".join(text.names.values())
+    domain = " and ".join(f"({part})" for part in text.domain) or "1 = 1"
+    return _is_empty(f"{{ [{dimensions}] : {domain} and not ({goal}) }}")
