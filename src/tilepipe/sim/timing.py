@@ -1,0 +1,682 @@
+"""A discrete-event timing model of one thread block on one streaming multiprocessor.
+
+The block's threads walk the program in order. Every leaf statement (a loop nest ending
+in one store or call) becomes one operation on a hardware unit: global-memory transfers
+on the copy engine (the TMA engine for asynchronous ones on machines that have it),
+shared-memory traffic, tensor-core or CUDA-core arithmetic. A unit serves one operation
+at a time, for ``amount / throughput`` cycles; a global read lands ``global_latency``
+cycles after its transfer. Synchronous operations are issued in order and start when
+the values they read are ready (a scoreboard over buffers and constant indices), so a
+register double buffer overlaps loads with compute as it does on hardware; a
+synchronous copy into shared memory blocks its threads until the data lands.
+Asynchronous statements are issued and run in the background; a wait blocks the threads
+until the groups it names have landed.
+
+Costs come from statement sizes (elements times dtype bytes, two flops per
+multiply-accumulate) and a :class:`Machine`: A100 and H100 presets from public
+specifications. The result is total cycles, the busy time and utilization of each
+unit, and the throughput bound ``max(memory time, compute time)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from ..errors import TilepipeError
+from ..ir import (
+    And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, BinaryOp, Block, Buffer,
+    BufferLoad, BufferRegion, BufferStore, Call, Cast, Evaluate, FloatImm, For, ForKind,
+    IfThenElse, IntImm, IRVisitor, Mul, Not, Or, PrimFunc, Select, SeqStmt, Stmt, Var,
+    bind_params, free_size_vars,
+)
+from ..ir import expr as ir_expr
+
+
+class ModelError(TilepipeError):
+    """A program the timing model cannot cost, such as one with an unbound size."""
+
+
+# Machines ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Machine:
+    """A GPU described by its public specifications; per-SM rates are derived.
+
+    ``global_latency`` (cycles from issue to arrival of a global read) is an
+    approximate figure from published microbenchmarks; the rest are datasheet numbers.
+    """
+
+    name: str
+    sm_clock_ghz: float
+    num_sms: int
+    dram_gb_per_second: float
+    tensor_tflops: float           # dense fp16/bf16 with fp32 accumulation
+    fp32_tflops: float
+    shared_bytes_per_cycle: float  # per SM
+    shared_memory_per_block: int   # bytes a block may allocate (opt-in maximum)
+    global_latency: int            # cycles
+    has_tma: bool
+    issue_cycles: int = 4          # cycles the threads spend issuing one statement
+    barrier_cycles: int = 20
+
+    @property
+    def global_bytes_per_cycle(self) -> float:
+        """One SM's share of the DRAM bandwidth, in bytes per SM clock."""
+        return self.dram_gb_per_second / (self.num_sms * self.sm_clock_ghz)
+
+    @property
+    def tensor_flops_per_cycle(self) -> float:
+        return self.tensor_tflops * 1e3 / (self.num_sms * self.sm_clock_ghz)
+
+    @property
+    def fp32_flops_per_cycle(self) -> float:
+        return self.fp32_tflops * 1e3 / (self.num_sms * self.sm_clock_ghz)
+
+
+A100 = Machine(
+    name="A100", sm_clock_ghz=1.41, num_sms=108, dram_gb_per_second=2039.0,
+    tensor_tflops=312.0, fp32_tflops=19.5, shared_bytes_per_cycle=128.0,
+    shared_memory_per_block=163 * 1024, global_latency=500, has_tma=False,
+)
+H100 = Machine(
+    name="H100", sm_clock_ghz=1.83, num_sms=132, dram_gb_per_second=3350.0,
+    tensor_tflops=989.4, fp32_tflops=67.0, shared_bytes_per_cycle=128.0,
+    shared_memory_per_block=227 * 1024, global_latency=550, has_tma=True,
+)
+MACHINES = {"A100": A100, "H100": H100}
+
+
+def machine_named(name: str | Machine) -> Machine:
+    """The preset called ``name`` (case-insensitive), or ``name`` itself if a Machine."""
+    if isinstance(name, Machine):
+        return name
+    for key, machine in MACHINES.items():
+        if key.lower() == name.lower():
+            return machine
+    raise ModelError(f"unknown machine '{name}': the presets are {', '.join(MACHINES)}")
+
+
+# Results -----------------------------------------------------------------------------
+UNITS = ("threads", "copy", "tma", "shared", "tensor", "alu")
+"""Timeline lanes: the issuing threads, then the units that do the work."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """What one unit did from ``start`` to ``end`` (cycles).
+
+    ``kind`` is ``transfer``, ``flight`` (a global read travelling back after its
+    transfer), ``shared``, ``compute``, ``wait``, ``issue`` or ``barrier``;
+    ``iteration`` counts the earlier runs of the same work (same unit and label), so a
+    tile's copy and its compute carry the tile's number in a pipelined loop too;
+    ``phase`` is ``prologue``, ``body`` or ``epilogue`` relative to the main loop.
+    """
+
+    unit: str
+    start: float
+    end: float
+    kind: str
+    label: str
+    iteration: int | None
+    phase: str
+    asynchronous: bool = False
+
+
+@dataclass
+class TimingReport:
+    """Cycles of one thread block, per-unit busy time, and the throughput bound."""
+
+    func_name: str
+    machine: Machine
+    total_cycles: float
+    busy: dict[str, float]
+    memory_cycles: float
+    compute_cycles: float
+    global_bytes: float
+    flops: float
+    intervals: list[Interval] = field(default_factory=list)
+    body_start: float | None = None
+    body_end: float | None = None
+
+    @property
+    def bound_cycles(self) -> float:
+        """``max(memory time, compute time)``: no schedule of this work is faster."""
+        return max(self.memory_cycles, self.compute_cycles)
+
+    @property
+    def efficiency(self) -> float:
+        """Bound over total: 1.0 means the block runs at the bound."""
+        return self.bound_cycles / self.total_cycles if self.total_cycles else 1.0
+
+    def utilization(self, unit: str) -> float:
+        return self.busy.get(unit, 0.0) / self.total_cycles if self.total_cycles else 0.0
+
+    def format(self) -> str:
+        """A few lines: cycles, bound, and the utilization of each busy unit."""
+        lines = [
+            f"{self.func_name} on {self.machine.name}: {self.total_cycles:,.0f} cycles "
+            f"({self.total_cycles / (self.machine.sm_clock_ghz * 1e3):.2f} us per block)",
+            f"bound max(memory {self.memory_cycles:,.0f}, compute {self.compute_cycles:,.0f})"
+            f" = {self.bound_cycles:,.0f} cycles; the block runs at "
+            f"{100 * self.efficiency:.1f}% of it",
+        ]
+        used = [unit for unit in UNITS if self.busy.get(unit)]
+        lines.append("utilization: " + ", ".join(
+            f"{unit} {100 * self.utilization(unit):.0f}%" for unit in used))
+        return "\n".join(lines)
+
+
+# Evaluation of control expressions ---------------------------------------------------
+class _Unknown(Exception):
+    """An expression depends on something the model does not track."""
+
+
+_INT_OPERATORS = {
+    "Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "Mul": lambda a, b: a * b,
+    "Div": lambda a, b: a / b, "FloorDiv": lambda a, b: a // b,
+    "FloorMod": lambda a, b: a % b, "Min": min, "Max": max,
+    "EQ": lambda a, b: a == b, "NE": lambda a, b: a != b, "LT": lambda a, b: a < b,
+    "LE": lambda a, b: a <= b, "GT": lambda a, b: a > b, "GE": lambda a, b: a >= b,
+}
+
+
+def _evaluate(expr: Any, env: Mapping[Var, int]) -> Any:
+    """The value of a control expression (loop bounds, predicates, wait counts)."""
+    if isinstance(expr, (int, float)):
+        return expr
+    if isinstance(expr, (IntImm, FloatImm)):
+        return expr.value
+    if isinstance(expr, Var):
+        if expr not in env:
+            raise _Unknown(expr.name)
+        return env[expr]
+    if isinstance(expr, And):
+        return bool(_evaluate(expr.a, env)) and bool(_evaluate(expr.b, env))
+    if isinstance(expr, Or):
+        return bool(_evaluate(expr.a, env)) or bool(_evaluate(expr.b, env))
+    if isinstance(expr, BinaryOp):
+        operator = _INT_OPERATORS[type(expr).__name__]
+        return operator(_evaluate(expr.a, env), _evaluate(expr.b, env))
+    if isinstance(expr, Not):
+        return not _evaluate(expr.a, env)
+    if isinstance(expr, Select):
+        branch = expr.true_value if _evaluate(expr.condition, env) else expr.false_value
+        return _evaluate(branch, env)
+    if isinstance(expr, Cast):
+        value = _evaluate(expr.value, env)
+        return float(value) if ir_expr.is_float_dtype(expr.dtype) else int(value)
+    raise _Unknown(type(expr).__name__)
+
+
+def _holds(condition: Any, env: Mapping[Var, int]) -> bool:
+    """Whether a predicate holds; one the model cannot evaluate counts as true."""
+    if condition is None:
+        return True
+    try:
+        return bool(_evaluate(condition, env))
+    except _Unknown:
+        return True
+
+
+# Operations --------------------------------------------------------------------------
+def dtype_bytes(dtype: str) -> int:
+    """Bytes of one element of ``dtype`` (bool as one byte)."""
+    digits = "".join(ch for ch in dtype if ch.isdigit())
+    return max(int(digits) // 8, 1) if digits else 1
+
+
+_SHARED_SCOPES = ("shared", "shared.dyn")
+_TENSOR_DTYPES = ("float16", "bfloat16", "int8", "uint8")
+_BARRIERS = ("tvm_storage_sync", "syncthreads", "barrier")
+
+_Key = tuple  # (buffer, index value or None per dimension)
+
+
+@dataclass(frozen=True)
+class _Operation:
+    """One leaf statement's work: which resource, how much, and what it touches."""
+
+    unit: str          # copy, shared, tensor or alu
+    amount: float      # bytes for copy/shared, flops for tensor/alu
+    global_read: bool  # a global read lands global_latency after its transfer
+    reads: tuple[_Key, ...]
+    writes: tuple[_Key, ...]
+    label: str
+    stores_shared_from_global: bool
+
+
+class _Loads(IRVisitor):
+    def __init__(self):
+        self.loads: list[BufferLoad] = []
+        self.regions: list[BufferRegion] = []
+
+    def visit_buffer_load(self, node: BufferLoad) -> None:
+        self.loads.append(node)
+        super().visit_buffer_load(node)
+
+    def visit_buffer_region(self, node: BufferRegion) -> None:
+        self.regions.append(node)
+        super().visit_buffer_region(node)
+
+    def visit_buffer(self, node: Buffer) -> None:
+        self.regions.append(BufferRegion.full(node))
+
+
+def _multiplied_dtypes(expr: Any) -> list[str]:
+    """Dtypes of the buffer operands of the products in ``expr``."""
+    found: list[str] = []
+
+    def operand_dtype(node: Any) -> str | None:
+        while isinstance(node, Cast):
+            node = node.value
+        return node.dtype if isinstance(node, BufferLoad) else None
+
+    class _Products(IRVisitor):
+        def visit_mul(self, node: Mul) -> None:
+            dtypes = [operand_dtype(node.a), operand_dtype(node.b)]
+            if all(dtypes):
+                found.extend(dtypes)
+            super().visit_binary_op(node)
+
+    _Products().visit(expr)
+    return found
+
+
+def _key(buffer: Buffer, indices: tuple, env: Mapping[Var, int]) -> _Key:
+    values = []
+    for index in indices:
+        try:
+            values.append(_evaluate(index, env))
+        except _Unknown:
+            values.append(None)
+    return (buffer, tuple(values))
+
+
+def _region_key(region: BufferRegion, env: Mapping[Var, int]) -> _Key:
+    values = []
+    for range_ in region.region:
+        try:
+            single = _evaluate(range_.extent, env) == 1
+            values.append(_evaluate(range_.min, env) if single else None)
+        except _Unknown:
+            values.append(None)
+    return (region.buffer, tuple(values))
+
+
+def _keys_conflict(first: _Key, second: _Key) -> bool:
+    if first[0] is not second[0] or len(first[1]) != len(second[1]):
+        return first[0] is second[0]
+    return all(a is None or b is None or a == b for a, b in zip(first[1], second[1]))
+
+
+def _classify(leaf: Stmt, elements: float, env: Mapping[Var, int]) -> _Operation | None:
+    """The operation a leaf statement performs ``elements`` times (None: a barrier)."""
+    collector = _Loads()
+    if isinstance(leaf, BufferStore):
+        collector.visit(leaf.value)
+        for index in leaf.indices:
+            collector.visit(index)
+        destination = leaf.buffer
+        writes = (_key(destination, leaf.indices, env),)
+        reads = tuple(_key(load.buffer, load.indices, env) for load in collector.loads)
+        sources = [load.buffer for load in collector.loads]
+        label = destination.name
+        products = _multiplied_dtypes(leaf.value)
+        if products:
+            unit = "tensor" if all(d in _TENSOR_DTYPES for d in products) else "alu"
+            return _Operation(unit, 2 * elements, False, reads, writes, label, False)
+    else:
+        call = leaf.value
+        if isinstance(call, Call) and call.op in _BARRIERS:
+            return None
+        collector.visit(call)
+        regions = collector.regions
+        keys = tuple(_region_key(region, env) for region in regions)
+        label = call.op if isinstance(call, Call) else "evaluate"
+        if not regions:
+            return _Operation("alu", elements, False, (), (), label, False)
+        sizes = [_region_elements(region, env) for region in regions]
+        if isinstance(call, Call) and ("mma" in call.op or "gemm" in call.op) and len(sizes) >= 3:
+            flops = 2 * math.sqrt(sizes[0] * sizes[1] * sizes[2]) * elements
+            return _Operation("tensor", flops, False, keys, keys, label, False)
+        destination = regions[0].buffer
+        sources = [region.buffer for region in regions[1:]]
+        elements *= sizes[0]
+        writes, reads = keys[:1], keys[1:]
+    global_sources = [buffer for buffer in sources if buffer.scope == "global"]
+    if global_sources or destination.scope == "global":
+        moved = global_sources[0] if global_sources else destination
+        return _Operation(
+            "copy", elements * dtype_bytes(moved.dtype), bool(global_sources), reads, writes,
+            label, bool(global_sources) and destination.scope in _SHARED_SCOPES,
+        )
+    if destination.scope in _SHARED_SCOPES or any(b.scope in _SHARED_SCOPES for b in sources):
+        return _Operation("shared", elements * dtype_bytes(destination.dtype), False, reads,
+                          writes, label, False)
+    return _Operation("alu", elements, False, reads, writes, label, False)
+
+
+def _region_elements(region: BufferRegion, env: Mapping[Var, int]) -> float:
+    total = 1.0
+    for range_ in region.region:
+        try:
+            total *= _evaluate(range_.extent, env)
+        except _Unknown:
+            return 1.0
+    return total
+
+
+# Program structure -------------------------------------------------------------------
+def _contains_async(stmt: Stmt) -> bool:
+    found = False
+
+    class _Finder(IRVisitor):
+        def visit_async_scope(self, node):
+            nonlocal found
+            found = True
+
+        visit_async_commit_queue = visit_async_scope
+        visit_async_wait_queue = visit_async_scope
+
+    _Finder().visit(stmt)
+    return found
+
+
+def _leaf_statement(stmt: Stmt) -> tuple[list[For], Stmt] | None:
+    """The loops and the single store or call of a perfect loop nest, else None."""
+    loops: list[For] = []
+    while True:
+        if isinstance(stmt, For):
+            loops.append(stmt)
+            stmt = stmt.body
+        elif isinstance(stmt, Block):
+            stmt = stmt.body
+        elif isinstance(stmt, AttrStmt):
+            stmt = stmt.body
+        elif isinstance(stmt, IfThenElse) and stmt.else_case is None:
+            stmt = stmt.then_case
+        elif isinstance(stmt, SeqStmt) and len(stmt.stmts) == 1:
+            stmt = stmt.stmts[0]
+        elif isinstance(stmt, (BufferStore, Evaluate)):
+            return loops, stmt
+        else:
+            return None
+
+
+def _main_loop(body: Stmt) -> For | None:
+    """The steady-state loop: the first serial loop holding asynchronous statements, or
+    (in a program not yet pipelined) the first serial loop that is not a leaf nest."""
+    serial: list[For] = []
+
+    class _Loops(IRVisitor):
+        def visit_for(self, node: For) -> None:
+            if node.kind == ForKind.SERIAL and _leaf_statement(node) is None:
+                serial.append(node)
+            super().visit_for(node)
+
+    _Loops().visit(body)
+    for loop in serial:
+        if _contains_async(loop.body):
+            return loop
+    return serial[0] if serial else None
+
+
+# The model ---------------------------------------------------------------------------
+@dataclass
+class _Group:
+    completion: float = 0.0
+
+
+class _Model:
+    """Walks one thread block through the program and schedules its operations."""
+
+    def __init__(self, func: PrimFunc, machine: Machine):
+        self.machine = machine
+        self.now = 0.0
+        self.free = {"global": 0.0, "shared": 0.0, "tensor": 0.0, "alu": 0.0}
+        self.ready: dict[_Key, float] = {}  # landing time of each synchronous write
+        self.queues: dict[int, list[_Group]] = {}
+        self.open_groups: list[_Group] = []
+        self.async_depth = 0
+        self.finish = 0.0
+        self.intervals: list[Interval] = []
+        self.busy = {unit: 0.0 for unit in UNITS}
+        self.global_bytes = 0.0
+        self.flops = 0.0
+        self.tensor_flops = 0.0
+        self.alu_flops = 0.0
+        self.main_loop = _main_loop(func.body)
+        self.phase = "prologue" if self.main_loop is not None else "body"
+        self.body_start: float | None = None
+        self.body_end: float | None = None
+        self.occurrences: dict[tuple[str, str], int] = {}
+
+    # Bookkeeping ----------------------------------------------------------------------
+    def _record(self, unit: str, start: float, end: float, kind: str, label: str,
+                asynchronous: bool = False) -> None:
+        if end <= start:
+            return
+        if kind == "flight":
+            iteration = self.occurrences.get((unit, label), 1) - 1
+        elif kind in ("transfer", "shared", "compute"):
+            iteration = self.occurrences.get((unit, label), 0)
+            self.occurrences[(unit, label)] = iteration + 1
+        else:
+            iteration = None
+        self.intervals.append(
+            Interval(unit, start, end, kind, label, iteration, self.phase, asynchronous))
+        if kind not in ("flight", "wait"):
+            self.busy[unit] += end - start
+
+    def _ready_time(self, keys: tuple[_Key, ...]) -> float:
+        """When the synchronous writes that ``keys`` may read have landed (the
+        scoreboard; asynchronous writes are ordered by the program's waits instead)."""
+        return max((landing for key in keys for written, landing in self.ready.items()
+                    if _keys_conflict(key, written)), default=0.0)
+
+    # Operations -----------------------------------------------------------------------
+    def operate(self, loops: list[For], leaf: Stmt, env: dict, threads: float) -> None:
+        elements = threads
+        for loop in loops:
+            try:
+                elements *= max(_evaluate(loop.extent, env), 0)
+            except _Unknown as unknown:
+                raise ModelError(f"loop extent depends on '{unknown}', which is not bound",
+                                 loop.span) from None
+        operation = _classify(leaf, elements, env)
+        machine = self.machine
+        if operation is None:
+            start = self.now
+            self.now += machine.barrier_cycles
+            self._record("threads", start, self.now, "barrier", "barrier")
+            return
+        asynchronous = self.async_depth > 0
+        resource = "global" if operation.unit == "copy" else operation.unit
+        if operation.unit == "copy":
+            duration = operation.amount / machine.global_bytes_per_cycle
+            self.global_bytes += operation.amount
+            lane = "tma" if asynchronous and machine.has_tma else "copy"
+        elif operation.unit == "shared":
+            duration = operation.amount / machine.shared_bytes_per_cycle
+            lane = "shared"
+        elif operation.unit == "tensor":
+            duration = operation.amount / machine.tensor_flops_per_cycle
+            self.flops += operation.amount
+            self.tensor_flops += operation.amount
+            lane = "tensor"
+        else:
+            duration = operation.amount / machine.fp32_flops_per_cycle
+            self.flops += operation.amount
+            self.alu_flops += operation.amount
+            lane = "alu"
+        issue_start = self.now
+        self.now += machine.issue_cycles
+        self._record("threads", issue_start, self.now, "issue", operation.label, asynchronous)
+        start = max(self.now, self.free[resource], self._ready_time(operation.reads))
+        end = start + duration
+        self.free[resource] = end
+        landing = end + (machine.global_latency if operation.global_read else 0)
+        kind = {"copy": "transfer", "shared": "shared"}.get(operation.unit, "compute")
+        self._record(lane, start, end, kind, operation.label, asynchronous)
+        self._record(lane, end, landing, "flight", operation.label, asynchronous)
+        if not asynchronous:
+            self.ready.update((key, landing) for key in operation.writes)
+        self.finish = max(self.finish, landing)
+        if asynchronous:
+            if self.open_groups:
+                group = self.open_groups[-1]
+                group.completion = max(group.completion, landing)
+        elif operation.stores_shared_from_global:
+            self._wait_until(landing, operation.label)
+        else:
+            self.now = max(self.now, start)
+
+    def _wait_until(self, time: float, label: str) -> None:
+        if time > self.now:
+            self._record("threads", self.now, time, "wait", label)
+            self.now = time
+
+    # Statements -----------------------------------------------------------------------
+    def run(self, stmt: Stmt, env: dict, threads: float) -> None:
+        leaf = _leaf_statement(stmt)
+        if leaf is not None and not _contains_async(stmt):
+            self._run_leaf(stmt, leaf, env, threads)
+            return
+        if isinstance(stmt, SeqStmt):
+            for child in stmt.stmts:
+                self.run(child, env, threads)
+        elif isinstance(stmt, Block):
+            if _holds(stmt.predicate, env):
+                self.run(stmt.body, env, threads)
+        elif isinstance(stmt, IfThenElse):
+            if _holds(stmt.condition, env):
+                self.run(stmt.then_case, env, threads)
+            elif stmt.else_case is not None:
+                self.run(stmt.else_case, env, threads)
+        elif isinstance(stmt, For):
+            self._run_loop(stmt, env, threads)
+        elif isinstance(stmt, AsyncScope):
+            self.async_depth += 1
+            self.run(stmt.body, env, threads)
+            self.async_depth -= 1
+        elif isinstance(stmt, AsyncCommitQueue):
+            self.open_groups.append(_Group(completion=self.now))
+            self.run(stmt.body, env, threads)
+            self.queues.setdefault(stmt.queue, []).append(self.open_groups.pop())
+        elif isinstance(stmt, AsyncWaitQueue):
+            self._wait_queue(stmt, env)
+            self.run(stmt.body, env, threads)
+        elif isinstance(stmt, AttrStmt):
+            self.run(stmt.body, env, threads)
+        elif isinstance(stmt, (BufferStore, Evaluate)):
+            self.operate([], stmt, env, threads)
+
+    def _run_leaf(self, stmt: Stmt, leaf: tuple[list[For], Stmt], env: dict,
+                  threads: float) -> None:
+        loops, statement = leaf
+        for loop in loops:
+            if loop.kind == ForKind.THREAD_BINDING and (loop.thread_tag or "").startswith(
+                    "blockIdx"):
+                env = {**env, loop.loop_var: _evaluate(loop.min, env)}
+        if not self._leaf_predicates_hold(stmt, env):
+            return
+        nest = [loop for loop in loops
+                if not (loop.thread_tag or "").startswith("blockIdx")]
+        self.operate(nest, statement, env, threads)
+
+    def _leaf_predicates_hold(self, stmt: Stmt, env: dict) -> bool:
+        """Predicates around a leaf nest that depend only on outer loops."""
+        while not isinstance(stmt, (BufferStore, Evaluate)):
+            if isinstance(stmt, Block):
+                if not _holds(stmt.predicate, env):
+                    return False
+                stmt = stmt.body
+            elif isinstance(stmt, IfThenElse):
+                if not _holds(stmt.condition, env):
+                    return False
+                stmt = stmt.then_case
+            elif isinstance(stmt, SeqStmt):
+                stmt = stmt.stmts[0]
+            else:
+                stmt = stmt.body
+        return True
+
+    def _run_loop(self, loop: For, env: dict, threads: float) -> None:
+        try:
+            low = _evaluate(loop.min, env)
+            extent = _evaluate(loop.extent, env)
+        except _Unknown as unknown:
+            raise ModelError(f"loop bound depends on '{unknown}', which is not bound",
+                             loop.span) from None
+        tag = loop.thread_tag or ""
+        if loop.kind == ForKind.THREAD_BINDING:
+            inner = threads * extent if tag.startswith("threadIdx") else threads
+            self.run(loop.body, {**env, loop.loop_var: low}, inner)
+            return
+        is_main = loop is self.main_loop
+        if is_main:
+            self.phase = "body"
+            self.body_start = self.now
+        for value in range(low, low + extent):
+            self.run(loop.body, {**env, loop.loop_var: value}, threads)
+        if is_main:
+            self.phase = "epilogue"
+            self.body_end = self.now
+
+    def _wait_queue(self, stmt: AsyncWaitQueue, env: dict) -> None:
+        try:
+            keep = int(_evaluate(stmt.in_flight, env))
+        except _Unknown as unknown:
+            raise ModelError(f"wait count depends on '{unknown}', which is not bound",
+                             stmt.span) from None
+        groups = self.queues.get(stmt.queue, [])
+        completed, pending = (groups[:-keep], groups[-keep:]) if keep > 0 else (groups, [])
+        latest = max((group.completion for group in completed), default=self.now)
+        self._wait_until(latest, f"wait queue {stmt.queue}")
+        self.queues[stmt.queue] = pending
+
+
+def estimate(func: PrimFunc, machine: str | Machine = "A100",
+             dims: Mapping[str, int] | None = None) -> TimingReport:
+    """Model one thread block of ``func`` on ``machine`` and report its cycles.
+
+    ``dims`` binds symbolic sizes and scalar parameters by name. Block indices are taken
+    as 0 (the model is of one block on one SM); thread loops scale the work of their body.
+    """
+    machine = machine_named(machine)
+    func = bind_params(func, dict(dims or {}))
+    unbound = free_size_vars(func) + list(func.scalar_params)
+    if unbound:
+        names = ", ".join(var.name for var in unbound)
+        raise ModelError(f"the timing model needs every size bound: bind {names} with --dim",
+                         func.span)
+    model = _Model(func, machine)
+    model.run(func.body, {}, 1.0)
+    total = max(model.now, model.finish)
+    memory = model.global_bytes / machine.global_bytes_per_cycle
+    compute = (model.tensor_flops / machine.tensor_flops_per_cycle
+               + model.alu_flops / machine.fp32_flops_per_cycle)
+    return TimingReport(
+        func_name=func.name, machine=machine, total_cycles=total, busy=model.busy,
+        memory_cycles=memory, compute_cycles=compute, global_bytes=model.global_bytes,
+        flops=model.flops, intervals=model.intervals, body_start=model.body_start,
+        body_end=model.body_end,
+    )
+
+
+def iter_phases(report: TimingReport) -> Iterator[tuple[str, float, float]]:
+    """The prologue, body and epilogue of the main loop as ``(name, start, end)``."""
+    if report.body_start is None:
+        yield "body", 0.0, report.total_cycles
+        return
+    end = report.body_end if report.body_end is not None else report.total_cycles
+    yield "prologue", 0.0, report.body_start
+    yield "body", report.body_start, end
+    yield "epilogue", end, report.total_cycles
+
+
+__all__ = [
+    "A100", "H100", "MACHINES", "Interval", "Machine", "ModelError", "TimingReport",
+    "UNITS", "dtype_bytes", "estimate", "iter_phases", "machine_named",
+]
