@@ -149,17 +149,35 @@ def _cmd_cuda(args: argparse.Namespace) -> int:
 
 
 def _cmd_timeline(args: argparse.Namespace) -> int:
-    from .sim.timeline import timeline_command
+    from .kernels.tuning import pipelined
+    from .sim.timeline import ascii_comparison, ascii_timeline, draw_timeline
+    from .sim.timing import estimate
 
     (func,) = _load(args, single=True)
-    return timeline_command(func, args)
+    func = _bind(func, args)
+    if args.compare:
+        programs = [("as written", func), ("pipelined", pipelined(func, args.machine))]
+    elif args.no_pipeline:
+        programs = [("as written", func)]
+    else:
+        programs = [("pipelined", pipelined(func, args.machine))]
+    titles = [title for title, _ in programs]
+    reports = [estimate(program, args.machine) for _, program in programs]
+    pictures = [path for path in (args.png, args.svg) if path]
+    for path in pictures:
+        print(f"wrote {draw_timeline(reports, path, titles)}")
+    if not pictures:
+        print(ascii_comparison(reports, titles) if args.compare else ascii_timeline(reports[0]))
+    for title, report in zip(titles, reports):
+        print(f"{title}: {report.format()}")
+    return 0
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from .kernels.tuning import tune_command
 
     (func,) = _load(args, single=True)
-    return tune_command(func, args)
+    return tune_command(func, args.machine, _dims(args))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -48,6 +48,7 @@ class Machine:
     """
 
     name: str
+    arch: str                      # the CUDA target: sm_80, sm_90a
     sm_clock_ghz: float
     num_sms: int
     dram_gb_per_second: float
@@ -75,12 +76,12 @@ class Machine:
 
 
 A100 = Machine(
-    name="A100", sm_clock_ghz=1.41, num_sms=108, dram_gb_per_second=2039.0,
+    name="A100", arch="sm_80", sm_clock_ghz=1.41, num_sms=108, dram_gb_per_second=2039.0,
     tensor_tflops=312.0, fp32_tflops=19.5, shared_bytes_per_cycle=128.0,
     shared_memory_per_block=163 * 1024, global_latency=500, has_tma=False,
 )
 H100 = Machine(
-    name="H100", sm_clock_ghz=1.83, num_sms=132, dram_gb_per_second=3350.0,
+    name="H100", arch="sm_90a", sm_clock_ghz=1.83, num_sms=132, dram_gb_per_second=3350.0,
     tensor_tflops=989.4, fp32_tflops=67.0, shared_bytes_per_cycle=128.0,
     shared_memory_per_block=227 * 1024, global_latency=550, has_tma=True,
 )
