@@ -31,8 +31,11 @@ from typing import Callable
 import numpy as np
 
 from ..errors import RaceError, Span
+from .intrinsics import register
 
 BARRIER_DTYPE = "uint64"
+DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2, "bfloat16": 2,
+               "int32": 4, "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "float64": 8}
 
 INIT = "mbarrier_init"
 ARRIVE = "mbarrier_arrive"
@@ -248,3 +251,207 @@ class BarrierFile:
 
     def in_flight(self) -> list[PendingTransfer]:
         return list(self.transfers)
+
+
+# The simulator's view: one BarrierSystem per block, intrinsics as registry handlers ----
+class BarrierSystem:
+    """The mbarriers and in-flight TMA copies of the block being simulated.
+
+    The interpreter calls :meth:`step` before every statement (a ``random`` schedule
+    lands some copies there) and :meth:`finish` at the end of the block. Copies land
+    at issue under ``eager``; under ``lazy`` only when a wait on their barrier cannot
+    pass otherwise. While a copy is in flight its destination holds poison (NaN, or the
+    most negative integer), so a read before the barrier says the data arrived, or a
+    read of a slot the next copy already overwrites, shows in the results.
+    """
+
+    def __init__(self, num_threads: int, schedule):
+        self.num_threads = num_threads
+        self.schedule = schedule
+        self.files: dict[object, BarrierFile] = {}
+
+    def file(self, buffer, span=None) -> BarrierFile:
+        barrier_file = self.files.get(buffer)
+        if barrier_file is None:
+            if buffer.dtype != BARRIER_DTYPE or not buffer.scope.startswith("shared") or \
+                    len(buffer.shape) != 1:
+                raise BarrierError(
+                    f"mbarriers live in a one-dimensional {BARRIER_DTYPE} buffer in shared "
+                    f"memory; {buffer.name} is {buffer.dtype} in '{buffer.scope}' with "
+                    f"{len(buffer.shape)} dimension(s)", span)
+            size = int(buffer.shape[0].value) if hasattr(buffer.shape[0], "value") else None
+            if size is None:
+                raise BarrierError(f"the mbarrier buffer {buffer.name} needs a constant size",
+                                   span)
+            barrier_file = BarrierFile(buffer.name, size, self.num_threads)
+            self.files[buffer] = barrier_file
+        return barrier_file
+
+    def step(self, schedule) -> None:
+        for barrier_file in self.files.values():
+            if barrier_file.transfers:
+                chosen = schedule.landing(len(barrier_file.transfers))
+                barrier_file.land(chooser=lambda position: bool(chosen[position]))
+
+    def finish(self) -> None:
+        for barrier_file in self.files.values():
+            if barrier_file.transfers:
+                transfer = barrier_file.transfers[0]
+                raise BarrierError(
+                    f"{len(barrier_file.transfers)} TMA copy(ies) on {barrier_file.name} are "
+                    f"still in flight when the block ends (copy into "
+                    f"{barrier_file.name}[{transfer.index}]: nothing waits for it)",
+                    transfer.span)
+
+
+def _system(context) -> BarrierSystem:
+    machine = context.machine
+    return context.block_state(
+        "mbarrier", lambda: BarrierSystem(machine.launch.num_threads, machine.schedule))
+
+
+def _arguments(call, args, count: int, form: str):
+    if len(args) != count:
+        raise BarrierError(f"T.{call.op} takes {count} arguments: T.{form}", call.span)
+    return args
+
+
+def _groups(context, *values):
+    """``(local thread ids, (value, ...))`` for each distinct combination of the
+    per-thread ``values`` (numbers or lanes)."""
+    columns = [np.asarray(context.lanes(value)).astype(np.int64) for value in values]
+    keys = np.stack(columns, axis=1)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    for row, combination in enumerate(unique):
+        yield context.local[inverse == row], tuple(int(value) for value in combination)
+
+
+@register(INIT)
+def _mbarrier_init(call, args, context):
+    barriers, index, count = _arguments(call, args, 3,
+                                        "mbarrier_init(barriers, index, arrival_count)")
+    barrier_file = _system(context).file(barriers, call.span)
+    for _, (element, arrival_count) in _groups(context, index, count):
+        barrier_file.init(element, arrival_count, call.span)
+    return 0
+
+
+@register(ARRIVE)
+def _mbarrier_arrive(call, args, context):
+    barriers, index = _arguments(call, args, 2, "mbarrier_arrive(barriers, index)")
+    barrier_file = _system(context).file(barriers, call.span)
+    for threads, (element,) in _groups(context, index):
+        barrier_file.arrive(element, len(threads), call.span)
+    return 0
+
+
+@register(ARRIVE_EXPECT_TX)
+def _mbarrier_arrive_expect_tx(call, args, context):
+    barriers, index, num_bytes = _arguments(
+        call, args, 3, "mbarrier_arrive_expect_tx(barriers, index, bytes)")
+    barrier_file = _system(context).file(barriers, call.span)
+    for threads, (element, byte_count) in _groups(context, index, num_bytes):
+        barrier_file.expect_transaction(element, byte_count * len(threads), call.span)
+        barrier_file.arrive(element, len(threads), call.span)
+    return 0
+
+
+@register(WAIT_PARITY, blocking=True)
+def _mbarrier_wait_parity(call, args, context):
+    """Pass the threads whose phase is complete; land the copies a blocked phase still
+    lacks; yield the :class:`BlockedWait` descriptions until every thread passes."""
+    barriers, index, parity = _arguments(call, args, 3,
+                                         "mbarrier_wait_parity(barriers, index, parity)")
+    system = _system(context)
+    barrier_file = system.file(barriers, call.span)
+    waiting = list(_groups(context, index, parity))
+    while waiting:
+        blocked = []
+        for threads, (element, wanted) in waiting:
+            result = barrier_file.wait(element, wanted, threads, call.span)
+            if result is not None and any(t.index == element for t in barrier_file.transfers):
+                barrier_file.land(element)
+                result = barrier_file.wait(element, wanted, threads, call.span)
+            if result is not None:
+                blocked.append(((threads, (element, wanted)), result))
+        waiting = [group for group, _ in blocked]
+        if blocked:
+            yield [result for _, result in blocked]
+    return 0
+
+
+def _uniform(context, expr, what: str, span) -> int:
+    value = context.evaluate(expr)
+    values = np.unique(np.asarray(context.lanes(value)))
+    if len(values) != 1:
+        raise BarrierError(f"the {what} of a TMA copy must be the same for the issuing "
+                           f"thread's whole tile, got {values.tolist()}", span)
+    return int(values[0])
+
+
+def _tile(context, region, what: str, span) -> tuple[tuple[slice, ...], tuple[int, ...]]:
+    """The slices a region covers, and its extents, evaluated for the issuing thread."""
+    slices, extents = [], []
+    for range_ in region.region:
+        low = _uniform(context, range_.min, f"{what} start", span)
+        extent = _uniform(context, range_.extent, f"{what} extent", span)
+        slices.append(slice(low, low + extent))
+        extents.append(extent)
+    return tuple(slices), tuple(extents)
+
+
+def _poison(array: np.ndarray) -> object:
+    if array.dtype.kind == "f":
+        return np.nan
+    if array.dtype.kind in "iu":
+        return np.iinfo(array.dtype).min
+    return False
+
+
+def _squeezed(extents: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(extent for extent in extents if extent != 1)
+
+
+@register(TMA_LOAD)
+def _tma_load(call, args, context):
+    """Issue one tile copy global -> shared per issuing thread, completing its bytes on
+    ``barriers[index]``."""
+    destination, source, barriers, index = _arguments(
+        call, args, 4, "tma_load(destination, source, barriers, index)")
+    if not (hasattr(destination, "region") and hasattr(source, "region")):
+        raise BarrierError("T.tma_load copies a buffer region to a buffer region", call.span)
+    if source.buffer.scope != "global" or not destination.buffer.scope.startswith("shared"):
+        raise BarrierError(
+            f"T.tma_load copies global memory to shared memory, not {source.buffer.scope} "
+            f"({source.buffer.name}) to {destination.buffer.scope} "
+            f"({destination.buffer.name})", call.span)
+    if source.buffer.dtype != destination.buffer.dtype:
+        raise BarrierError(f"T.tma_load from {source.buffer.dtype} to "
+                           f"{destination.buffer.dtype}", call.span)
+    system = _system(context)
+    barrier_file = system.file(barriers, call.span)
+    memory = context.machine.memory
+    lanes = context.lanes(index)
+    for position, thread in enumerate(context.local):
+        issuer = context.subset(context.local == thread)
+        source_slices, source_extents = _tile(issuer, source, "source", call.span)
+        target_slices, target_extents = _tile(issuer, destination, "destination", call.span)
+        if _squeezed(source_extents) != _squeezed(target_extents):
+            raise BarrierError(
+                f"T.tma_load copies a {list(source_extents)} tile of {source.buffer.name} "
+                f"into a {list(target_extents)} tile of {destination.buffer.name}", call.span)
+        values = issuer.read_region(source, call.span)
+        target = memory.storage(destination.buffer, call.span).array
+
+        def land(target=target, slices=target_slices, values=values, shape=target_extents):
+            target[slices] = np.asarray(values).reshape(shape)
+
+        if system.schedule.defers:
+            target[target_slices] = _poison(target)
+        num_bytes = int(np.prod(source_extents)) * DTYPE_BYTES[source.buffer.dtype]
+        barrier_file.add_transfer(PendingTransfer(int(lanes[position]), num_bytes, land,
+                                                  call.span))
+    if not system.schedule.defers:
+        barrier_file.land()
+    return 0
