@@ -1,0 +1,253 @@
+"""Insert the block barriers (``T.tvm_storage_sync("shared")``) that make a program race-free.
+
+The planner walks the program in execution order keeping, per thread, the shared-memory
+accesses made since the last barrier and the async groups still in flight. An async
+write becomes an access of its own at the wait that completes its group (other threads
+may see it only after that wait and a later barrier). A barrier goes right before the
+first statement whose access conflicts with a pending one of another thread: a read
+after a wait of data other threads copied, a write (sync or async) into a ring slot other
+threads may still read. Loops are walked to a fixed point so that conflicts between
+iterations are found. Two accesses cannot be another thread's when, for every thread axis
+of the launch, both index one dimension by exactly that axis' variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...arith import Analyzer
+from ...ir import (
+    AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer, BufferLoad,
+    BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IfThenElse, IRMutator, IRVisitor,
+    PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, seq,
+)
+from .async_copy import SHARED_SCOPES
+
+MAX_TRACKED_GROUPS = 12
+MAX_ROUNDS = 32
+
+
+def storage_sync() -> Evaluate:
+    """The statement ``T.tvm_storage_sync("shared")``."""
+    return Evaluate(Call("int32", "tvm_storage_sync", (StringImm("shared"),)))
+
+
+def is_storage_sync(stmt: Stmt) -> bool:
+    return (isinstance(stmt, Evaluate) and isinstance(stmt.value, Call)
+            and stmt.value.op == "tvm_storage_sync")
+
+
+def insert_barriers(func: PrimFunc) -> PrimFunc:
+    """``func`` with the fewest barriers, each right before the access that needs it."""
+    planner = _Planner(_thread_axes(func.body))
+    planner.plan(func.body)
+    if not planner.barriers:
+        return func
+    return func.with_body(_Inserter(planner.barriers).visit(func.body))
+
+
+def _thread_axes(body: Stmt) -> dict[Var, str]:
+    """Thread variables (threads within a block) and their axis, for axes of extent > 1."""
+    axes: dict[Var, str] = {}
+    wide: set[str] = set()
+
+    class _Collector(IRVisitor):
+        def visit_for(self, node: For) -> None:
+            if node.kind is ForKind.THREAD_BINDING and node.thread_tag.startswith("threadIdx"):
+                axes[node.loop_var] = node.thread_tag
+                if as_int(node.extent) != 1:
+                    wide.add(node.thread_tag)
+            super().visit_for(node)
+
+    _Collector().visit(body)
+    return {var: tag for var, tag in axes.items() if tag in wide}
+
+
+@dataclass(frozen=True, eq=False)
+class _Access:
+    """One shared-memory access of a statement; ``indices`` None when unknown (a region)."""
+
+    buffer: Buffer
+    indices: tuple | None
+    write: bool
+
+
+@dataclass(frozen=True)
+class _State:
+    pending: frozenset  # accesses since the last barrier (landed async writes included)
+    groups: tuple  # committed async groups in flight, oldest first (frozensets of accesses)
+    open: frozenset  # async accesses issued but not yet committed
+
+    def join(self, other: "_State") -> "_State":
+        length = max(len(self.groups), len(other.groups))
+        left = (frozenset(),) * (length - len(self.groups)) + self.groups
+        right = (frozenset(),) * (length - len(other.groups)) + other.groups
+        return _State(self.pending | other.pending,
+                      tuple(a | b for a, b in zip(left, right)), self.open | other.open)
+
+
+_EMPTY = _State(frozenset(), (), frozenset())
+
+
+class _Planner:
+    def __init__(self, thread_axes: dict[Var, str]):
+        self.thread_axes = thread_axes
+        self.axes = frozenset(thread_axes.values())
+        self.analyzer = Analyzer()
+        self.barriers: set[Stmt] = set()
+        self._accesses: dict[Stmt, frozenset] = {}
+
+    def accesses(self, stmt: Stmt) -> frozenset:
+        """The accesses of ``stmt``, the same objects on every visit (for the fixed point)."""
+        found = self._accesses.get(stmt)
+        if found is None:
+            found = self._accesses[stmt] = _accesses(stmt)
+        return found
+
+    def plan(self, body: Stmt) -> None:
+        self.visit(body, _EMPTY)
+
+    # Conflicts ----------------------------------------------------------------------------
+    def _private(self, first: _Access, second: _Access) -> bool:
+        if first.indices is None or second.indices is None:
+            return False
+        separated = set()
+        for a, b in zip(first.indices, second.indices):
+            axis = self.thread_axes.get(a) if isinstance(a, Var) else None
+            if axis is not None and isinstance(b, Var) and self.thread_axes.get(b) == axis:
+                separated.add(axis)
+        return separated >= self.axes
+
+    def _conflicts(self, accesses, pending) -> bool:
+        return any(a.buffer is b.buffer and (a.write or b.write) and not self._private(a, b)
+                   for a in accesses for b in pending)
+
+    def _barrier_before(self, stmt: Stmt, accesses, state: _State) -> _State:
+        if stmt in self.barriers or self._conflicts(accesses, state.pending):
+            self.barriers.add(stmt)
+            return _State(frozenset(), state.groups, state.open)
+        return state
+
+    # Walk -----------------------------------------------------------------------------------
+    def visit(self, stmt: Stmt, state: _State) -> _State:
+        if isinstance(stmt, SeqStmt):
+            for child in stmt.stmts:
+                state = self.visit(child, state)
+            return state
+        if is_storage_sync(stmt):
+            return _State(frozenset(), state.groups, state.open)
+        if isinstance(stmt, (BufferStore, Evaluate)):
+            accesses = self.accesses(stmt)
+            state = self._barrier_before(stmt, accesses, state)
+            return _State(state.pending | accesses, state.groups, state.open)
+        if isinstance(stmt, AsyncScope):
+            accesses = self.accesses(stmt.body)
+            state = self._barrier_before(stmt, accesses, state)
+            return _State(state.pending, state.groups, state.open | accesses)
+        if isinstance(stmt, AsyncCommitQueue):
+            state = self.visit(stmt.body, state)
+            groups = (state.groups + (state.open,))
+            if len(groups) > MAX_TRACKED_GROUPS:  # the oldest ones complete together
+                groups = (groups[0] | groups[1],) + groups[2:]
+            return _State(state.pending, groups, frozenset())
+        if isinstance(stmt, AsyncWaitQueue):
+            return self.visit(stmt.body, self._wait(stmt, state))
+        if isinstance(stmt, For):
+            return self._loop(stmt, state)
+        if isinstance(stmt, IfThenElse):
+            then_state = self.visit(stmt.then_case, state)
+            else_state = state if stmt.else_case is None else self.visit(stmt.else_case, state)
+            return then_state.join(else_state)
+        if isinstance(stmt, Block):
+            inner = self.visit(stmt.body, state)
+            if stmt.predicate is None or self.analyzer.can_prove(stmt.predicate):
+                return inner
+            return inner.join(state)
+        if isinstance(stmt, AttrStmt):
+            return self.visit(stmt.body, state)
+        return state
+
+    def _wait(self, wait: AsyncWaitQueue, state: _State) -> _State:
+        count = as_int(wait.in_flight)
+        if count is None:  # unknown: everything may have landed, and may land again later
+            landed = frozenset().union(*state.groups) if state.groups else frozenset()
+            return _State(state.pending | landed, state.groups, state.open)
+        completed = max(len(state.groups) - count, 0)
+        landed = frozenset().union(*state.groups[:completed]) if completed else frozenset()
+        return _State(state.pending | landed, state.groups[completed:], state.open)
+
+    def _loop(self, loop: For, state: _State) -> _State:
+        self.analyzer.bind(loop.loop_var, Range(loop.min, loop.extent))
+        if loop.kind is ForKind.THREAD_BINDING:
+            return self.visit(loop.body, state)
+        entry = state
+        for _ in range(MAX_ROUNDS):
+            barriers = len(self.barriers)
+            out = self.visit(loop.body, entry)
+            following = state.join(out)
+            if following == entry and len(self.barriers) == barriers:
+                break
+            entry = following
+        if self.analyzer.can_prove(loop.extent >= 1):
+            return out
+        return out.join(state)
+
+
+def _accesses(stmt: Stmt) -> frozenset:
+    """The shared-memory accesses ``stmt`` makes (loads, stores, intrinsic arguments)."""
+    found: list[_Access] = []
+
+    class _Collector(IRVisitor):
+        def visit_buffer_load(self, node: BufferLoad) -> None:
+            if node.buffer.scope in SHARED_SCOPES:
+                found.append(_Access(node.buffer, node.indices, False))
+            super().visit_buffer_load(node)
+
+        def visit_buffer_store(self, node: BufferStore) -> None:
+            if node.buffer.scope in SHARED_SCOPES:
+                found.append(_Access(node.buffer, node.indices, True))
+            super().visit_buffer_store(node)
+
+        def visit_call(self, node: Call) -> None:
+            for argument in node.args:
+                buffer = argument if isinstance(argument, Buffer) else getattr(
+                    argument, "buffer", None)
+                if isinstance(buffer, Buffer) and buffer.scope in SHARED_SCOPES:
+                    found.append(_Access(buffer, None, True))
+                if not isinstance(argument, (Buffer, BufferRegion, BufferLoad)):
+                    self.visit(argument)
+
+    _Collector().visit(stmt)
+    return frozenset(found)
+
+
+class _Inserter(IRMutator):
+    """Puts a barrier before each planned statement, hoisted out of the blocks and commit
+    scopes it would open (never out of a wait, a loop or a branch)."""
+
+    def __init__(self, barriers: set[Stmt]):
+        self.barriers = barriers
+
+    def visit(self, node):
+        result = super().visit(node)
+        if isinstance(node, Stmt) and node in self.barriers:
+            return seq(storage_sync(), result)
+        if isinstance(result, (Block, AsyncCommitQueue)) and _starts_with_sync(result.body):
+            rest = _drop_first(result.body)
+            if isinstance(result, Block):
+                hoisted = Block(result.name, rest, result.reads, result.writes,
+                                result.alloc_buffers, result.predicate, result.annotations,
+                                result.span)
+            else:
+                hoisted = AsyncCommitQueue(result.queue, rest, result.span)
+            return seq(storage_sync(), hoisted)
+        return result
+
+
+def _starts_with_sync(body: Stmt) -> bool:
+    first = body.stmts[0] if isinstance(body, SeqStmt) else body
+    return is_storage_sync(first) and isinstance(body, SeqStmt)
+
+
+def _drop_first(body: SeqStmt) -> Stmt:
+    return seq(*body.stmts[1:])

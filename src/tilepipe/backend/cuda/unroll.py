@@ -1,0 +1,165 @@
+"""Make every wait count an immediate, as ``cp.async.wait_group`` requires.
+
+An unrolled loop (``T.unroll``, the pipeline's prologue and epilogue) whose body holds a
+wait with a count depending on its variable is replaced by one copy of its body per
+iteration, each simplified under the iteration's value (dead predicated blocks dropped).
+A count that stays dynamic (a serial loop's variable, a symbolic size) becomes a bounded
+switch over its possible values: ``if count <= lo: wait(lo) elif count == lo + 1: ...``,
+the last case waiting with the largest considered count for every larger value (waiting
+for more groups than needed is always safe).
+"""
+
+from __future__ import annotations
+
+from ...arith import Analyzer
+from ...errors import LoweringError
+from ...ir import (
+    EQ, AsyncWaitQueue, Block, BufferLoad, BufferRegion, BufferStore, Evaluate, For, ForKind,
+    IfThenElse, IntImm, IRMutator, IRVisitor, PrimExpr, PrimFunc, Range, SeqStmt, Stmt, Var, as_int,
+    const, seq, substitute,
+)
+
+# Dynamic counts are switched over at most this many values; larger ones wait with this.
+MAX_SWITCH_COUNT = 8
+
+
+def unroll_waits(func: PrimFunc) -> PrimFunc:
+    """``func`` with every wait count an integer immediate."""
+    return func.with_body(_WaitUnroller().visit(func.body))
+
+
+def is_no_op(stmt: Stmt) -> bool:
+    return isinstance(stmt, Evaluate) and isinstance(stmt.value, IntImm)
+
+
+def _loop_var_in_wait_count(body: Stmt, var: Var) -> bool:
+    """Whether a wait inside ``body`` has a count that mentions ``var``."""
+    found = False
+
+    class _Finder(IRVisitor):
+        def visit_async_wait_queue(self, node: AsyncWaitQueue) -> None:
+            nonlocal found
+            found = found or _mentions(node.in_flight, var)
+            self.visit(node.body)
+
+    _Finder().visit(body)
+    return found
+
+
+def _mentions(expr: PrimExpr, var: Var) -> bool:
+    seen = False
+
+    class _Finder(IRVisitor):
+        def visit_var(self, node: Var) -> None:
+            nonlocal seen
+            seen = seen or node is var
+
+    _Finder().visit(expr)
+    return seen
+
+
+class _WaitUnroller(IRMutator):
+    def __init__(self):
+        self.analyzer = Analyzer()
+
+    def visit_for(self, node: For) -> Stmt:
+        self.analyzer.bind(node.loop_var, Range(node.min, node.extent))
+        extent = as_int(self.analyzer.simplify(node.extent))
+        if (node.kind is ForKind.UNROLLED and extent is not None
+                and _loop_var_in_wait_count(node.body, node.loop_var)):
+            copies = []
+            for iteration in range(max(extent, 0)):
+                value = self.analyzer.simplify(node.min + iteration)
+                body = substitute(node.body, {node.loop_var: value})
+                copies.append(self.visit(Simplifier(self.analyzer).visit(body)))
+            kept = [copy for copy in copies if not is_no_op(copy)]
+            return seq(*kept) if kept else Evaluate(const(0))
+        return super().visit_for(node)
+
+    def visit_async_wait_queue(self, node: AsyncWaitQueue) -> Stmt:
+        body = self.visit(node.body)
+        count = self.analyzer.simplify(node.in_flight)
+        if as_int(count) is not None:
+            if as_int(count) < 0:
+                raise LoweringError(f"wait count {node.in_flight!r} is negative", node.span)
+            if count is node.in_flight and body is node.body:
+                return node
+            return AsyncWaitQueue(node.queue, count, body, node.span)
+        return seq(self._switch(node, count), body)
+
+    def _switch(self, node: AsyncWaitQueue, count: PrimExpr) -> Stmt:
+        low, high = self.analyzer.const_int_bound(count)
+        low = max(low or 0, 0)
+        high = MAX_SWITCH_COUNT if high is None else min(high, MAX_SWITCH_COUNT)
+        high = max(high, low)
+
+        def wait(value: int) -> Stmt:
+            return AsyncWaitQueue(node.queue, IntImm(value), Evaluate(const(0)), node.span)
+
+        switch = wait(high)
+        for value in range(high - 1, low, -1):
+            switch = IfThenElse(EQ(count, const(value, count.dtype)), wait(value), switch,
+                                node.span)
+        if high > low:
+            switch = IfThenElse(count <= low, wait(low), switch, node.span)
+        return switch
+
+
+class Simplifier(IRMutator):
+    """Simplifies integer expressions of statements under the analyzer's bindings and drops
+    what a constant condition rules out (blocks predicated false, untaken branches)."""
+
+    def __init__(self, analyzer: Analyzer):
+        self.analyzer = analyzer
+
+    def simplify(self, expr: PrimExpr) -> PrimExpr:
+        return self.analyzer.simplify(expr)
+
+    def visit_seq_stmt(self, node: SeqStmt) -> Stmt:
+        kept = [stmt for stmt in (self.visit(child) for child in node.stmts)
+                if not is_no_op(stmt)]
+        return seq(*kept) if kept else Evaluate(const(0))
+
+    def visit_buffer_load(self, node: BufferLoad) -> PrimExpr:
+        indices = tuple(self.simplify(self.visit(index)) for index in node.indices)
+        return BufferLoad(node.buffer, indices, node.span)
+
+    def visit_buffer_store(self, node: BufferStore) -> Stmt:
+        indices = tuple(self.simplify(self.visit(index)) for index in node.indices)
+        return BufferStore(node.buffer, self.visit(node.value), indices, node.span)
+
+    def visit_buffer_region(self, node: BufferRegion) -> BufferRegion:
+        region = tuple(Range(self.simplify(r.min), self.simplify(r.extent), r.span)
+                       for r in node.region)
+        return BufferRegion(node.buffer, region, node.span)
+
+    def visit_for(self, node: For) -> Stmt:
+        low, extent = self.simplify(node.min), self.simplify(node.extent)
+        self.analyzer.bind(node.loop_var, Range(low, extent))
+        return For(node.loop_var, low, extent, node.kind, self.visit(node.body),
+                   node.thread_tag, node.annotations, node.span)
+
+    def visit_block(self, node: Block) -> Stmt:
+        predicate = node.predicate
+        if predicate is not None:
+            predicate = self.simplify(predicate)
+            if as_int(predicate) == 0:
+                return Evaluate(const(0))
+            if as_int(predicate) == 1:
+                predicate = None
+        block = super().visit_block(node)
+        return Block(block.name, block.body, block.reads, block.writes, block.alloc_buffers,
+                     predicate, block.annotations, block.span)
+
+    def visit_if_then_else(self, node: IfThenElse) -> Stmt:
+        condition = self.simplify(node.condition)
+        if as_int(condition) == 1:
+            return self.visit(node.then_case)
+        if as_int(condition) == 0:
+            return Evaluate(const(0)) if node.else_case is None else self.visit(node.else_case)
+        else_case = None if node.else_case is None else self.visit(node.else_case)
+        return IfThenElse(condition, self.visit(node.then_case), else_case, node.span)
+
+    def visit_async_wait_queue(self, node: AsyncWaitQueue) -> Stmt:
+        return AsyncWaitQueue(node.queue, self.simplify(node.in_flight), self.visit(node.body),
+                              node.span)
