@@ -1,0 +1,233 @@
+"""``tilepipe demo``: the GEMM kernel through every stage of tilepipe.
+
+parse (print and read back) -> pipeline -> verify in the simulator -> timeline in the
+timing model (picture written, ASCII shown) -> CUDA C++ -> nvcc -> a run on the GPU.
+Each step prints its result in a few lines; a step that cannot run on this machine (no
+nvcc, no GPU) or that depends on a failed one says so and why. The verification runs on
+the small GEMM (same program structure, sizes the simulator checks in seconds); the
+other steps use the full-size one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import TilepipeError
+
+MACHINE = "A100"
+ARCH = "sm_80"
+SIZES = {"M": 256, "N": 256, "K": 2048}
+NUM_STAGES = 4
+
+
+class Skip(Exception):
+    """A step that cannot run here; the message says why."""
+
+
+@dataclass
+class _Step:
+    title: str
+    run: Callable[[], list[str]]
+    needs: tuple[str, ...] = ()
+
+
+class _Demo:
+    """The state the steps pass along: programs, the kernel, the picture."""
+
+    def __init__(self, out_dir: Path, console):
+        self.out_dir = out_dir
+        self.console = console
+        self.func = None
+        self.small = None
+        self.pipelined = None
+        self.small_pipelined = None
+        self.source = None
+        self.kernel = None
+
+    # Steps ----------------------------------------------------------------------------
+    def parse(self) -> list[str]:
+        from .ir import structural_equal
+        from .kernels.gemm import gemm, gemm_small
+        from .kernels.tuning import with_num_stages
+        from .script import parse
+
+        self.func = with_num_stages(gemm(**SIZES), NUM_STAGES)
+        self.small = with_num_stages(gemm_small(), NUM_STAGES)
+        text = self.func.script()
+        again = parse(text, source_name="<gemm printed>")
+        same = "equal" if structural_equal(again, self.func) else "NOT equal"
+        sizes = " x ".join(f"{name}={value}" for name, value in SIZES.items())
+        return [f"{self.func.name} ({sizes}, tiles 128x128x32, 4 warps, "
+                f"software_pipeline_num_stages = {NUM_STAGES}): "
+                f"{len(text.splitlines())} lines of TVMScript",
+                f"printed and parsed back: structurally {same}"]
+
+    def pipeline(self) -> list[str]:
+        from .ir import AsyncCommitQueue, AsyncWaitQueue, For, post_order_visit
+        from .transform import inject_software_pipeline
+        from .transform.pipeline.planning import plan_pipeline, shared_memory_bytes
+
+        started = time.perf_counter()
+        planned = plan_pipeline(self.func, target=ARCH)
+        self.pipelined = inject_software_pipeline(planned)
+        self.small_pipelined = inject_software_pipeline(plan_pipeline(self.small, target=ARCH))
+        elapsed = time.perf_counter() - started
+        plans, waits, commits = [], [], []
+
+        def collect(node):
+            if isinstance(node, For) and "software_pipeline_stage" in node.annotations:
+                plans.append(f"'{node.loop_var.name}' stages "
+                             f"{list(node.annotations['software_pipeline_stage'])} orders "
+                             f"{list(node.annotations['software_pipeline_order'])}")
+            elif isinstance(node, AsyncWaitQueue):
+                waits.append(repr(node.in_flight))
+            elif isinstance(node, AsyncCommitQueue):
+                commits.append(node)
+
+        post_order_visit(planned.body, collect)
+        post_order_visit(self.pipelined.body, collect)
+        return [f"planned from num_stages: {'; '.join(reversed(plans))}",
+                f"prologue / body / epilogue emitted in {elapsed:.2f} s: {len(commits)} commit "
+                f"groups, wait counts {', '.join(dict.fromkeys(waits))}",
+                f"shared memory {shared_memory_bytes(self.pipelined):,} bytes "
+                f"({NUM_STAGES}-deep rings for the A and B tiles)"]
+
+    def verify(self) -> list[str]:
+        import numpy as np
+
+        from .sim import random_inputs, simulate, verify
+
+        started = time.perf_counter()
+        report = verify(self.small_pipelined)
+        inputs = random_inputs(self.small_pipelined, seed=0)
+        outputs = simulate(self.small_pipelined, inputs)
+        elapsed = time.perf_counter() - started
+        expected = inputs["A"].astype(np.float32) @ inputs["B"].astype(np.float32)
+        error = float(np.max(np.abs(outputs["C"] - expected)))
+        verdict = "race-free" if report.ok else f"{len(report.races)} race(s)"
+        lines = [f"small GEMM 64x64x128 in the simulator ({elapsed:.1f} s): {verdict}; "
+                 f"C matches A @ B in NumPy to {error:.1e}"]
+        if not report.ok:
+            lines.append(report.format().splitlines()[0])
+        return lines
+
+    def timeline(self) -> list[str]:
+        from .sim.timeline import ascii_comparison, draw_timeline
+        from .sim.timing import estimate
+
+        before = estimate(self.func, MACHINE)
+        after = estimate(self.pipelined, MACHINE)
+        titles = ["as written", "pipelined"]
+        picture = draw_timeline([before, after], self.out_dir / "gemm_timeline.png", titles)
+        self.console.print(ascii_comparison([before, after], titles), highlight=False,
+                           markup=False)
+        return [f"one block on {MACHINE}: {before.total_cycles:,.0f} cycles as written, "
+                f"{after.total_cycles:,.0f} pipelined "
+                f"({before.total_cycles / after.total_cycles:.2f}x); the bound is "
+                f"{after.bound_cycles:,.0f} ({100 * after.efficiency:.1f}% reached)",
+                f"picture: {picture.resolve()}"]
+
+    def cuda(self) -> list[str]:
+        from .backend.cuda import codegen, lower
+
+        self.source = codegen(lower(self.pipelined), arch=ARCH)
+        lines = self.source.splitlines()
+        copies = sum("cp.async" in line and "commit" not in line and "wait" not in line
+                     for line in lines)
+        return [f"{len(lines)} lines of CUDA C++ for {ARCH}: {copies} lines issue cp.async, "
+                f"{self.source.count('cp.async.wait_group')} wait_group"]
+
+    def nvcc(self) -> list[str]:
+        from .backend.cuda import build
+        from .backend.cuda.compiler import find_nvcc
+
+        nvcc = find_nvcc()
+        if nvcc is None:
+            raise Skip("nvcc not found (PATH, CUDA_HOME); NVRTC would be used on a CUDA "
+                       "machine")
+        started = time.perf_counter()
+        self.kernel = build(self.pipelined, arch=ARCH)
+        elapsed = time.perf_counter() - started
+        lines = [f"{nvcc} compiled it in {elapsed:.1f} s: cubin of {len(self.kernel.cubin):,} "
+                 "bytes"]
+        lines.extend(self._sass_summary())
+        return lines
+
+    def _sass_summary(self) -> list[str]:
+        from .backend.cuda.sass import async_instruction_counts, disassemble, find_cuobjdump
+
+        if find_cuobjdump() is None:
+            return ["SASS not inspected: cuobjdump not found"]
+        counts = async_instruction_counts(disassemble(self.kernel.cubin))
+        waits = sorted(key[1] for key in counts if isinstance(key, tuple))
+        return [f"SASS: {counts['LDGSTS']} LDGSTS (cp.async), {counts['LDGDEPBAR']} LDGDEPBAR "
+                f"(commit), DEPBAR waits of {waits}, {counts['BAR.SYNC']} BAR.SYNC"]
+
+    def gpu(self) -> list[str]:
+        import numpy as np
+
+        from .kernels.tuning import gpu_absence_reason
+        from .sim import random_inputs
+
+        reason = gpu_absence_reason()
+        if reason is not None:
+            raise Skip(reason)
+        inputs = random_inputs(self.pipelined, seed=0)
+        self.kernel(inputs["A"], inputs["B"], inputs["C"])
+        started = time.perf_counter()
+        self.kernel(inputs["A"], inputs["B"], inputs["C"])
+        elapsed = time.perf_counter() - started
+        expected = inputs["A"].astype(np.float32) @ inputs["B"].astype(np.float32)
+        error = float(np.max(np.abs(inputs["C"] - expected)))
+        return [f"ran on the GPU in {elapsed * 1e3:.2f} ms (copies included); C matches "
+                f"NumPy to {error:.1e}"]
+
+
+def run_demo(args) -> int:
+    """Run every step, print each result; exit status 1 if a step failed."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    out_dir = Path(getattr(args, "out_dir", "."))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    demo = _Demo(out_dir, console)
+    steps = [
+        _Step("parse", demo.parse),
+        _Step("pipeline", demo.pipeline, ("parse",)),
+        _Step("verify", demo.verify, ("pipeline",)),
+        _Step("timeline", demo.timeline, ("pipeline",)),
+        _Step("CUDA", demo.cuda, ("pipeline",)),
+        _Step("nvcc", demo.nvcc, ("CUDA",)),
+        _Step("GPU run", demo.gpu, ("nvcc",)),
+    ]
+    console.print("[bold]tilepipe demo[/bold]: a tensor-core GEMM through every stage")
+    done: set[str] = set()
+    failed = False
+    for number, step in enumerate(steps, start=1):
+        heading = f"{number}. {step.title}"
+        missing = [need for need in step.needs if need not in done]
+        if missing:
+            console.print(f"[yellow]-[/yellow] {heading}: skipped, it needs the "
+                          f"{', '.join(missing)} step")
+            continue
+        try:
+            lines = step.run()
+        except Skip as reason:
+            console.print(f"[yellow]-[/yellow] {heading}: skipped, {reason}")
+            continue
+        except TilepipeError as error:
+            failed = True
+            console.print(f"[red]x[/red] {heading}: failed", markup=True)
+            console.print(f"    {error}", markup=False)
+            continue
+        done.add(step.title)
+        console.print(f"[green]ok[/green] {heading}")
+        for line in lines:
+            console.print(f"    {line}", markup=False)
+    return 1 if failed else 0
+
+
+__all__ = ["run_demo"]
