@@ -228,6 +228,7 @@ def dtype_bytes(dtype: str) -> int:
 
 
 _SHARED_SCOPES = ("shared", "shared.dyn")
+WARP_SIZE = 32
 _TENSOR_DTYPES = ("float16", "bfloat16", "int8", "uint8")
 _BARRIERS = ("tvm_storage_sync", "syncthreads", "barrier")
 
@@ -337,6 +338,8 @@ def _classify(leaf: Stmt, elements: float, env: Mapping[Var, int]) -> _Operation
         label = call.op if isinstance(call, Call) else "evaluate"
         if not regions:
             return _Operation("alu", elements, False, (), (), label, False)
+        if any(region.buffer.scope == "warp" for region in regions):
+            elements /= WARP_SIZE  # a warp-collective call: once per warp, not per thread
         sizes = [_region_elements(region, env) for region in regions]
         if isinstance(call, Call) and ("mma" in call.op or "gemm" in call.op) and len(sizes) >= 3:
             flops = 2 * math.sqrt(sizes[0] * sizes[1] * sizes[2]) * elements
