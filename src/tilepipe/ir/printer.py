@@ -146,7 +146,9 @@ class _Printer:
         if isinstance(expr, BinaryOp):
             return self._binary(expr)
         if isinstance(expr, Not):
-            text, precedence = self._expr(expr.a)
+            # ``not`` of a bare constant would be folded by the parser.
+            text, precedence = ((self._explicit(expr.a), _ATOM) if _is_immediate(expr.a)
+                                else self._expr(expr.a))
             return f"not {self._wrap(text, precedence < _NOT)}", _NOT
         if isinstance(expr, Select):
             true_value, false_value = self._pair(expr.true_value, expr.false_value)
@@ -352,34 +354,46 @@ class _Printer:
 
     # Functions -------------------------------------------------------------------------
     def function(self, func: PrimFunc) -> None:
-        handles: list[tuple[str, Buffer]] = []
+        """Parameters are named first, then the declared size variables, then the
+        buffers of ``T.handle`` parameters and, after them, the handles themselves, so
+        that names are stable from one print to the next."""
+        matched = [param for param in func.params if isinstance(param, Buffer)
+                   and not all(isinstance(extent, IntImm) for extent in param.shape)]
+        for param in func.params:
+            if not any(param is buffer for buffer in matched):
+                self.names.define(param, param.name)
+        declared = [(self.names.define(var, var.name), var) for var in _undeclared_vars(func)]
+        for buffer in matched:
+            self.names.define(buffer, buffer.name)
+        handles = {}
+        for buffer in matched:
+            name = self.names[buffer]
+            handles[id(buffer)] = self.names.reserve(
+                name.lower() if name.lower() != name else name + "_handle")
         params = []
         for param in func.params:
             if isinstance(param, Var):
-                params.append(f"{self.names.define(param, param.name)}: T.{param.dtype}")
-            elif all(isinstance(extent, IntImm) for extent in param.shape):
-                scope = "" if param.scope == "global" else f", scope={json.dumps(param.scope)}"
-                name = self.names.define(param, param.name)
-                params.append(f"{name}: T.Buffer({self.shape(param.shape)}, "
-                              f"{json.dumps(param.dtype)}{scope})")
+                params.append(f"{self.names[param]}: T.{param.dtype}")
+            elif id(param) in handles:
+                params.append(f"{handles[id(param)]}: T.handle")
             else:
-                handle_base = param.name.lower() if param.name.lower() != param.name \
-                    else param.name + "_handle"
-                handle = self.names.reserve(handle_base)
-                handles.append((handle, param))
-                params.append(f"{handle}: T.handle")
+                params.append(f"{self.names[param]}: T.Buffer({self.shape(param.shape)}, "
+                              f"{json.dumps(param.dtype)}{self._scope(param)})")
         self.line(0, "@T.prim_func")
         self.line(0, f"def {_identifier(func.name)}({', '.join(params)}):")
         if func.attrs:
             self.line(1, f"T.func_attr({self.value(dict(func.attrs))})")
-        for var in _undeclared_vars(func):
-            self.line(1, f"{self.names.define(var, var.name)} = T.{var.dtype}()")
-        for handle, buffer in handles:
-            scope = "" if buffer.scope == "global" else f", scope={json.dumps(buffer.scope)}"
-            name = self.names.define(buffer, buffer.name)
-            self.line(1, f"{name} = T.match_buffer({handle}, {self.shape(buffer.shape)}, "
-                         f"{json.dumps(buffer.dtype)}{scope})")
+        for name, var in declared:
+            self.line(1, f"{name} = T.{var.dtype}()")
+        for buffer in matched:
+            self.line(1, f"{self.names[buffer]} = T.match_buffer({handles[id(buffer)]}, "
+                         f"{self.shape(buffer.shape)}, {json.dumps(buffer.dtype)}"
+                         f"{self._scope(buffer)})")
         self.stmt(func.body, 1)
+
+    @staticmethod
+    def _scope(buffer: Buffer) -> str:
+        return "" if buffer.scope == "global" else f", scope={json.dumps(buffer.scope)}"
 
 
 def _undeclared_vars(func: PrimFunc) -> list[Var]:
