@@ -17,7 +17,9 @@ from typing import Callable, Iterable, Mapping
 from ..errors import PipelineError
 from ..ir import For, IRMutator, IRVisitor, PrimFunc, Stmt, bind_params
 from ..sim.timing import Machine, TimingReport, estimate, machine_named
-from ..transform.pipeline.planning import NUM_STAGES, plan_pipeline, shared_memory_bytes
+from ..transform.pipeline.planning import (
+    NUM_STAGES, SharedMemoryBudgetError, plan_pipeline, shared_memory_bytes,
+)
 
 EXPLICIT_KEYS = ("software_pipeline_stage", "software_pipeline_order",
                  "software_pipeline_async_stages")
@@ -78,7 +80,8 @@ def with_num_stages(func: PrimFunc, num_stages: int) -> PrimFunc:
 # Tuning ------------------------------------------------------------------------------
 @dataclass
 class Candidate:
-    """One depth tried: modelled cycles, shared bytes, measured milliseconds (or why not)."""
+    """One depth tried: modelled cycles (None when its shared memory does not fit),
+    shared bytes, measured milliseconds on a GPU."""
 
     num_stages: int
     report: TimingReport | None
@@ -118,8 +121,8 @@ def tune(func: PrimFunc, machine: str | Machine = "A100", dims: Mapping[str, int
          progress: Callable[[int], None] | None = None) -> Tuning:
     """Cost ``func`` at each depth in ``stages``; measure on the GPU where one is present.
 
-    Depths whose shared memory does not fit are kept with the planner's reason in
-    ``note``. ``progress`` is called after each depth with that depth.
+    Depths whose shared memory does not fit the target are kept, uncosted, with a note;
+    other planning errors (an invalid annotation) are raised. ``progress`` is called after each depth with that depth.
     """
     machine = machine_named(machine)
     func = bind_params(func, dict(dims or {}))
@@ -128,8 +131,10 @@ def tune(func: PrimFunc, machine: str | Machine = "A100", dims: Mapping[str, int
     for num_stages in stages:
         try:
             planned = plan_pipeline(with_num_stages(func, num_stages), target=machine.arch)
-        except PipelineError as error:
-            candidates.append(Candidate(num_stages, None, None, note=error.message))
+        except SharedMemoryBudgetError as error:
+            candidates.append(Candidate(
+                num_stages, None, error.needed,
+                note=f"does not fit: {error.target} gives {error.available:,} bytes"))
         else:
             program = _inject(planned)
             candidate = Candidate(num_stages, estimate(program, machine),
@@ -189,8 +194,7 @@ def tune_command(func: PrimFunc, machine: str, dims: Mapping[str, int]) -> int:
         tuning = tune(func, machine, dims, stages, progress=lambda _: bar.advance(task))
     chosen = best(tuning.candidates)
     table = Table(title=f"{func.name} on {machine.name}: num_stages by the timing model")
-    for column in ("num_stages", "cycles", "bound", "of bound", "shared bytes", "measured ms",
-                   "note"):
+    for column in ("stages", "cycles", "bound", "of bound", "shared bytes", "GPU ms", "note"):
         table.add_column(column, justify="left" if column == "note" else "right")
     for candidate in tuning.candidates:
         report = candidate.report
@@ -204,7 +208,7 @@ def tune_command(func: PrimFunc, machine: str, dims: Mapping[str, int]) -> int:
             candidate.note)
     console.print(table)
     if tuning.unmeasured_reason:
-        console.print(f"measured ms: skipped ({tuning.unmeasured_reason})")
+        console.print(f"GPU ms: not measured ({tuning.unmeasured_reason})")
     console.print(f"chosen: num_stages = {chosen.num_stages} "
                   f"({chosen.report.total_cycles:,.0f} cycles, "
                   f"{100 * chosen.report.efficiency:.1f}% of the bound)")

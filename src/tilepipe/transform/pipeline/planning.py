@@ -46,6 +46,16 @@ _SHARED_SCOPES = ("shared", "shared.dyn")
 _REGISTER_SCOPES = ("local", "warp", "wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator")
 
 
+class SharedMemoryBudgetError(PipelineError):
+    """A planned pipeline needs more shared memory than the target gives a block."""
+
+    def __init__(self, message: str, needed: int, available: int, target: str, span=None):
+        self.needed = needed
+        self.available = available
+        self.target = target
+        super().__init__(message, span)
+
+
 def _dtype_bytes(dtype: str) -> int:
     digits = "".join(ch for ch in dtype if ch.isdigit())
     return max(int(digits) // 8, 1) if digits else 1
@@ -345,10 +355,10 @@ def _check_budget(func: PrimFunc, versions: dict[Buffer, int], target: str,
         f"{buffer.name} {_buffer_bytes(buffer, None):,} B x {versions.get(buffer, 1)}"
         for buffer in _shared_buffers(func))
     stages = ", ".join(str(_stage_value(loop)) for loop in loops)
-    raise PipelineError(
+    raise SharedMemoryBudgetError(
         f"{NUM_STAGES} = {stages} needs {needed:,} bytes of shared memory ({detail}) but "
         f"{target} gives a thread block {available:,} bytes; use fewer stages or smaller "
-        "tiles", loops[0].span)
+        "tiles", needed, available, target, loops[0].span)
 
 
 def _stage_value(loop: For) -> Any:
@@ -356,5 +366,5 @@ def _stage_value(loop: For) -> Any:
     return value.value if isinstance(value, IntImm) else value
 
 
-__all__ = ["NUM_STAGES", "SHARED_MEMORY_BUDGET", "LoopPlan", "plan_loop", "plan_pipeline",
-           "shared_memory_bytes"]
+__all__ = ["NUM_STAGES", "SHARED_MEMORY_BUDGET", "LoopPlan", "SharedMemoryBudgetError",
+           "plan_loop", "plan_pipeline", "shared_memory_bytes"]

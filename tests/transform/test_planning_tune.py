@@ -1,0 +1,52 @@
+"""``tilepipe tune``: num_stages chosen by the timing model, budget misses reported."""
+
+import pytest
+
+from tilepipe.cli import main
+
+if not hasattr(pytest.importorskip("tilepipe.transform"), "inject_software_pipeline"):
+    pytest.skip("the pipeline pass is not installed", allow_module_level=True)
+
+PROGRAM = '''
+from tilepipe import script as T
+
+
+@T.prim_func
+def tile_copy(A: T.Buffer[(64, 16384), "float16"], C: T.Buffer[(64, 16384), "float32"]):
+    for tx in T.thread_binding(0, 128, thread="threadIdx.x"):
+        for i in T.serial(0, 64, annotations={"software_pipeline_num_stages": 2}):
+            with T.block():
+                T.reads(A[i, tx * 128:tx * 128 + 128])
+                T.writes(C[i, tx * 128:tx * 128 + 128])
+                B = T.alloc_buffer((16384,), dtype="float16", scope="shared")
+                with T.block():
+                    T.reads(A[i, tx * 128:tx * 128 + 128])
+                    T.writes(B[tx * 128:tx * 128 + 128])
+                    for v in T.vectorized(128):
+                        B[tx * 128 + v] = A[i, tx * 128 + v]
+                with T.block():
+                    T.reads(B[tx * 128:tx * 128 + 128])
+                    T.writes(C[i, tx * 128:tx * 128 + 128])
+                    for v in T.serial(128):
+                        C[i, tx * 128 + v] = T.Cast("float32", B[tx * 128 + v]) * T.float32(2)
+'''
+
+
+def test_tune_prints_the_table_and_picks_a_depth(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    path = tmp_path / "tile_copy.py"
+    path.write_text(PROGRAM)
+    assert main(["tune", str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = {int(cells[1].split()[0]): cells[2:]
+            for cells in (line.split("│") for line in out.splitlines())
+            if len(cells) > 2 and cells[1].strip()[:1].isdigit()}
+    assert sorted(rows) == list(range(1, 9))
+    # A 32 KiB tile: five versions fit in sm_80's 163 KiB, six do not.
+    assert all("does not fit: sm_80 gives 166,912 bytes" in rows[s][-1] for s in (6, 7, 8))
+    assert rows[5][3].strip() == "163,840"
+    cycles = [float(rows[s][0].replace(",", "")) for s in range(1, 6)]
+    assert cycles[1] < cycles[0]
+    chosen = int(out.split("chosen: num_stages = ")[1].split()[0])
+    assert cycles[chosen - 1] <= 1.01 * min(cycles)
+    assert "GPU ms: not measured" in out
