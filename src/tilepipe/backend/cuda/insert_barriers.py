@@ -6,9 +6,11 @@ write becomes an access of its own at the wait that completes its group (other t
 may see it only after that wait and a later barrier). A barrier goes right before the
 first statement whose access conflicts with a pending one of another thread: a read
 after a wait of data other threads copied, a write (sync or async) into a ring slot other
-threads may still read. Loops are walked to a fixed point so that conflicts between
-iterations are found. Two accesses cannot be another thread's when, for every thread axis
-of the launch, both index one dimension by exactly that axis' variable.
+threads may still read; before a loop when the conflict is with what came before it.
+Loops are walked to a fixed point so that conflicts between
+iterations are found. Two accesses are never another thread's when, for every thread axis
+of the launch, both index one dimension by that axis' variable alone, or when the analyzer
+proves that different threads reach different elements.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from dataclasses import dataclass
 
 from ...arith import Analyzer
 from ...ir import (
-    AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer, BufferLoad,
+    EQ, NE, And, Or, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer, BufferLoad,
     BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IfThenElse, IRMutator, IRVisitor,
-    PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, seq,
+    PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, seq, substitute,
 )
 from .async_copy import SHARED_SCOPES
 
@@ -96,6 +98,9 @@ class _Planner:
         self.analyzer = Analyzer()
         self.barriers: set[Stmt] = set()
         self._accesses: dict[Stmt, frozenset] = {}
+        self._private_pairs: dict[tuple[_Access, _Access], bool] = {}
+        self._thread_copies: dict[tuple[int, str], Var] = {}
+        self.ranges: dict[Var, Range] = {}
 
     def accesses(self, stmt: Stmt) -> frozenset:
         """The accesses of ``stmt``, the same objects on every visit (for the fixed point)."""
@@ -109,14 +114,58 @@ class _Planner:
 
     # Conflicts ----------------------------------------------------------------------------
     def _private(self, first: _Access, second: _Access) -> bool:
+        """Whether two threads can never touch one element through these accesses."""
         if first.indices is None or second.indices is None:
             return False
+        key = (first, second)
+        known = self._private_pairs.get(key)
+        if known is None:
+            known = self._private_pairs[key] = (self._separated_by_axes(first, second)
+                                                or self._proved_disjoint(first, second))
+        return known
+
+    def _separated_by_axes(self, first: _Access, second: _Access) -> bool:
+        """Every thread axis indexes one dimension, by itself, in both accesses."""
         separated = set()
         for a, b in zip(first.indices, second.indices):
             axis = self.thread_axes.get(a) if isinstance(a, Var) else None
             if axis is not None and isinstance(b, Var) and self.thread_axes.get(b) == axis:
                 separated.add(axis)
         return separated >= self.axes
+
+    def _proved_disjoint(self, first: _Access, second: _Access) -> bool:
+        """Prove ``thread1 != thread2 -> element1 != element2`` over the loop ranges, each
+        access with its own copy of the loop variables (they may be in other iterations)."""
+        analyzer = Analyzer()
+        sides = []
+        for side, access in enumerate((first, second)):
+            renamed: dict[Var, Var] = {}
+            for var in _variables(access.indices):
+                if var in self.thread_axes:
+                    renamed[var] = self._thread_copy(side, self.thread_axes[var])
+                elif var in self.ranges:
+                    renamed[var] = Var(f"{var.name}_{side}", var.dtype)
+            for var, copy in renamed.items():
+                range_ = self.ranges[var]
+                analyzer.bind(copy, Range(substitute(range_.min, renamed),
+                                          substitute(range_.extent, renamed)))
+            sides.append(tuple(substitute(index, renamed) for index in access.indices))
+        same_thread = None
+        for axis in sorted(self.axes):
+            equal = EQ(self._thread_copy(0, axis), self._thread_copy(1, axis))
+            same_thread = equal if same_thread is None else And(same_thread, equal)
+        if same_thread is None:
+            return True
+        condition = same_thread
+        for a, b in zip(*sides):
+            condition = Or(condition, NE(a, b))
+        return analyzer.can_prove(condition)
+
+    def _thread_copy(self, side: int, axis: str) -> Var:
+        key = (side, axis)
+        if key not in self._thread_copies:
+            self._thread_copies[key] = Var(f"{axis.replace('.', '_')}_{side}")
+        return self._thread_copies[key]
 
     def _conflicts(self, accesses, pending) -> bool:
         return any(a.buffer is b.buffer and (a.write or b.write) and not self._private(a, b)
@@ -178,8 +227,11 @@ class _Planner:
 
     def _loop(self, loop: For, state: _State) -> _State:
         self.analyzer.bind(loop.loop_var, Range(loop.min, loop.extent))
+        self.ranges[loop.loop_var] = Range(loop.min, loop.extent)
         if loop.kind is ForKind.THREAD_BINDING:
             return self.visit(loop.body, state)
+        # A conflict with what came before the loop is settled once, before the loop.
+        state = self._barrier_before(loop, self.accesses(loop.body), state)
         entry = state
         for _ in range(MAX_ROUNDS):
             barriers = len(self.barriers)
@@ -191,6 +243,19 @@ class _Planner:
         if self.analyzer.can_prove(loop.extent >= 1):
             return out
         return out.join(state)
+
+
+def _variables(exprs) -> list[Var]:
+    found: dict[Var, None] = {}
+
+    class _Collector(IRVisitor):
+        def visit_var(self, node: Var) -> None:
+            found.setdefault(node, None)
+
+    collector = _Collector()
+    for expr in exprs:
+        collector.visit(expr)
+    return list(found)
 
 
 def _accesses(stmt: Stmt) -> frozenset:
