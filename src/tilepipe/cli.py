@@ -187,10 +187,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # Parser ------------------------------------------------------------------------------
+class _Once(argparse.Action):
+    """An option that may be given at most once (a second --func is a mistake)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} is given twice; pick one function")
+        setattr(namespace, self.dest, values)
+
+
 def _file_command(sub, name: str, handler: Callable, help_text: str, pipeline_flag: bool = True):
     parser = sub.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("file", metavar="FILE", help="Python file with @T.prim_func functions")
-    parser.add_argument("--func", metavar="NAME", help="the function to use (default: the only one)")
+    parser.add_argument("--func", metavar="NAME", action=_Once,
+                        help="the function to use (default: the only one)")
     parser.add_argument("--dim", metavar="NAME=VALUE", action="append",
                         help="bind a symbolic size or scalar parameter (repeatable)")
     if pipeline_flag:
