@@ -11,8 +11,9 @@ Because hardware only sees the parity, a waiter must never fall two phases behin
 barrier. :class:`BarrierFile` remembers, per thread, the last phase each thread observed
 and reports a :class:`PhaseMisuse` when a wait resolves against a phase that is not the
 one the thread can mean. A wait that cannot pass is returned to the caller as a
-:class:`BlockedWait`; when every thread of a block is blocked the scheduler raises a
-:class:`Deadlock` naming each blocked barrier, the phase awaited and what it still lacks.
+:class:`BlockedWait` (yielded by the blocking intrinsic, so that the interpreter runs
+other threads); when no thread of a block can go on, the interpreter reports a deadlock
+with each blocked barrier, the phase awaited and what it still lacks.
 
 The IR form (opaque intrinsics, printed and parsed like any ``T.<name>`` call) is::
 
@@ -81,16 +82,6 @@ class BlockedWait:
         lack = " and ".join(lacking) if lacking else "no arrival of that phase"
         return (f"thread(s) {threads} wait on {self.buffer}[{self.index}] for parity "
                 f"{self.parity} (phase {self.phase}){where}; it still lacks {lack}")
-
-
-class Deadlock(RaceError):
-    """Every thread of the block is blocked on an mbarrier that nothing will complete."""
-
-    def __init__(self, blocked: list[BlockedWait]):
-        self.blocked = tuple(blocked)
-        lines = [blocked_wait.describe() for blocked_wait in blocked]
-        super().__init__("deadlock: every thread is blocked:\n  " + "\n  ".join(lines),
-                         blocked[0].span if blocked else None)
 
 
 def _thread_list(threads: tuple[int, ...]) -> str:
@@ -377,7 +368,7 @@ def _mbarrier_wait_parity(call, args, context):
                 blocked.append(((threads, (element, wanted)), result))
         waiting = [group for group, _ in blocked]
         if blocked:
-            yield [result for _, result in blocked]
+            yield tuple(result for _, result in blocked)
     return 0
 
 

@@ -1,0 +1,531 @@
+"""Lowering a pipelined loop to mbarrier phases and TMA copies (the Hopper form).
+
+The loop's pipeline annotation (stages, orders, asynchronous stages) is read as for
+:func:`tilepipe.transform.inject_software_pipeline`; its asynchronous statements must be
+tile copies from global to shared memory. Each becomes a TMA copy
+(``T.tma_load(destination, source, barriers, slot)``) into a ring of ``num_slots``
+versions of its shared buffer. The producers of one stage share a pair of barriers per
+ring slot, derived from the producer -> consumer dependencies:
+
+* ``full[slot]`` (one arrival): the elected thread announces the stage's bytes with
+  ``T.mbarrier_arrive_expect_tx`` and issues the copies, which complete on it; the first
+  consumer of the data waits on it with parity ``(instance // num_slots) % 2``;
+* ``empty[slot]`` (one arrival per consumer thread): every consumer thread arrives after
+  the last statement that reads the slot; the producer waits on it before reusing the
+  slot, with the opposite parity ``(instance // num_slots + 1) % 2``, which passes at once
+  for the first ``num_slots`` instances because the slots start empty.
+
+Instances are numbered from the loop's start, so phases follow from the iteration and
+nothing is kept in registers. The result is one loop over ``extent + max_stage``
+iterations in which a statement of stage ``s`` runs instance ``i - s`` when that is an
+iteration of the original loop: any extent works, including zero and extents below the
+number of slots. :func:`plan_barrier_pipeline` is shared with warp specialization, which
+emits the same plan as a producer warp and consumer warpgroups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..arith import Analyzer, infer_regions
+from ..errors import PipelineError
+from ..ir import (
+    EQ, GE, LT, And, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Evaluate,
+    For, ForKind, IfThenElse, IntImm, IRMutator, IRVisitor, PrimExpr, PrimFunc, Range,
+    SeqStmt, Stmt, StringImm, Var, as_int, const, seq, substitute,
+)
+from .pipeline.annotations import is_pipelined, other_annotations, read_annotation
+
+BARRIER_DTYPE = "uint64"
+SHARED_SCOPES = ("shared", "shared.dyn")
+DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2, "bfloat16": 2,
+               "int32": 4, "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "float64": 8}
+
+
+def call(op: str, *args) -> Evaluate:
+    """``T.evaluate(T.<op>(*args))``."""
+    return Evaluate(Call("handle", op, tuple(args)))
+
+
+def barrier_sync() -> Evaluate:
+    return call("tvm_storage_sync", StringImm("shared"))
+
+
+# The plan ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TileCopy:
+    """An asynchronous statement seen as one tile copy ``destination <- source``."""
+
+    position: int
+    destination: BufferRegion
+    source: BufferRegion
+    num_bytes: int
+
+
+@dataclass
+class BarrierGroup:
+    """The copies of one stage: one ``full`` and one ``empty`` barrier per ring slot."""
+
+    stage: int
+    copies: list[TileCopy]
+    num_slots: int = 1
+    consumers: list[int] = field(default_factory=list)
+    full: Buffer | None = None
+    empty: Buffer | None = None
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(copy.num_bytes for copy in self.copies)
+
+    @property
+    def buffers(self) -> list[Buffer]:
+        return [copy.destination.buffer for copy in self.copies]
+
+
+@dataclass
+class BarrierPlan:
+    """How one pipelined loop lowers to barriers (see the module docstring)."""
+
+    loop: For
+    statements: list[Stmt]
+    stages: tuple[int, ...]
+    orders: tuple[int, ...]
+    groups: list[BarrierGroup]
+    rings: dict[Buffer, Buffer]
+
+    @property
+    def max_stage(self) -> int:
+        return max(self.stages)
+
+    def group_of(self, position: int) -> BarrierGroup | None:
+        for group in self.groups:
+            if any(copy.position == position for copy in group.copies):
+                return group
+        return None
+
+    def order_key(self, position: int) -> tuple[int, int]:
+        return self.stages[position], self.orders[position]
+
+    def first_consumer(self, group: BarrierGroup) -> int:
+        return min(group.consumers, key=self.order_key)
+
+    def last_consumer(self, group: BarrierGroup) -> int:
+        return max(group.consumers, key=self.order_key)
+
+
+def _loop_statements(loop: For) -> list[Stmt]:
+    body = loop.body
+    return list(body.stmts) if isinstance(body, SeqStmt) else [body]
+
+
+def _buffers_touched(stmt: Stmt) -> tuple[set[Buffer], set[Buffer]]:
+    reads, writes = set(), set()
+
+    class _Accesses(IRVisitor):
+        def visit_buffer_load(self, node: BufferLoad) -> None:
+            reads.add(node.buffer)
+            super().visit_buffer_load(node)
+
+        def visit_buffer_store(self, node: BufferStore) -> None:
+            writes.add(node.buffer)
+            super().visit_buffer_store(node)
+
+        def visit_call(self, node: Call) -> None:
+            for arg in node.args:
+                if isinstance(arg, BufferRegion):
+                    reads.add(arg.buffer)
+                elif isinstance(arg, Buffer):
+                    reads.add(arg)
+            super().visit_call(node)
+
+    _Accesses().visit(stmt)
+    return reads, writes
+
+
+def _tile_copy(loop: For, position: int, stmt: Stmt, analyzer: Analyzer) -> TileCopy:
+    """The asynchronous statement as a TMA tile copy, or a PipelineError saying why not."""
+    name = f"pipelined loop '{loop.loop_var.name}'"
+    stores: list[BufferStore] = []
+
+    class _Stores(IRVisitor):
+        def visit_buffer_store(self, node: BufferStore) -> None:
+            stores.append(node)
+
+        def visit_call(self, node: Call) -> None:
+            raise PipelineError(
+                f"{name}: asynchronous statement {position} calls T.{node.op}; only tile "
+                "copies from global to shared memory lower to TMA", node.span or loop.span)
+
+    _Stores().visit(stmt)
+    copies_ok = stores and all(
+        isinstance(store.value, BufferLoad) and store.buffer.scope in SHARED_SCOPES
+        and store.value.buffer.scope == "global" and store.buffer.dtype ==
+        store.value.buffer.dtype for store in stores)
+    if not copies_ok:
+        raise PipelineError(
+            f"{name}: asynchronous statement {position} is not a tile copy from global to "
+            "shared memory (each store must be shared[...] = global[...] of one dtype), so "
+            "it cannot become a TMA copy", getattr(stmt, "span", None) or loop.span)
+    if isinstance(stmt, Block) and stmt.reads and stmt.writes:
+        reads, writes = stmt.reads, stmt.writes
+    else:
+        reads, writes = infer_regions(stmt, analyzer=analyzer)
+    if len(reads) != 1 or len(writes) != 1:
+        raise PipelineError(
+            f"{name}: asynchronous statement {position} must copy one global tile into one "
+            f"shared tile; it reads {len(reads)} and writes {len(writes)} buffers",
+            getattr(stmt, "span", None) or loop.span)
+    source, destination = reads[0], writes[0]
+    extents = []
+    for region in (source, destination):
+        sizes = [as_int(analyzer.simplify(range_.extent)) for range_ in region.region]
+        if any(size is None for size in sizes):
+            raise PipelineError(
+                f"{name}: the tile of {region.buffer.name} copied by statement {position} "
+                "needs constant extents for a TMA copy", getattr(stmt, "span", None))
+        extents.append([size for size in sizes if size != 1])
+    if extents[0] != extents[1]:
+        raise PipelineError(
+            f"{name}: statement {position} copies a {extents[0]} tile of "
+            f"{source.buffer.name} into a {extents[1]} tile of {destination.buffer.name}",
+            getattr(stmt, "span", None))
+    num_elements = 1
+    for size in extents[0]:
+        num_elements *= size
+    return TileCopy(position, destination, source,
+                    num_elements * DTYPE_BYTES[destination.buffer.dtype])
+
+
+def plan_barrier_pipeline(loop: For, analyzer: Analyzer | None = None) -> BarrierPlan:
+    """Read the annotation of ``loop`` and derive its copies, barrier groups and rings.
+
+    Raises :class:`PipelineError` when an asynchronous statement is not a tile copy, a
+    consumer runs before its producer, or a copied buffer is also written elsewhere.
+    """
+    analyzer = analyzer or Analyzer()
+    statements = _loop_statements(loop)
+    annotation = read_annotation(loop, len(statements))
+    stages, orders = annotation.stages, annotation.orders
+    analyzer = analyzer.copy()
+    analyzer.bind(loop.loop_var, Range(loop.min, loop.extent))
+    groups: dict[int, BarrierGroup] = {}
+    for position, stmt in enumerate(statements):
+        if stages[position] in annotation.async_stages:
+            copy = _tile_copy(loop, position, stmt, analyzer)
+            groups.setdefault(stages[position], BarrierGroup(stages[position], [])
+                              ).copies.append(copy)
+    copied = {copy.destination.buffer: group for group in groups.values()
+              for copy in group.copies}
+    for position, stmt in enumerate(statements):
+        if stages[position] in annotation.async_stages:
+            continue
+        reads, writes = _buffers_touched(stmt)
+        for buffer in writes & set(copied):
+            raise PipelineError(
+                f"pipelined loop '{loop.loop_var.name}': statement {position} writes "
+                f"{buffer.name}, which a TMA copy fills", getattr(stmt, "span", None))
+        for group in {id(copied[b]): copied[b] for b in reads & set(copied)}.values():
+            if (stages[position], orders[position]) <= (group.stage, min(
+                    orders[copy.position] for copy in group.copies)):
+                raise PipelineError(
+                    f"pipelined loop '{loop.loop_var.name}': statement {position} reads "
+                    f"what stage {group.stage} copies but does not run after it",
+                    getattr(stmt, "span", None) or loop.span)
+            group.consumers.append(position)
+    plan = BarrierPlan(loop, statements, stages, orders, [], {})
+    for stage in sorted(groups):
+        group = groups[stage]
+        if not group.consumers:
+            raise PipelineError(
+                f"pipelined loop '{loop.loop_var.name}': nothing in the loop reads what "
+                f"stage {stage} copies", loop.span)
+        plan.groups.append(group)
+        last = plan.last_consumer(group)
+        distance = stages[last] - stage
+        producer_order = min(orders[copy.position] for copy in group.copies)
+        # The producer of instance j reuses the slot of j - num_slots, which its last
+        # consumer releases at iteration j - num_slots + distance: earlier in the body.
+        group.num_slots = distance + (0 if distance and orders[last] < producer_order else 1)
+        prefix = f"stage{stage}_" if len(groups) > 1 else ""
+        group.full = Buffer(f"{prefix}full", (IntImm(group.num_slots),), BARRIER_DTYPE,
+                            "shared")
+        group.empty = Buffer(f"{prefix}empty", (IntImm(group.num_slots),), BARRIER_DTYPE,
+                             "shared")
+        for buffer in group.buffers:
+            plan.rings[buffer] = Buffer(buffer.name, (IntImm(group.num_slots),) + tuple(
+                buffer.shape), buffer.dtype, buffer.scope, buffer.span)
+    return plan
+
+
+# Emission ------------------------------------------------------------------------------
+class _RingAccess(IRMutator):
+    """Every access of a ringed buffer gets the slot as its leading index."""
+
+    def __init__(self, rings: dict[Buffer, Buffer], slots: dict[Buffer, PrimExpr]):
+        self.rings = rings
+        self.slots = slots
+
+    def visit_buffer_load(self, node: BufferLoad) -> PrimExpr:
+        node = super().visit_buffer_load(node)
+        if node.buffer in self.rings:
+            return BufferLoad(self.rings[node.buffer], (self.slots[node.buffer],) +
+                              node.indices, node.span)
+        return node
+
+    def visit_buffer_store(self, node: BufferStore) -> Stmt:
+        node = super().visit_buffer_store(node)
+        if node.buffer in self.rings:
+            return BufferStore(self.rings[node.buffer], node.value,
+                               (self.slots[node.buffer],) + node.indices, node.span)
+        return node
+
+    def visit_buffer_region(self, node: BufferRegion) -> BufferRegion:
+        node = super().visit_buffer_region(node)
+        if node.buffer in self.rings:
+            return BufferRegion(self.rings[node.buffer],
+                                (Range(self.slots[node.buffer], IntImm(1)),) + node.region,
+                                node.span)
+        return node
+
+
+@dataclass
+class Instance:
+    """Instance ``index`` (counted from the loop start) of the original loop body."""
+
+    value: PrimExpr  # the original loop variable's value
+    index: PrimExpr  # value - loop.min
+
+    def slot(self, group: BarrierGroup, analyzer: Analyzer) -> PrimExpr:
+        return analyzer.simplify(self.index % group.num_slots)
+
+    def parity(self, group: BarrierGroup, analyzer: Analyzer, flipped: bool = False
+               ) -> PrimExpr:
+        phase = self.index // group.num_slots + (1 if flipped else 0)
+        return analyzer.simplify(phase % 2)
+
+
+class BarrierEmitter:
+    """Builds the statements of a plan for one instance: copies, waits, releases."""
+
+    def __init__(self, plan: BarrierPlan, analyzer: Analyzer):
+        self.plan = plan
+        self.analyzer = analyzer
+
+    def instance(self, value: PrimExpr) -> Instance:
+        loop = self.plan.loop
+        return Instance(self.analyzer.simplify(value),
+                        self.analyzer.simplify(value - loop.min))
+
+    def produce(self, group: BarrierGroup, instance: Instance) -> Stmt:
+        """Wait for the slot to be empty, announce the bytes, issue the copies."""
+        slot = instance.slot(group, self.analyzer)
+        statements = [
+            call("mbarrier_wait_parity", group.empty, slot,
+                 instance.parity(group, self.analyzer, flipped=True)),
+            call("mbarrier_arrive_expect_tx", group.full, slot, const(group.num_bytes)),
+        ]
+        loop_var = self.plan.loop.loop_var
+        for copy in group.copies:
+            destination = substitute(copy.destination, {loop_var: instance.value})
+            source = substitute(copy.source, {loop_var: instance.value})
+            destination = _RingAccess(self.plan.rings, {copy.destination.buffer: slot}
+                                      ).visit(destination)
+            source = BufferRegion(source.buffer, tuple(
+                Range(self.analyzer.simplify(r.min), self.analyzer.simplify(r.extent))
+                for r in source.region), source.span)
+            statements.append(call("tma_load", destination, source, group.full, slot))
+        return seq(*statements)
+
+    def consume(self, position: int, instance: Instance) -> Stmt:
+        """The statement for ``instance`` on its ring slots, with the waits before the
+        first consumer of a copy and the releases after the last."""
+        plan = self.plan
+        before, after, slots = [], [], {}
+        for group in plan.groups:
+            if position not in group.consumers:
+                continue
+            slot = instance.slot(group, self.analyzer)
+            for buffer in group.buffers:
+                slots[buffer] = slot
+            if plan.first_consumer(group) == position:
+                before.append(call("mbarrier_wait_parity", group.full, slot,
+                                   instance.parity(group, self.analyzer)))
+            if plan.last_consumer(group) == position:
+                after.append(call("mbarrier_arrive", group.empty, slot))
+        stmt = substitute(plan.statements[position], {plan.loop.loop_var: instance.value})
+        if slots:
+            stmt = _RingAccess(plan.rings, slots).visit(stmt)
+        return seq(*before, stmt, *after)
+
+    def initialize(self, elected: PrimExpr | None, num_consumers: int) -> Stmt:
+        """Barrier initialization by the elected thread, then a block barrier."""
+        inits = []
+        for group in self.plan.groups:
+            slot = Var("slot")
+            inits.append(For(slot, IntImm(0), IntImm(group.num_slots), ForKind.SERIAL, seq(
+                call("mbarrier_init", group.full, slot, IntImm(1)),
+                call("mbarrier_init", group.empty, slot, IntImm(num_consumers)))))
+        body = seq(*inits)
+        if elected is not None:
+            body = IfThenElse(elected, body)
+        return seq(body, barrier_sync())
+
+    def guarded(self, stmt: Stmt, instance: Instance) -> Stmt:
+        """``stmt`` only when ``instance`` is an iteration of the original loop."""
+        loop = self.plan.loop
+        conditions = [GE(instance.index, IntImm(0)), LT(instance.index, loop.extent)]
+        kept = [c for c in conditions if not self.analyzer.can_prove(c)]
+        if not kept:
+            return stmt
+        condition = kept[0] if len(kept) == 1 else And(kept[0], kept[1])
+        return IfThenElse(self.analyzer.simplify(condition), stmt)
+
+
+@dataclass
+class ThreadScope:
+    """The ``threadIdx`` bindings around a loop: who is elected, how many threads."""
+
+    loops: list[For]
+
+    @property
+    def num_threads(self) -> int:
+        count = 1
+        for loop in self.loops:
+            extent = as_int(loop.extent)
+            if extent is None:
+                raise PipelineError("barrier lowering needs constant thread extents",
+                                    loop.span)
+            count *= extent
+        return count
+
+    def linear_index(self) -> PrimExpr:
+        """The thread's index in the block, x fastest."""
+        index: PrimExpr = IntImm(0)
+        for loop in sorted(self.loops, key=lambda loop: loop.thread_tag, reverse=True):
+            index = index * loop.extent + (loop.loop_var - loop.min)
+        return index
+
+    def elected(self) -> PrimExpr | None:
+        if not self.loops:
+            return None
+        condition: PrimExpr | None = None
+        for loop in self.loops:
+            test = EQ(loop.loop_var, loop.min)
+            condition = test if condition is None else And(condition, test)
+        return condition
+
+
+def _single_role_loop(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyzer) -> Stmt:
+    """One loop, every thread consuming, the elected thread producing."""
+    loop = plan.loop
+    emitter = BarrierEmitter(plan, analyzer)
+    iteration = Var(loop.loop_var.name, loop.loop_var.dtype)
+    extent = analyzer.simplify(loop.extent + plan.max_stage)
+    analyzer.bind(iteration, Range(loop.min, extent))
+    elected = threads.elected()
+    body = []
+    for position in sorted(range(len(plan.statements)), key=lambda p: plan.orders[p]):
+        instance = emitter.instance(iteration - plan.stages[position])
+        group = plan.group_of(position)
+        if group is not None:
+            if group.copies[0].position != position:
+                continue  # emitted with the group's first copy
+            stmt = emitter.produce(group, instance)
+            if elected is not None:
+                stmt = IfThenElse(elected, stmt)
+        else:
+            stmt = emitter.consume(position, instance)
+        body.append(emitter.guarded(stmt, instance))
+    new_loop = For(iteration, loop.min, extent, ForKind.SERIAL, seq(*body), None,
+                   other_annotations(loop.annotations), loop.span)
+    return seq(emitter.initialize(elected, threads.num_threads), new_loop)
+
+
+class _BarrierLowering(IRMutator):
+    def __init__(self, lower_loop):
+        self.lower_loop = lower_loop
+        self.thread_loops: list[For] = []
+        self.rings: dict[Buffer, Buffer] = {}
+        self.barriers: dict[Buffer, list[Buffer]] = {}  # first ringed buffer -> barriers
+        self.analyzer = Analyzer()
+
+    def visit_for(self, node: For) -> Stmt:
+        if node.kind is ForKind.THREAD_BINDING and (node.thread_tag or "").startswith(
+                "threadIdx"):
+            self.thread_loops.append(node)
+            try:
+                return super().visit_for(node)
+            finally:
+                self.thread_loops.pop()
+        if is_pipelined(node):
+            plan = plan_barrier_pipeline(node, self.analyzer)
+            self.rings.update(plan.rings)
+            self.barriers[plan.groups[0].buffers[0]] = [
+                barrier for group in plan.groups for barrier in (group.full, group.empty)]
+            return self.lower_loop(plan, ThreadScope(list(self.thread_loops)),
+                                   self.analyzer.copy())
+        return super().visit_for(node)
+
+
+class _AllocateRings(IRMutator):
+    """Ringed buffers replace their originals where those are allocated; the barriers
+    are allocated next to the first buffer their loop rings."""
+
+    def __init__(self, rings: dict[Buffer, Buffer], barriers: dict[Buffer, list[Buffer]]):
+        self.rings = rings
+        self.barriers = barriers
+
+    def visit_block(self, node: Block) -> Stmt:
+        node = super().visit_block(node)
+        if not any(buffer in self.rings for buffer in node.alloc_buffers):
+            return node
+        allocations = []
+        for buffer in node.alloc_buffers:
+            allocations.append(self.rings.get(buffer, buffer))
+            allocations += self.barriers.pop(buffer, [])
+        return Block(node.name, node.body, node.reads, node.writes, tuple(allocations),
+                     node.predicate, node.annotations, node.span)
+
+
+def _check_rings_confined(body: Stmt, rings: dict[Buffer, Buffer]) -> None:
+    class _Stray(IRVisitor):
+        def visit_buffer_load(self, node: BufferLoad) -> None:
+            self._check(node.buffer, node.span)
+            super().visit_buffer_load(node)
+
+        def visit_buffer_store(self, node: BufferStore) -> None:
+            self._check(node.buffer, node.span)
+            super().visit_buffer_store(node)
+
+        def visit_buffer_region(self, node: BufferRegion) -> None:
+            self._check(node.buffer, node.span)
+
+        @staticmethod
+        def _check(buffer: Buffer, span) -> None:
+            if buffer in rings:
+                raise PipelineError(
+                    f"{buffer.name} is filled by TMA copies of a pipelined loop but also used "
+                    "outside that loop", span)
+
+    _Stray().visit(body)
+
+
+def lower_with(func: PrimFunc, lower_loop) -> PrimFunc:
+    """Apply ``lower_loop(plan, threads, analyzer) -> Stmt`` to every pipelined loop."""
+    lowering = _BarrierLowering(lower_loop)
+    body = lowering.visit(func.body)
+    if not lowering.rings:
+        return func
+    _check_rings_confined(body, lowering.rings)
+    allocator = _AllocateRings(lowering.rings, lowering.barriers)
+    body = allocator.visit(body)
+    if allocator.barriers:
+        buffer = next(iter(allocator.barriers))
+        raise PipelineError(f"{buffer.name}, filled by TMA copies, must be allocated by a "
+                            "block around its pipelined loop", buffer.span)
+    return func.with_body(body)
+
+
+def lower_to_barriers(func: PrimFunc) -> PrimFunc:
+    """Every pipelined loop of ``func`` in the mbarrier + TMA form (one role)."""
+    return lower_with(func, _single_role_loop)
