@@ -73,7 +73,7 @@ def loops_of(func):
 @pytest.mark.parametrize("num_stages", [2, 3, 5])
 def test_copy_goes_to_stage_zero_async_and_its_consumer_to_the_last(num_stages):
     planned = loops_of(plan_pipeline(simple_compute(num_stages)))["i"]
-    assert planned == {STAGE: [0, num_stages - 1], ORDER: [0, 1], ASYNC: [0]}
+    assert planned == {STAGE: (0, num_stages - 1), ORDER: (0, 1), ASYNC: (0,)}
 
 
 def test_one_stage_means_no_pipelining():
@@ -95,15 +95,15 @@ def test_without_the_annotation_the_function_is_unchanged():
 def test_register_copy_is_pipelined_between_copies_and_compute(num_stages):
     planned = loops_of(plan_pipeline(register_gemm(num_stages)))
     last = num_stages - 1
-    assert planned["ko"] == {STAGE: [0, 0, last - 1, last, last], ORDER: [0, 1, 3, 2, 4],
-                             ASYNC: [0]}
-    assert planned["ki"] == {STAGE: [0, 0, 1], ORDER: [0, 1, 2]}
+    assert planned["ko"] == {STAGE: (0, 0, last - 1, last, last), ORDER: (0, 1, 3, 2, 4),
+                             ASYNC: (0,)}
+    assert planned["ki"] == {STAGE: (0, 0, 1), ORDER: (0, 1, 2)}
 
 
 def test_two_stages_keep_the_register_pipeline_in_the_consumer_stage():
     planned = loops_of(plan_pipeline(register_gemm(2)))
-    assert planned["ko"] == {STAGE: [0, 0, 1, 1, 1], ORDER: [0, 1, 2, 3, 4], ASYNC: [0]}
-    assert planned["ki"] == {STAGE: [0, 0, 1], ORDER: [0, 1, 2]}
+    assert planned["ko"] == {STAGE: (0, 0, 1, 1, 1), ORDER: (0, 1, 2, 3, 4), ASYNC: (0,)}
+    assert planned["ki"] == {STAGE: (0, 0, 1), ORDER: (0, 1, 2)}
 
 
 def test_shared_budget_counts_every_version():
@@ -153,3 +153,26 @@ def test_loop_without_a_global_to_shared_copy_is_reported():
 def test_unknown_target_is_reported():
     with pytest.raises(PipelineError, match="unknown target 'sm_75'"):
         plan_pipeline(simple_compute(2), target="sm_75")
+
+
+@pytest.mark.parametrize("num_stages", [3, 4, 6])
+def test_plan_of_the_gemm_kernel_is_its_authors_annotation(num_stages):
+    from tilepipe.kernels.gemm import gemm
+    from tilepipe.kernels.tuning import with_num_stages
+
+    written = gemm(256, 256, 1024, num_stages=num_stages)
+    planned = plan_pipeline(with_num_stages(written, num_stages))
+    assert loops_of(planned) == loops_of(written)
+    assert loops_of(with_num_stages(written, num_stages))["ko"] == {NUM_STAGES: num_stages}
+
+
+def test_oversized_gemm_ring_does_not_fit():
+    from tilepipe.kernels.gemm import gemm
+    from tilepipe.kernels.tuning import with_num_stages
+
+    # One stage of the 128x128x32 GEMM holds A (128 x 40) and B (32 x 136) fp16 tiles.
+    per_stage = (128 * 40 + 32 * 136) * 2
+    fits = SHARED_MEMORY_BUDGET["sm_80"] // per_stage
+    plan_pipeline(with_num_stages(gemm(256, 256, 1024), fits))
+    with pytest.raises(PipelineError, match=f"needs {per_stage * (fits + 1):,} bytes"):
+        plan_pipeline(with_num_stages(gemm(256, 256, 1024), fits + 1))

@@ -298,11 +298,12 @@ class _Annotator(IRMutator):
             plan = self.plans[node]
             del annotations[NUM_STAGES]
             if plan is not None:
-                annotations.update({STAGE: plan.stages, ORDER: plan.orders,
-                                    ASYNC_STAGES: plan.async_stages})
+                annotations.update({STAGE: tuple(plan.stages), ORDER: tuple(plan.orders),
+                                    ASYNC_STAGES: tuple(plan.async_stages)})
         elif node in self.inner:
             plan = self.inner[node]
-            annotations.update({STAGE: plan.inner_stages, ORDER: plan.inner_orders})
+            annotations.update({STAGE: tuple(plan.inner_stages),
+                                ORDER: tuple(plan.inner_orders)})
         else:
             return new
         return For(new.loop_var, new.min, new.extent, new.kind, new.body, new.thread_tag,
