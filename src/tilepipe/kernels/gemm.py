@@ -98,24 +98,23 @@ def gemm(M: int, N: int, K: int, block_m: int = 128, block_n: int = 128, block_k
     grid_n = N // block_n
     k_outer = K // block_k
     k_inner = block_k // MMA_K
-    outer_annotations = {
-        "software_pipeline_stage": outer_stages(num_stages),
-        "software_pipeline_order": OUTER_ORDER,
-        "software_pipeline_async_stages": [0],
-    }
-    inner_annotations = {
-        "software_pipeline_stage": INNER_STAGES,
-        "software_pipeline_order": INNER_ORDER,
-    }
+    stages = outer_stages(num_stages)
 
     @T.prim_func
-    def gemm_kernel(A: T.Buffer((M, K), "float16"), B: T.Buffer((K, N), "float16"),
-                    C: T.Buffer((M, N), "float32")):
+    def gemm_kernel(a: T.handle, b: T.handle, c: T.handle):
+        # Buffers matched in the body, where the sizes are closure constants of gemm().
+        A = T.match_buffer(a, (M, K), "float16")
+        B = T.match_buffer(b, (K, N), "float16")
+        C = T.match_buffer(c, (M, N), "float32")
         for by in T.thread_binding(grid_m, thread="blockIdx.y"):
             for bx in T.thread_binding(grid_n, thread="blockIdx.x"):
                 for warp in T.thread_binding(warps, thread="threadIdx.y"):
                     for lane in T.thread_binding(WARP_SIZE, thread="threadIdx.x"):
                         with T.block("gemm"):
+                            T.reads(A[by * block_m:by * block_m + block_m, 0:K],
+                                    B[0:K, bx * block_n:bx * block_n + block_n])
+                            T.writes(C[by * block_m:by * block_m + block_m,
+                                       bx * block_n:bx * block_n + block_n])
                             A_shared = T.alloc_buffer((block_m, a_row_length), "float16",
                                                       scope="shared.dyn")
                             B_shared = T.alloc_buffer((block_k, b_row_length), "float16",
@@ -128,7 +127,10 @@ def gemm(M: int, N: int, K: int, block_m: int = 128, block_n: int = 128, block_k
                                 for ni in T.unroll(mma_n):
                                     T.evaluate(T.mma_fill(C_warp[mi, ni, 0:16, 0:8],
                                                           T.float32(0)))
-                            for ko in T.serial(k_outer, annotations=outer_annotations):
+                            for ko in T.serial(k_outer, annotations={
+                                    "software_pipeline_stage": stages,
+                                    "software_pipeline_order": OUTER_ORDER,
+                                    "software_pipeline_async_stages": [0]}):
                                 with T.block("A_shared_copy"):
                                     T.reads(A[by * block_m:by * block_m + block_m,
                                               ko * block_k:ko * block_k + block_k])
@@ -167,7 +169,9 @@ def gemm(M: int, N: int, K: int, block_m: int = 128, block_n: int = 128, block_k
                                                 + (c * threads + warp * WARP_SIZE + lane)
                                                 % b_vectors_per_row * VECTOR_ELEMENTS + v,
                                             ]
-                                for ki in T.serial(k_inner, annotations=inner_annotations):
+                                for ki in T.serial(k_inner, annotations={
+                                        "software_pipeline_stage": INNER_STAGES,
+                                        "software_pipeline_order": INNER_ORDER}):
                                     with T.block("A_fragment_load"):
                                         T.reads(A_shared[
                                             warp // warps_n * warp_m:
