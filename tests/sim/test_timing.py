@@ -62,27 +62,25 @@ def tile_loop(n: int, stages: int) -> PrimFunc:
     return PrimFunc("tile_loop", (A,), Block("root", body, alloc_buffers=(ring, W, C)))
 
 
-def test_compute_bound_loop_runs_its_computes_back_to_back():
-    # Tile 0 is issued (4), transferred (128) and lands 100 later, when the threads,
-    # which waited for it, issue its compute (4). Every later compute accumulates into
-    # the same C, so it starts when the previous one ends; the next tile's copy and
-    # flight (232 cycles) hide under each 512-cycle compute.
+def test_single_buffer_serializes_copy_latency_and_compute():
+    # Tile 0 is issued (4), transferred (128) and lands 100 later; its compute (512)
+    # starts then. The next copy overwrites the one shared buffer, so it waits for that
+    # compute to end; and so on: nothing overlaps (the seeds' "serialized" picture).
     report = estimate(tile_loop(3, 1), ROUND)
     assert COMPUTE == 512
-    first_compute = ISSUE + COPY + LATENCY + ISSUE
-    assert report.total_cycles == first_compute + 3 * COMPUTE
+    assert report.total_cycles == ISSUE + 3 * (COPY + LATENCY + COMPUTE)
     assert report.memory_cycles == 3 * COPY
     assert report.compute_cycles == 3 * COMPUTE
     assert report.busy["tensor"] == 3 * COMPUTE
+    stalls = [interval for interval in report.intervals if interval.kind == "wait"]
+    assert stalls[0].start == 2 * ISSUE and stalls[0].end == ISSUE + COPY + LATENCY
 
 
 def test_latency_bound_loop_is_serial_without_pipelining():
-    # With an 8-cycle compute the loop is latency bound: every tile costs
-    # issue + transfer + flight + issue of its compute, and only the last compute trails.
     fast = replace(ROUND, tensor_tflops=16.384)
     compute = 2 * TILE * TILE * DEPTH / 16384
     report = estimate(tile_loop(4, 1), fast)
-    assert report.total_cycles == 4 * (ISSUE + COPY + LATENCY + ISSUE) + compute
+    assert report.total_cycles == ISSUE + 4 * (COPY + LATENCY + compute)
     assert report.bound_cycles == 4 * COPY
 
 

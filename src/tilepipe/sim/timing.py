@@ -5,12 +5,12 @@ in one store or call) becomes one operation on a hardware unit: global-memory tr
 on the copy engine (the TMA engine for asynchronous ones on machines that have it),
 shared-memory traffic, tensor-core or CUDA-core arithmetic. A unit serves one operation
 at a time, for ``amount / throughput`` cycles; a global read lands ``global_latency``
-cycles after its transfer. Synchronous operations are issued in order and start when
-the values they read are ready (a scoreboard over buffers and constant indices), so a
-register double buffer overlaps loads with compute as it does on hardware; a
-synchronous copy into shared memory blocks its threads until the data lands.
-Asynchronous statements are issued and run in the background; a wait blocks the threads
-until the groups it names have landed.
+cycles after its transfer. Operations are issued in order; a synchronous one starts
+(and its threads stall until it does) when what it reads has landed and what it writes
+is no longer being read or written (a scoreboard over buffers and constant indices), so
+a register double buffer overlaps loads with compute as on hardware, and a single
+shared buffer serializes copy and compute. Asynchronous statements run in the
+background; a wait blocks the threads until the groups it names have landed.
 
 Costs come from statement sizes (elements times dtype bytes, two flops per
 multiply-accumulate) and a :class:`Machine`: A100 and H100 presets from public
@@ -245,7 +245,6 @@ class _Operation:
     reads: tuple[_Key, ...]
     writes: tuple[_Key, ...]
     label: str
-    stores_shared_from_global: bool
 
 
 class _Loads(IRVisitor):
@@ -327,7 +326,7 @@ def _classify(leaf: Stmt, elements: float, env: Mapping[Var, int]) -> _Operation
         products = _multiplied_dtypes(leaf.value)
         if products:
             unit = "tensor" if all(d in _TENSOR_DTYPES for d in products) else "alu"
-            return _Operation(unit, 2 * elements, False, reads, writes, label, False)
+            return _Operation(unit, 2 * elements, False, reads, writes, label)
     else:
         call = leaf.value
         if isinstance(call, Call) and call.op in _BARRIERS:
@@ -337,13 +336,13 @@ def _classify(leaf: Stmt, elements: float, env: Mapping[Var, int]) -> _Operation
         keys = tuple(_region_key(region, env) for region in regions)
         label = call.op if isinstance(call, Call) else "evaluate"
         if not regions:
-            return _Operation("alu", elements, False, (), (), label, False)
+            return _Operation("alu", elements, False, (), (), label)
         if any(region.buffer.scope == "warp" for region in regions):
             elements /= WARP_SIZE  # a warp-collective call: once per warp, not per thread
         sizes = [_region_elements(region, env) for region in regions]
         if isinstance(call, Call) and ("mma" in call.op or "gemm" in call.op) and len(sizes) >= 3:
             flops = 2 * math.sqrt(sizes[0] * sizes[1] * sizes[2]) * elements
-            return _Operation("tensor", flops, False, keys, keys, label, False)
+            return _Operation("tensor", flops, False, keys, keys, label)
         destination = regions[0].buffer
         sources = [region.buffer for region in regions[1:]]
         elements *= sizes[0]
@@ -353,12 +352,11 @@ def _classify(leaf: Stmt, elements: float, env: Mapping[Var, int]) -> _Operation
         moved = global_sources[0] if global_sources else destination
         return _Operation(
             "copy", elements * dtype_bytes(moved.dtype), bool(global_sources), reads, writes,
-            label, bool(global_sources) and destination.scope in _SHARED_SCOPES,
-        )
+            label)
     if destination.scope in _SHARED_SCOPES or any(b.scope in _SHARED_SCOPES for b in sources):
         return _Operation("shared", elements * dtype_bytes(destination.dtype), False, reads,
-                          writes, label, False)
-    return _Operation("alu", elements, False, reads, writes, label, False)
+                          writes, label)
+    return _Operation("alu", elements, False, reads, writes, label)
 
 
 def _region_elements(region: BufferRegion, env: Mapping[Var, int]) -> float:
@@ -440,6 +438,7 @@ class _Model:
         self.now = 0.0
         self.free = {"global": 0.0, "shared": 0.0, "tensor": 0.0, "alu": 0.0}
         self.ready: dict[_Key, float] = {}  # landing time of each synchronous write
+        self.read_done: dict[_Key, float] = {}  # when the last read of each key ends
         self.queues: dict[int, list[_Group]] = {}
         self.open_groups: list[_Group] = []
         self.async_depth = 0
@@ -473,11 +472,18 @@ class _Model:
         if kind not in ("flight", "wait"):
             self.busy[unit] += end - start
 
-    def _ready_time(self, keys: tuple[_Key, ...]) -> float:
-        """When the synchronous writes that ``keys`` may read have landed (the
-        scoreboard; asynchronous writes are ordered by the program's waits instead)."""
-        return max((landing for key in keys for written, landing in self.ready.items()
-                    if _keys_conflict(key, written)), default=0.0)
+    @staticmethod
+    def _latest(keys: tuple[_Key, ...], times: dict[_Key, float]) -> float:
+        return max((time for key in keys for other, time in times.items()
+                    if _keys_conflict(key, other)), default=0.0)
+
+    def _earliest_start(self, operation: _Operation) -> float:
+        """The scoreboard: an operation reads what synchronous writes have landed (async
+        writes are ordered by the program's waits instead) and overwrites nothing that
+        is still being written or read."""
+        return max(self._latest(operation.reads, self.ready),
+                   self._latest(operation.writes, self.ready),
+                   self._latest(operation.writes, self.read_done))
 
     # Operations -----------------------------------------------------------------------
     def operate(self, loops: list[For], leaf: Stmt, env: dict, threads: float) -> None:
@@ -517,24 +523,22 @@ class _Model:
         issue_start = self.now
         self.now += machine.issue_cycles
         self._record("threads", issue_start, self.now, "issue", operation.label, asynchronous)
-        start = max(self.now, self.free[resource], self._ready_time(operation.reads))
+        start = max(self.now, self.free[resource], self._earliest_start(operation))
         end = start + duration
         self.free[resource] = end
         landing = end + (machine.global_latency if operation.global_read else 0)
         kind = {"copy": "transfer", "shared": "shared"}.get(operation.unit, "compute")
         self._record(lane, start, end, kind, operation.label, asynchronous)
         self._record(lane, end, landing, "flight", operation.label, asynchronous)
-        if not asynchronous:
-            self.ready.update((key, landing) for key in operation.writes)
+        self.read_done.update((key, end) for key in operation.reads)
         self.finish = max(self.finish, landing)
         if asynchronous:
             if self.open_groups:
                 group = self.open_groups[-1]
                 group.completion = max(group.completion, landing)
-        elif operation.stores_shared_from_global:
-            self._wait_until(landing, operation.label)
         else:
-            self.now = max(self.now, start)
+            self.ready.update((key, landing) for key in operation.writes)
+            self._wait_until(start, f"operands of {operation.label}")
 
     def _wait_until(self, time: float, label: str) -> None:
         if time > self.now:
