@@ -1,0 +1,342 @@
+"""Emission of a scheduled, synchronized pipeline: prologue, body and epilogue blocks.
+
+Statement instances are the original statements with the loop variable replaced by the
+iteration they work on (``i - stage + delta``, written the way TVM folds it, so outputs
+read like the seeds'), predicated by ``T.where`` when not every slot runs them, with ring
+indices ``j % versions`` on every access to a multi-versioned buffer, asynchronous ones
+wrapped in ``async_scope`` and grouped into ``async_commit_queue_scope`` blocks, and the
+waits of :mod:`.sync` right before the statements that need them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from ...arith import infer_regions
+from ...ir import (
+    LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferLoad,
+    BufferRegion, BufferStore, Call, EQ, Evaluate, FloorMod, For, ForKind, IRMutator, IntImm,
+    Max, Mul, PrimExpr, Range, Select, Stmt, Sub, Var, seq, substitute,
+)
+from .schedule import PipelineStatement, Schedule
+from .sync import BODY, SectionPlan, SyncPlan, Wait
+
+
+# Folding as TVM's operators do, so that the output keeps the seeds' shape ----------------
+def fold_add(left: PrimExpr | int, right: PrimExpr | int) -> PrimExpr:
+    left, right = _expr(left), _expr(right)
+    if isinstance(left, IntImm) and isinstance(right, IntImm):
+        return IntImm(left.value + right.value, left.dtype)
+    if isinstance(right, IntImm) and right.value == 0:
+        return left
+    if isinstance(left, IntImm) and left.value == 0:
+        return right
+    return Add(left, right)
+
+
+def fold_sub(left: PrimExpr | int, right: PrimExpr | int) -> PrimExpr:
+    left, right = _expr(left), _expr(right)
+    if isinstance(left, IntImm) and isinstance(right, IntImm):
+        return IntImm(left.value - right.value, left.dtype)
+    if isinstance(right, IntImm) and right.value == 0:
+        return left
+    return Sub(left, right)
+
+
+def _expr(value: PrimExpr | int) -> PrimExpr:
+    return IntImm(value) if isinstance(value, int) else value
+
+
+def _fold_less(left: PrimExpr, right: PrimExpr) -> PrimExpr:
+    if isinstance(left, IntImm) and isinstance(right, IntImm):
+        return IntImm(int(left.value < right.value), "bool")
+    return LT(left, right)
+
+
+# Ring buffers ---------------------------------------------------------------------------
+class RingIndex(IRMutator):
+    """Gives every access to a multi-versioned buffer the leading index
+    ``loop_var % versions``, including buffer arguments of opaque calls."""
+
+    def __init__(self, loop_var: Var, remap: Mapping[Buffer, tuple[Buffer, int]]):
+        self.loop_var = loop_var
+        self.remap = remap
+
+    def _index(self, buffer: Buffer) -> tuple[Buffer, PrimExpr] | None:
+        entry = self.remap.get(buffer)
+        if entry is None:
+            return None
+        new, versions = entry
+        return new, FloorMod(self.loop_var, IntImm(versions, self.loop_var.dtype))
+
+    def visit_buffer_load(self, node: BufferLoad) -> PrimExpr:
+        indices = tuple(self.visit(index) for index in node.indices)
+        ring = self._index(node.buffer)
+        if ring is None:
+            return BufferLoad(node.buffer, indices, node.span)
+        return BufferLoad(ring[0], (ring[1],) + indices, node.span)
+
+    def visit_buffer_store(self, node: BufferStore) -> Stmt:
+        value = self.visit(node.value)
+        indices = tuple(self.visit(index) for index in node.indices)
+        ring = self._index(node.buffer)
+        if ring is None:
+            return BufferStore(node.buffer, value, indices, node.span)
+        return BufferStore(ring[0], value, (ring[1],) + indices, node.span)
+
+    def visit_buffer_region(self, node: BufferRegion) -> BufferRegion:
+        region = tuple(self.visit(range_) for range_ in node.region)
+        ring = self._index(node.buffer)
+        if ring is None:
+            return BufferRegion(node.buffer, region, node.span)
+        return BufferRegion(ring[0], (Range(ring[1], IntImm(1)),) + region, node.span)
+
+    def visit_call(self, node: Call) -> PrimExpr:
+        args = []
+        for arg in node.args:
+            ring = self._index(arg) if isinstance(arg, Buffer) else None
+            if ring is not None:
+                args.append(BufferRegion(ring[0], (Range(ring[1], IntImm(1)),) + tuple(
+                    Range(IntImm(0), extent) for extent in arg.shape)))
+            elif isinstance(arg, Buffer):
+                args.append(arg)
+            else:
+                args.append(self.visit(arg))
+        return Call(node.dtype, node.op, tuple(args), node.span)
+
+
+def versioned_buffers(schedule: Schedule) -> dict[Buffer, tuple[Buffer, int]]:
+    """Each buffer with more than one version -> (its ring buffer, the version count)."""
+    remap = {}
+    for buffer, count in schedule.versions.items():
+        if count > 1:
+            ring = Buffer(buffer.name, (IntImm(count),) + tuple(buffer.shape), buffer.dtype,
+                          buffer.scope, buffer.span)
+            remap[buffer] = (ring, count)
+    return remap
+
+
+# Sections -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SectionFrame:
+    """How a section's slots map to IR: its first slot as an expression relative to the
+    loop start (``delta``) and whether it is emitted as a loop."""
+
+    plan: SectionPlan
+    delta: PrimExpr
+
+
+class Emitter:
+    """Builds the IR of one pipelined loop from its schedule and synchronization."""
+
+    def __init__(self, schedule: Schedule, extent: PrimExpr):
+        self.schedule = schedule
+        self.loop = schedule.loop
+        self.extent = extent
+        self.remap = versioned_buffers(schedule)
+        ring = RingIndex(self.loop.loop_var, self.remap)
+        self.bodies = [ring.visit(statement.stmt) for statement in schedule.statements]
+        self.reads = [tuple(ring.visit(region) for region in statement.reads)
+                      for statement in schedule.statements]
+        self.writes = [tuple(ring.visit(region) for region in statement.writes)
+                       for statement in schedule.statements]
+
+    def sections(self, plan: SyncPlan, deltas: Sequence[PrimExpr],
+                 body_annotations: Mapping) -> list[Stmt]:
+        """The section blocks, the drains after the loop placed in the last one."""
+        emitted: list[Stmt] = []
+        for section_plan, delta in zip(plan.sections, deltas):
+            stmt = self._section(section_plan, delta, body_annotations)
+            if stmt is not None:
+                emitted.append(stmt)
+        if plan.drains:
+            drains = [AsyncWaitQueue(queue, IntImm(count), Evaluate(IntImm(0)))
+                      for queue, count in plan.drains]
+            last = emitted.pop() if emitted else None
+            emitted.append(_block(seq(last, *drains)))
+        return emitted
+
+    def _section(self, section_plan: SectionPlan, delta: PrimExpr,
+                 body_annotations: Mapping) -> Stmt | None:
+        section = section_plan.section
+        loop = self.loop
+        is_unit = section.length == 1
+        if is_unit:
+            iterator: PrimExpr = fold_add(loop.min, delta)
+        else:
+            iterator = Var(loop.loop_var.name, loop.loop_var.dtype)
+        waits: dict[int, list[Wait]] = {}
+        for wait in section_plan.waits:
+            waits.setdefault(wait.position, []).append(wait)
+        stmts: list[Stmt] = []
+        pending_group: list[tuple[PipelineStatement, Stmt, PrimExpr | None]] = []
+
+        def flush() -> None:
+            if not pending_group:
+                return
+            statement, _, predicate = pending_group[0]
+            group = self.schedule.groups[self.schedule.group_of[statement.position]]
+            reads = tuple(region for member, _, _ in pending_group
+                          for region in self._regions(self.reads, member, iterator, delta,
+                                                      is_unit))
+            writes = tuple(region for member, _, _ in pending_group
+                           for region in self._regions(self.writes, member, iterator, delta,
+                                                       is_unit))
+            body = AsyncCommitQueue(group.queue, seq(*(body for _, body, _ in pending_group)))
+            stmts.append(Block("", body, reads, writes, predicate=predicate))
+            pending_group.clear()
+
+        for statement in self.schedule.statements:
+            pattern = section_plan.runs[statement.position]
+            if not any(pattern):
+                continue
+            predicate = self._predicate(statement, pattern, iterator, delta, is_unit)
+            body = self._instance(statement, iterator, delta, is_unit)
+            group_index = self.schedule.group_of[statement.position]
+            if statement.is_async:
+                inner = _unwrap(body)
+                inner = AsyncScope(inner)
+                inner = self._wrap_waits(inner, waits.get(statement.position, ()), iterator,
+                                         section_plan, loop.min)
+                if pending_group and self.schedule.group_of[pending_group[0][0].position] \
+                        != group_index:
+                    flush()
+                pending_group.append((statement, inner, predicate))
+                last = self.schedule.groups[group_index].members[-1]
+                if statement.position == last:
+                    flush()
+                continue
+            flush()
+            stmts.append(self._sync_block(statement, body, predicate, waits.get(
+                statement.position, ()), iterator, section_plan, delta, is_unit))
+        flush()
+        if not stmts:
+            return None
+        if is_unit:
+            if len(stmts) == 1 and isinstance(stmts[0], Block) and stmts[0].predicate is None:
+                return stmts[0]
+            return _block(seq(*stmts))
+        kind = loop.kind if section.kind == BODY else ForKind.UNROLLED
+        annotations = dict(body_annotations) if section.kind == BODY else {}
+        return _block(For(iterator, loop.min, IntImm(section.length, loop.extent.dtype), kind,
+                          seq(*stmts), loop.thread_tag, annotations, loop.span))
+
+    # Statement instances ----------------------------------------------------------------
+    def _iteration(self, statement: PipelineStatement, iterator: PrimExpr, delta: PrimExpr,
+                   is_unit: bool) -> PrimExpr:
+        if is_unit:
+            return fold_sub(iterator, statement.stage)
+        return fold_add(fold_sub(iterator, statement.stage), delta)
+
+    def _instance(self, statement: PipelineStatement, iterator: PrimExpr, delta: PrimExpr,
+                  is_unit: bool) -> Stmt:
+        iteration = self._iteration(statement, iterator, delta, is_unit)
+        return substitute(self.bodies[statement.position], {self.loop.loop_var: iteration})
+
+    def _regions(self, table, statement: PipelineStatement, iterator: PrimExpr,
+                 delta: PrimExpr, is_unit: bool) -> tuple[BufferRegion, ...]:
+        iteration = self._iteration(statement, iterator, delta, is_unit)
+        return tuple(substitute(region, {self.loop.loop_var: iteration})
+                     for region in table[statement.position])
+
+    def _predicate(self, statement: PipelineStatement, pattern: Sequence[bool],
+                   iterator: PrimExpr, delta: PrimExpr, is_unit: bool) -> PrimExpr | None:
+        loop = self.loop
+        if is_unit:
+            skewed = fold_sub(iterator, statement.stage)
+        else:
+            skewed = fold_sub(fold_add(iterator, delta), statement.stage)
+        upper = _fold_less(skewed, fold_add(loop.min, self.extent))
+        conditions = []
+        if not all(pattern) and not is_unit and isinstance(delta, IntImm):
+            first = next(copy for copy, running in enumerate(pattern) if running)
+            if first > 0:
+                conditions.append(LE(fold_add(loop.min, first), iterator))
+        if not (isinstance(upper, IntImm) and upper.value == 1):
+            conditions.append(upper)
+        if not conditions:
+            return None
+        return conditions[0] if len(conditions) == 1 else And(conditions[0], conditions[1])
+
+    def _sync_block(self, statement: PipelineStatement, body: Stmt, predicate: PrimExpr | None,
+                    waits: Sequence[Wait], iterator: PrimExpr, section_plan: SectionPlan,
+                    delta: PrimExpr, is_unit: bool) -> Block:
+        if isinstance(body, Block):
+            inner = self._wrap_waits(body.body, waits, iterator, section_plan, self.loop.min)
+            if body.predicate is not None:
+                predicate = body.predicate if predicate is None else And(predicate, body.predicate)
+            return Block(body.name, inner, body.reads, body.writes, body.alloc_buffers,
+                         predicate, body.annotations, body.span)
+        inner = self._wrap_waits(body, waits, iterator, section_plan, self.loop.min)
+        return Block("", inner, self._regions(self.reads, statement, iterator, delta, is_unit),
+                     self._regions(self.writes, statement, iterator, delta, is_unit),
+                     predicate=predicate)
+
+    def _wrap_waits(self, body: Stmt, waits: Sequence[Wait], iterator: PrimExpr,
+                    section_plan: SectionPlan, start: PrimExpr) -> Stmt:
+        for wait in sorted(waits, key=lambda item: item.queue, reverse=True):
+            count = count_expression(wait.counts, fold_sub(iterator, start)
+                                     if not isinstance(iterator, IntImm) else iterator)
+            body = AsyncWaitQueue(wait.queue, count, body)
+        return body
+
+
+def _block(body: Stmt) -> Block:
+    """An unnamed block around ``body`` declaring what it reads and writes."""
+    reads, writes = infer_regions(body)
+    return Block("", body, reads, writes)
+
+
+def _unwrap(body: Stmt) -> Stmt:
+    """The statement an asynchronous block stands for (its body, when the block adds
+    nothing but declared regions)."""
+    if isinstance(body, Block) and not body.alloc_buffers and body.predicate is None \
+            and not body.annotations:
+        return body.body
+    return body
+
+
+def count_expression(counts: Sequence[int | None], copy: PrimExpr) -> PrimExpr:
+    """One expression of the unrolled copy index giving each copy's count (None: that copy
+    does not run the wait): a constant, a line ``a + b * copy``, a line clamped from below
+    by a constant, or else a choice per copy."""
+    known = [(index, value) for index, value in enumerate(counts) if value is not None]
+    values = {value for _, value in known}
+    if len(values) == 1:
+        return IntImm(values.pop())
+    line = _line(known)
+    if line is not None:
+        return _line_expression(*line, copy)
+    floor = min(values)
+    above = [(index, value) for index, value in known if value > floor]
+    line = _line(above) if len(above) > 1 else None
+    if line is not None and all(line[0] + line[1] * index <= floor
+                                for index, value in known if value == floor):
+        return Max(_line_expression(*line, copy), IntImm(floor))
+    result: PrimExpr = IntImm(known[-1][1])
+    for index, value in reversed(known[:-1]):
+        result = Select(EQ(copy, IntImm(index, copy.dtype)), IntImm(value), result)
+    return result
+
+
+def _line(points: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    if len(points) < 2:
+        return None
+    (first_index, first_value), (second_index, second_value) = points[0], points[1]
+    slope, remainder = divmod(second_value - first_value, second_index - first_index)
+    if remainder:
+        return None
+    intercept = first_value - slope * first_index
+    if all(intercept + slope * index == value for index, value in points):
+        return intercept, slope
+    return None
+
+
+def _line_expression(intercept: int, slope: int, copy: PrimExpr) -> PrimExpr:
+    if slope == 0:
+        return IntImm(intercept)
+    scaled = copy if abs(slope) == 1 else Mul(copy, IntImm(abs(slope), copy.dtype))
+    if slope < 0:
+        return Sub(IntImm(intercept, copy.dtype), scaled)
+    return fold_add(scaled, intercept)

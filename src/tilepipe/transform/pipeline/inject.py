@@ -1,0 +1,142 @@
+"""The pass: find annotated loops (innermost first) and replace each by its pipeline.
+
+A loop's body is its block's statement sequence (or the sequence itself); the block's
+buffers are the ones the pipeline may multi-version. A pipeline already produced for an
+inner loop contributes its sections (prologue, body, epilogue) as separate statements.
+
+The extent decides the shape. A constant extent gives prologue, body and epilogue, each
+left out when empty. A symbolic extent ``n`` gives ``if n >= P`` around the pipeline
+(whose waits are then the same for every such ``n``) and, for each shorter extent, the
+pipeline of that constant extent, so that every wait is exact for every ``n``.
+"""
+
+from __future__ import annotations
+
+from ...errors import PipelineError
+from ...ir import (
+    EQ, GE, Block, Buffer, For, IfThenElse, IntImm, IRMutator, PrimExpr, PrimFunc, SeqStmt, Stmt,
+    seq,
+)
+from ...arith import infer_regions
+from .annotations import is_pipelined, other_annotations, read_annotation
+from .emit import Emitter
+from .schedule import Schedule, compute_schedule
+from .sync import (
+    BODY, EPILOGUE, PROLOGUE, SyncPlan, _Replay, plan_synchronization, sections_for,
+    steady_window,
+)
+
+
+def inject_software_pipeline(func: PrimFunc) -> PrimFunc:
+    """``func`` with every loop annotated ``software_pipeline_stage`` / ``_order`` (and
+    optionally ``_async_stages``) rewritten into an asynchronous software pipeline."""
+    injector = _Injector()
+    body = injector.visit(func.body)
+    return func if body is func.body else func.with_body(body)
+
+
+class _Injector(IRMutator):
+    def __init__(self) -> None:
+        self.results: set[Block] = set()
+
+    def visit_for(self, node: For) -> Stmt:
+        loop = super().visit_for(node)
+        if not is_pipelined(loop):
+            return loop
+        result = pipeline_loop(loop, self.results)
+        self.results.add(result)
+        return result
+
+
+def _loop_body(loop: For, results: set[Block]) -> tuple[list[Stmt], list[Buffer]]:
+    """The statements of the loop body and the buffers allocated for them."""
+    body = loop.body
+    local: list[Buffer] = []
+    if isinstance(body, Block) and body.predicate is None:
+        local.extend(body.alloc_buffers)
+        body = body.body
+    items = body.stmts if isinstance(body, SeqStmt) else (body,)
+    stmts: list[Stmt] = []
+    for item in items:
+        if item in results and isinstance(item.body, SeqStmt):
+            local.extend(item.alloc_buffers)
+            stmts.extend(item.body.stmts)
+        else:
+            stmts.append(item)
+    return stmts, local
+
+
+def pipeline_loop(loop: For, results: set[Block] = frozenset()) -> Block:
+    """The pipeline of one annotated loop whose inner loops are already pipelined."""
+    stmts, local = _loop_body(loop, results)
+    annotation = read_annotation(loop, len(stmts))
+    schedule = compute_schedule(loop, stmts, local, annotation)
+    emitter = Emitter(schedule, loop.extent)
+    kept = other_annotations(loop.annotations)
+    stages = schedule.max_stage
+    if isinstance(loop.extent, IntImm):
+        extent = loop.extent.value
+        plan = plan_synchronization(schedule, extent, stages)
+        body = seq(*emitter.sections(plan, _deltas(plan, extent, stages, loop), kept))
+    else:
+        body = _guarded(schedule, emitter, kept)
+    remap = emitter.remap
+    allocs = tuple(remap[buffer][0] if buffer in remap else buffer for buffer in local)
+    reads, writes = infer_regions(body, allocs)
+    return Block("", body, reads, writes, allocs)
+
+
+def _deltas(plan: SyncPlan, extent: PrimExpr | int, prologue_length: int, loop: For
+            ) -> list[PrimExpr]:
+    """The first slot of each section, relative to the loop start, as an expression."""
+    deltas = []
+    for section_plan in plan.sections:
+        kind = section_plan.section.kind
+        if kind == PROLOGUE:
+            deltas.append(IntImm(0, loop.loop_var.dtype))
+        elif kind == BODY:
+            deltas.append(IntImm(prologue_length, loop.loop_var.dtype))
+        elif isinstance(extent, int):
+            deltas.append(IntImm(max(extent, prologue_length), loop.loop_var.dtype))
+        else:
+            deltas.append(extent)
+    return deltas
+
+
+def _guarded(schedule: Schedule, emitter: Emitter, kept: dict) -> Stmt:
+    """``if n >= P: pipeline(n)`` then ``elif n == c: pipeline(c)`` for shorter ``c``."""
+    loop = schedule.loop
+    prologue_length = _prologue_length(schedule)
+    representative = prologue_length + steady_window(schedule) + schedule.max_stage
+    plan = plan_synchronization(schedule, representative, prologue_length)
+    general = seq(*emitter.sections(plan, _deltas(plan, loop.extent, prologue_length, loop),
+                                    kept))
+    otherwise: Stmt | None = None
+    for extent in range(1, prologue_length):
+        short = plan_synchronization(schedule, extent, schedule.max_stage)
+        short_emitter = Emitter(schedule, IntImm(extent, loop.extent.dtype))
+        stmt = seq(*short_emitter.sections(
+            short, _deltas(short, extent, schedule.max_stage, loop), kept))
+        otherwise = IfThenElse(EQ(loop.extent, IntImm(extent, loop.extent.dtype)), stmt,
+                               otherwise)
+    return IfThenElse(GE(loop.extent, IntImm(prologue_length, loop.extent.dtype)), general,
+                      otherwise)
+
+
+def _prologue_length(schedule: Schedule) -> int:
+    """The shortest prologue after which every body iteration sees all its dependencies,
+    so that one constant count per wait is exact for every extent it covers."""
+    stages = schedule.max_stage
+    window = steady_window(schedule)
+    extent = stages + 2 * window
+    sections = sections_for(schedule, extent, stages)
+    replay = _Replay(schedule, extent, sections)
+    steady_slot = extent - 1
+    steady = {position: replay.needs.get((steady_slot, position))
+              for position in range(len(schedule.statements))}
+    length = stages
+    for slot in range(stages, extent):
+        if any(replay.needs.get((slot, position)) != steady[position]
+               for position in range(len(schedule.statements))):
+            length = slot + 1
+    return length
