@@ -126,6 +126,8 @@ def test_cuda_emission_uses_ldmatrix_and_mma_ptx():
      "must be a multiple of 8"),
     (("A_shared[0:16, k * 16:k * 16 + 16]", "A[0:16, k * 16:k * 16 + 16]"),
      "reads a float16 buffer in shared memory"),
+    (("A_shared[0:16, k * 16:k * 16 + 16]", "A_shared[0:16, k * 16 + 4:k * 16 + 20]"),
+     "16-byte aligned rows"),
     (("T.mma_fill(C_warp[n, 0:16, 0:8], T.float32(0.0))",
       "T.mma_fill(A_warp[n, 0:16, 0:8], T.float32(0.0))"),
      "must be a float32 buffer in 'warp' scope"),

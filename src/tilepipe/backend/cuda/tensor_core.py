@@ -39,19 +39,6 @@ LANE_DECLARATION = (f"unsigned {LANE}; "
 
 
 # The fragment layout ------------------------------------------------------------------
-def fragment_elements(buffer: Buffer) -> int:
-    """Elements of a ``warp``-scope buffer that each lane holds in registers."""
-    shape = _constant_shape(buffer)
-    if len(shape) < 2 or shape[-2] % BLOCK or shape[-1] % BLOCK:
-        raise LoweringError(
-            f"fragment buffer '{buffer.name}' must end in two dimensions that are multiples "
-            f"of {BLOCK}, got shape {shape}", buffer.span)
-    size = 1
-    for extent in shape:
-        size *= extent
-    return size // WARP_SIZE
-
-
 def ldmatrix_lane_source_text(rows: int, columns: int, transpose: bool) -> tuple[str, str]:
     """The ``(row, column)`` of the source tile whose 16-byte row each lane addresses when
     ``ldmatrix`` fills a ``rows x columns`` destination tile, as C++ expressions of the
@@ -159,8 +146,6 @@ def block_slots(tile: Tile, analyzer: Analyzer) -> list[PrimExpr]:
 
 
 # Emission -----------------------------------------------------------------------------
-
-
 def _fragment_word(emitter: "CudaEmitter", buffer: Buffer, slot: PrimExpr) -> str:
     """The 32-bit register holding fp16 slots ``slot, slot + 1`` of a fragment."""
     return (f"reinterpret_cast<unsigned*>({emitter.name_of(buffer)})"
@@ -189,7 +174,7 @@ def emit_ldmatrix(call: Call, emitter: "CudaEmitter") -> str:
     """``ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16``: each lane addresses one
     16-byte source row and receives its elements of every 8x8 matrix."""
     _check_arity(call, 3, "ldmatrix(fragment, shared, transpose)")
-    analyzer = Analyzer()
+    analyzer = emitter.analyzer
     destination = _fragment_tile(call, 0, "destination", "float16", analyzer)
     source = _tile(call, 1, "source", analyzer)
     transpose = _boolean_argument(call, 2, "transpose flag")
@@ -205,8 +190,12 @@ def emit_ldmatrix(call: Call, emitter: "CudaEmitter") -> str:
         raise LoweringError(
             f"T.ldmatrix loads one, two or four 8x8 matrices, not a "
             f"{destination.rows}x{destination.columns} tile", call.span)
-    source_shape = _constant_shape(source.buffer)
-    row_stride = source_shape[-1]
+    row_stride = _constant_shape(source.buffer)[-1]
+    if row_stride % BLOCK or not analyzer.can_prove(EQ(source.offset % BLOCK, IntImm(0))):
+        raise LoweringError(
+            f"T.ldmatrix reads 16-byte aligned rows: the rows of '{source.buffer.name}' need "
+            f"a length that is a multiple of {BLOCK} and the tile a start that is one",
+            call.span)
     lane_row, lane_column = ldmatrix_lane_source_text(destination.rows,
                                                       destination.columns, transpose)
     address = (f"{emitter.name_of(source.buffer)} + ({emitter.expr(source.offset)})"
@@ -227,7 +216,7 @@ def emit_ldmatrix(call: Call, emitter: "CudaEmitter") -> str:
 def emit_mma_sync(call: Call, emitter: "CudaEmitter") -> str:
     """``mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32``, accumulating in place."""
     _check_arity(call, 3, "mma_sync(accumulator, a, b)")
-    analyzer = Analyzer()
+    analyzer = emitter.analyzer
     accumulator = _fragment_tile(call, 0, "accumulator", "float32", analyzer)
     a = _fragment_tile(call, 1, "A operand", "float16", analyzer)
     b = _fragment_tile(call, 2, "B operand", "float16", analyzer)
@@ -263,7 +252,7 @@ def lane_pairs_text(tile: Tile) -> list[tuple[str, str]]:
 def emit_mma_fill(call: Call, emitter: "CudaEmitter") -> str:
     """Each lane sets its registers of an accumulator tile."""
     _check_arity(call, 2, "mma_fill(accumulator, value)")
-    analyzer = Analyzer()
+    analyzer = emitter.analyzer
     accumulator = _fragment_tile(call, 0, "accumulator", "float32", analyzer)
     value = call.args[1]
     if not isinstance(value, PrimExpr):
@@ -285,7 +274,7 @@ def emit_mma_fill(call: Call, emitter: "CudaEmitter") -> str:
 def emit_mma_store(call: Call, emitter: "CudaEmitter") -> str:
     """Each lane writes its pairs of accumulator elements as ``float2``."""
     _check_arity(call, 2, "mma_store(destination, accumulator)")
-    analyzer = Analyzer()
+    analyzer = emitter.analyzer
     destination = _tile(call, 0, "destination", analyzer)
     accumulator = _fragment_tile(call, 1, "accumulator", "float32", analyzer)
     _require_shape(call, destination, accumulator.rows, accumulator.columns, "destination")
