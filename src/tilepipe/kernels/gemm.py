@@ -9,7 +9,7 @@ slices of K is pipelined as the RFC's nested GEMM:
   shared ring buffers (stage 0, async), then the inner loop;
 * inner loop ``ki`` over 16-wide k slices: ``ldmatrix`` of A and B fragments into
   double-buffered warp registers (stage 0) and the ``mma`` of the previous slice
-  (stage 1);
+  (stage 1); unrolled, so that registers are addressed by constants;
 * the outer annotation counts the inner pipeline as its prologue, body and epilogue:
   stages ``[0, 0, S - 2, S - 1, S - 1]`` for ``S = num_stages`` (the RFC's
   ``[0, 0, 2, 3, 3]`` at the default 4), orders ``[0, 1, 3, 2, 4]``, async stages ``[0]``.
@@ -169,7 +169,7 @@ def gemm(M: int, N: int, K: int, block_m: int = 128, block_n: int = 128, block_k
                                                 + (c * threads + warp * WARP_SIZE + lane)
                                                 % b_vectors_per_row * VECTOR_ELEMENTS + v,
                                             ]
-                                for ki in T.serial(k_inner, annotations={
+                                for ki in T.unroll(k_inner, annotations={
                                         "software_pipeline_stage": INNER_STAGES,
                                         "software_pipeline_order": INNER_ORDER}):
                                     with T.block("A_fragment_load"):
