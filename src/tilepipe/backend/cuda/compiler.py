@@ -43,11 +43,12 @@ def cache_dir() -> Path:
 
 
 def compile(func: PrimFunc, arch: str = "sm_80") -> bytes:  # noqa: A001 - the public name
-    """The cubin of ``func`` (lowered and generated here) for ``arch``."""
+    """The cubin of ``func`` for ``arch``: pipelined (if it still carries pipeline
+    annotations), lowered, generated and compiled here."""
     from .codegen import generate
-    from .lower import lower
+    from .lower import pipeline_and_lower
 
-    return compile_source(generate(lower(func), arch).source, arch)
+    return compile_source(generate(pipeline_and_lower(func), arch).source, arch)
 
 
 def compile_source(source: str, arch: str = "sm_80") -> bytes:

@@ -274,13 +274,17 @@ def _accesses(stmt: Stmt) -> frozenset:
             super().visit_buffer_store(node)
 
         def visit_call(self, node: Call) -> None:
+            # An intrinsic writes the buffer of its first buffer argument (ldmatrix,
+            # mma_store, tma_load...) and reads those of the others, somewhere in them.
+            first = True
             for argument in node.args:
-                buffer = argument if isinstance(argument, Buffer) else getattr(
-                    argument, "buffer", None)
-                if isinstance(buffer, Buffer) and buffer.scope in SHARED_SCOPES:
-                    found.append(_Access(buffer, None, True))
                 if not isinstance(argument, (Buffer, BufferRegion, BufferLoad)):
                     self.visit(argument)
+                    continue
+                buffer = argument if isinstance(argument, Buffer) else argument.buffer
+                if buffer.scope in SHARED_SCOPES:
+                    found.append(_Access(buffer, None, first))
+                first = False
 
     _Collector().visit(stmt)
     return frozenset(found)

@@ -17,5 +17,12 @@ from .unroll import unroll_waits
 
 
 def lower(func: PrimFunc) -> PrimFunc:
-    """The program right before CUDA code generation."""
+    """The program right before CUDA code generation (``func`` is already pipelined)."""
     return insert_barriers(merge_queues(unroll_waits(func)))
+
+
+def pipeline_and_lower(func: PrimFunc) -> PrimFunc:
+    """Apply the pipeline annotations ``func`` still carries, then :func:`lower` it."""
+    from ...transform import inject_software_pipeline
+
+    return lower(inject_software_pipeline(func))

@@ -7,7 +7,8 @@ needed group of q. That number is found by walking the commits backwards from th
 over a skeleton of the program (commits, loops with their trip-count bounds, statements
 that may or may not run), over every possible history; the wait takes the minimum (a
 smaller count is always safe, and the minimum over executions is the exact one). Commits
-under a condition that cannot be decided are counted both ways.
+under a condition that cannot be decided are counted both ways. Two waits in a row (a
+consumer of several queues) become one, with the smaller count.
 """
 
 from __future__ import annotations
@@ -52,7 +53,13 @@ class _Renumber(IRMutator):
     def visit_async_wait_queue(self, node: AsyncWaitQueue) -> Stmt:
         count = self.counts.get(node)
         in_flight = node.in_flight if count is None else IntImm(count)
-        return AsyncWaitQueue(0, in_flight, self.visit(node.body), node.span)
+        body = self.visit(node.body)
+        if isinstance(body, AsyncWaitQueue):  # two waits in a row: the stricter one suffices
+            inner = as_int(body.in_flight)
+            if inner is not None and as_int(in_flight) is not None:
+                return AsyncWaitQueue(0, IntImm(min(inner, as_int(in_flight))), body.body,
+                                      node.span)
+        return AsyncWaitQueue(0, in_flight, body, node.span)
 
 
 # The skeleton: what matters for counting groups --------------------------------------------

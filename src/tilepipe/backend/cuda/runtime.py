@@ -18,7 +18,7 @@ from ...errors import LoweringError, TilepipeError
 from ...ir import Buffer, PrimExpr, PrimFunc, Var, substitute
 from .codegen import KernelSource, generate
 from .compiler import compile_source
-from .lower import lower
+from .lower import pipeline_and_lower
 
 NUMPY_DTYPES = {
     "float32": np.float32, "float64": np.float64, "float16": np.float16, "int8": np.int8,
@@ -32,11 +32,12 @@ class DeviceError(TilepipeError):
 
 
 def build(func: PrimFunc, target: str = "cuda", arch: str | None = None) -> "CompiledKernel":
-    """Compile ``func`` (pipelined or not) for a GPU of ``arch`` (default: the present
-    GPU's, else ``sm_80``) and return the launchable kernel."""
+    """Compile ``func`` for a GPU of ``arch`` (default: the present GPU's, else
+    ``sm_80``) and return the launchable kernel. Pipeline annotations that ``func`` still
+    carries are applied first."""
     if target != "cuda":
         raise LoweringError(f"unknown target '{target}' (tilepipe builds for 'cuda')")
-    lowered = lower(func)
+    lowered = pipeline_and_lower(func)
     kernel = generate(lowered, arch or _present_arch() or "sm_80")
     return CompiledKernel(lowered, kernel, compile_source(kernel.source, kernel.arch))
 
