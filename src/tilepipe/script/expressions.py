@@ -36,7 +36,8 @@ _COMPARISONS = {
 }
 # Constructs that only make sense as statements or declarations, never in an expression.
 _NOT_EXPRESSIONS = STATEMENT_INTRINSICS | {
-    "Buffer", "handle", "prim_func", "serial", "unroll", "vectorized", "thread_binding", "var",
+    "Buffer", "grid", "handle", "prim_func", "serial", "thread_binding", "unroll", "var",
+    "vectorized",
 }
 
 
@@ -295,8 +296,8 @@ class ExpressionParser:
         """``A[i, j]`` (a load) or, where allowed, ``A[i, 0:16]`` (a region)."""
         items = self.indices(node)
         if len(items) != len(buffer.shape):
-            raise self.error(node, f"buffer '{buffer.name}' has {len(buffer.shape)} "
-                                   f"dimensions but is indexed with {len(items)}")
+            raise self.error(node, f"buffer '{buffer.name}' has {_dimensions(len(buffer.shape))} "
+                                   f"but is indexed with {len(items)} indices")
         span = self.source.span(node)
         if any(isinstance(item, ast.Slice) for item in items):
             if not allow_region:
@@ -316,7 +317,7 @@ class ExpressionParser:
             return BufferRegion.full(value)
         items = self.indices(node)
         if len(items) != len(value.shape):
-            raise self.error(node, f"buffer '{value.name}' has {len(value.shape)} dimensions "
+            raise self.error(node, f"buffer '{value.name}' has {_dimensions(len(value.shape))} "
                                    f"but the region has {len(items)}")
         return BufferRegion(value, tuple(self.range(item, value, axis)
                                          for axis, item in enumerate(items)),
@@ -457,6 +458,10 @@ class ExpressionParser:
 
 
 _UNARY_SYMBOLS = {ast.USub: "-", ast.UAdd: "+", ast.Not: "not", ast.Invert: "~"}
+
+
+def _dimensions(count: int) -> str:
+    return f"{count} dimension" + ("" if count == 1 else "s")
 
 
 def _is_number(value: Any) -> bool:

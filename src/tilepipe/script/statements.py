@@ -228,7 +228,7 @@ class FunctionParser(ExpressionParser):
         access: BufferLoad = self.access(target, buffer, allow_region=False)
         value = self.to_expr(value, value_node, buffer.dtype)
         if value.dtype != buffer.dtype:
-            raise self.error(node, f"cannot store a {value.dtype} value into {buffer.dtype} "
+            raise self.error(node, f"cannot store a value of dtype {value.dtype} into {buffer.dtype} "
                                    f"buffer '{buffer.name}'; convert it with T.Cast")
         return BufferStore(buffer, value, access.indices, self.source.span(node))
 
@@ -250,6 +250,8 @@ class FunctionParser(ExpressionParser):
     def _statement_For(self, node: ast.For) -> Stmt:
         if node.orelse:
             raise self.error(node, "a for loop in a tile program has no else branch")
+        if self.is_call_of(node.iter, "grid"):
+            return self._grid(node)
         if not isinstance(node.target, ast.Name):
             raise self.error(node.target, "a loop variable is a single name")
         call = node.iter
@@ -295,6 +297,23 @@ class FunctionParser(ExpressionParser):
         body = self._scoped_body(node.body, node, {node.target.id: loop_var})
         return For(loop_var, start, extent_of(start, stop), kind, body, thread_tag,
                    annotations, self.source.span(node))
+
+    def _grid(self, node: ast.For) -> Stmt:
+        """``for i, j in T.grid(m, n)``: nested serial loops from 0."""
+        call = node.iter
+        targets = node.target.elts if isinstance(node.target, ast.Tuple) else [node.target]
+        if call.keywords or any(not isinstance(target, ast.Name) for target in targets) \
+                or len(targets) != len(call.args):
+            raise self.error(node, "T.grid takes one extent per loop variable: "
+                                   "for i, j in T.grid(m, n)")
+        extents = [self.int_expr(arg, "a loop extent") for arg in call.args]
+        loop_vars = [Var(target.id, extent.dtype, self.source.span(target))
+                     for target, extent in zip(targets, extents)]
+        body = self._scoped_body(node.body, node, {var.name: var for var in loop_vars})
+        for loop_var, extent in reversed(list(zip(loop_vars, extents))):
+            body = For(loop_var, constant_to_expr(0, extent.dtype), extent, ForKind.SERIAL,
+                       body, span=self.source.span(node))
+        return body
 
     def annotation_value(self, node: ast.expr) -> Any:
         """An annotation: a constant, an expression, or lists (as tuples) and dicts of them."""
