@@ -190,7 +190,7 @@ def run_demo(args) -> int:
     """Run every step, print each result; exit status 1 if a step failed."""
     from rich.console import Console
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     out_dir = Path(getattr(args, "out_dir", "."))
     out_dir.mkdir(parents=True, exist_ok=True)
     demo = _Demo(out_dir, console)

@@ -101,8 +101,8 @@ def gpu_absence_reason() -> str | None:
         if error != driver.CUresult.CUDA_SUCCESS:
             return f"no CUDA driver or GPU ({getattr(error, 'name', error)})"
         error, count = driver.cuDeviceGetCount()
-    except RuntimeError as error:  # the driver library itself is missing
-        return f"no CUDA driver ({error})"
+    except RuntimeError:  # the driver library itself is missing
+        return "no CUDA driver on this machine"
     if error != driver.CUresult.CUDA_SUCCESS or count == 0:
         return "no CUDA GPU on this machine"
     return None

@@ -129,10 +129,13 @@ def _is_global_to_shared_copy(accesses: _Accesses) -> bool:
 
 
 def _as_loop(stmt: Stmt) -> For | None:
-    """``stmt`` as a serial loop, looking through wrapping blocks and attributes."""
+    """``stmt`` as a serial or unrolled loop, looking through wrapping blocks and
+    attributes."""
     while isinstance(stmt, (Block, AttrStmt)):
         stmt = stmt.body
-    return stmt if isinstance(stmt, For) and stmt.kind == ForKind.SERIAL else None
+    if isinstance(stmt, For) and stmt.kind in (ForKind.SERIAL, ForKind.UNROLLED):
+        return stmt
+    return None
 
 
 # Planning one loop -------------------------------------------------------------------
