@@ -32,7 +32,9 @@ from typing import Callable
 import numpy as np
 
 from ..errors import RaceError, Span
+from .interpreter import Observer
 from .intrinsics import register
+from .memory import BLOCK
 
 BARRIER_DTYPE = "uint64"
 DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2, "bfloat16": 2,
@@ -121,6 +123,8 @@ class BarrierFile:
     completed: np.ndarray = field(init=False)
     observed: np.ndarray = field(init=False)
     transfers: list[PendingTransfer] = field(init=False, default_factory=list)
+    delivered_phase: np.ndarray = field(init=False)
+    on_phase_complete: Callable[[int, int], None] | None = None
 
     def __post_init__(self):
         self.expected = np.zeros(self.size, dtype=np.int64)  # 0: not initialized
@@ -129,6 +133,7 @@ class BarrierFile:
         self.completed = np.zeros(self.size, dtype=np.int64)
         self.observed = np.full((self.size, self.num_threads), _INITIAL_OBSERVED_PHASE,
                                 dtype=np.int64)
+        self.delivered_phase = np.full(self.size, _INITIAL_OBSERVED_PHASE, dtype=np.int64)
 
     # Checks -------------------------------------------------------------------------
     def _element(self, index: int, span: Span | None) -> int:
@@ -186,6 +191,8 @@ class BarrierFile:
 
     def _complete_if_done(self, index: int) -> None:
         if self.pending[index] == 0 and self.transaction_bytes[index] == 0:
+            if self.on_phase_complete is not None:
+                self.on_phase_complete(index, int(self.completed[index]))
             self.completed[index] += 1
             self.pending[index] = self.expected[index]
 
@@ -206,6 +213,7 @@ class BarrierFile:
                 kept.append(transfer)
                 continue
             transfer.land()
+            self.delivered_phase[transfer.index] = self.completed[transfer.index]
             self.complete_transaction(transfer.index, transfer.num_bytes)
         self.transfers = kept
 
@@ -240,26 +248,253 @@ class BarrierFile:
         return BlockedWait(self.name, index, parity, phase, tuple(int(t) for t in threads),
                            int(self.pending[index]), int(self.transaction_bytes[index]), span)
 
-    def in_flight(self) -> list[PendingTransfer]:
-        return list(self.transfers)
+    def unobserved(self) -> list[int]:
+        """Barriers whose latest delivered copy belongs to a phase no thread waited for."""
+        return [int(index) for index in np.flatnonzero(
+            self.delivered_phase > self.observed.max(axis=1))]
+
+
+# Happens-before through barrier phases ---------------------------------------------------
+class BarrierRace(RaceError):
+    """Two accesses to a shared element that neither a barrier phase nor a block
+    barrier orders (on a GPU the threads of a block do not run in lock step)."""
+
+
+class HappensBefore:
+    """Vector clocks of a block's threads and of its TMA copies, checked on every
+    access to shared memory.
+
+    Actors are the threads (``0 .. num_threads - 1``) and one copy agent per barrier
+    element (the TMA copies completing on it). A thread's arrival joins its clock into
+    the barrier's phase; the bytes of a copy join the issuer's clock (and the copy's
+    own epoch) when they land; a thread whose wait observes the completed phase joins
+    that phase's clock; a block barrier joins every thread. An access is ordered after
+    an earlier one by another actor when its actor's clock covers the earlier epoch.
+    """
+
+    def __init__(self, num_threads: int):
+        self.num_threads = num_threads
+        self.clocks = np.eye(num_threads, dtype=np.int64)
+        self.agents: dict[tuple[int, int], int] = {}
+        self.phase_clocks: dict[tuple[int, int], np.ndarray] = {}
+        self.completed_clocks: dict[tuple[int, int, int], np.ndarray] = {}
+        self.shadows: dict[int, tuple[object, "_Shadow"]] = {}
+        self.spans: list[Span | None] = [None]
+        self.span_id = 0
+
+    # Clocks -------------------------------------------------------------------------
+    def _fit(self, clock: np.ndarray) -> np.ndarray:
+        width = self.clocks.shape[1]
+        if len(clock) < width:
+            clock = np.concatenate([clock, np.zeros(width - len(clock), np.int64)])
+        return clock
+
+    def _agent(self, key: tuple[int, int]) -> int:
+        agent = self.agents.get(key)
+        if agent is None:
+            agent = self.agents[key] = self.clocks.shape[1]
+            self.clocks = np.concatenate(
+                [self.clocks, np.zeros((self.num_threads, 1), np.int64)], axis=1)
+        return agent
+
+    def _tick(self, threads: np.ndarray) -> None:
+        self.clocks[threads, threads] += 1
+
+    def arrive(self, key: tuple[int, int], threads: np.ndarray) -> None:
+        joined = self.clocks[threads].max(axis=0)
+        previous = self.phase_clocks.get(key)
+        self.phase_clocks[key] = joined if previous is None else np.maximum(
+            self._fit(previous), joined)
+        self._tick(threads)
+
+    def phase_completed(self, key: tuple[int, int], phase: int) -> None:
+        clock = self.phase_clocks.pop(key, None)
+        if clock is not None:
+            self.completed_clocks[key + (phase,)] = clock
+
+    def observe(self, key: tuple[int, int], phase: int, threads: np.ndarray) -> None:
+        clock = self.completed_clocks.get(key + (phase,))
+        if clock is not None:
+            self.clocks[threads] = np.maximum(self.clocks[threads], self._fit(clock))
+
+    def synchronize(self) -> None:
+        self.clocks[:] = self.clocks.max(axis=0)
+        self._tick(np.arange(self.num_threads))
+
+    def statement(self, span: Span | None) -> None:
+        self.spans.append(span)
+        self.span_id = len(self.spans) - 1
+
+    # TMA copies ---------------------------------------------------------------------
+    def issue(self, key: tuple[int, int], issuer: int, storage, flat: np.ndarray,
+              span: Span | None) -> np.ndarray:
+        """Check and record a copy's writes; the clock its landing will publish."""
+        agent = self._agent(key)
+        knowledge = self.clocks[issuer].copy()
+        epoch = int(self.clocks[:, agent].max()) + 1
+        self.statement(span)
+        self._write(storage, flat, np.full(len(flat), agent), knowledge[None, :], epoch,
+                    "a TMA copy overwrites")
+        self._tick(np.array([issuer]))
+        knowledge[agent] = epoch
+        return knowledge
+
+    def land(self, key: tuple[int, int], knowledge: np.ndarray) -> None:
+        previous = self.phase_clocks.get(key)
+        self.phase_clocks[key] = knowledge if previous is None else np.maximum(
+            self._fit(previous), self._fit(knowledge))
+
+    # Accesses -----------------------------------------------------------------------
+    def _shadow(self, storage) -> "_Shadow":
+        entry = self.shadows.get(id(storage))
+        if entry is None or entry[0] is not storage:
+            entry = (storage, _Shadow(storage.array.size, self.num_threads))
+            self.shadows[id(storage)] = entry
+        return entry[1]
+
+    def access(self, storage, threads: np.ndarray, flat: np.ndarray, is_write: bool) -> None:
+        threads = threads % self.num_threads
+        if is_write:
+            self._write(storage, flat, threads, self.clocks[threads],
+                        self.clocks[threads, threads], "writes")
+            return
+        shadow = self._shadow(storage)
+        self._check_write(storage, shadow, flat, threads, self.clocks[threads], "reads")
+        shadow.reads[flat, threads] = self.clocks[threads, threads]
+        shadow.read_span[flat] = self.span_id
+
+    def _check_write(self, storage, shadow, flat, actors, knowledge, what) -> None:
+        writer = shadow.write_actor[flat]
+        known = np.take_along_axis(self._widen(knowledge, len(flat)),
+                                   np.maximum(writer, 0)[:, None], axis=1)[:, 0]
+        unordered = (writer >= 0) & (writer != actors) & (known < shadow.write_epoch[flat])
+        if unordered.any():
+            lane = int(np.argmax(unordered))
+            self._race(storage, int(flat[lane]), what, int(actors[lane]),
+                       int(writer[lane]), int(shadow.write_span[flat[lane]]), "wrote")
+
+    def _widen(self, knowledge: np.ndarray, lanes: int) -> np.ndarray:
+        width = self.clocks.shape[1]
+        if knowledge.shape[1] < width:
+            knowledge = np.pad(knowledge, ((0, 0), (0, width - knowledge.shape[1])))
+        return np.broadcast_to(knowledge, (lanes, width))
+
+    def _write(self, storage, flat, actors, knowledge, epochs, what) -> None:
+        shadow = self._shadow(storage)
+        self._check_write(storage, shadow, flat, actors, knowledge, what)
+        readers = shadow.reads[flat]
+        seen = self._widen(knowledge, len(flat))[:, :self.num_threads]
+        unordered = (readers > seen) & (np.arange(self.num_threads)[None, :]
+                                        != actors[:, None])
+        if unordered.any():
+            lane, reader = np.unravel_index(int(np.argmax(unordered)), unordered.shape)
+            self._race(storage, int(flat[lane]), what, int(actors[lane]), int(reader),
+                       int(shadow.read_span[flat[lane]]), "read")
+        shadow.write_actor[flat] = actors
+        shadow.write_epoch[flat] = epochs
+        shadow.write_span[flat] = self.span_id
+        shadow.reads[flat] = 0
+
+    def _actor(self, actor: int) -> str:
+        if actor < self.num_threads:
+            return f"thread {actor}"
+        return "a TMA copy"
+
+    def _race(self, storage, element: int, what: str, actor: int, earlier: int,
+              earlier_span: int, earlier_did: str) -> None:
+        """``what`` is "reads", "writes" (by thread ``actor``) or "a TMA copy
+        overwrites"."""
+        index = [int(i) for i in np.unravel_index(element, storage.array.shape)]
+        now = what if what.startswith("a TMA") else f"{self._actor(actor)} {what}"
+        span = self.spans[self.span_id]
+        before = self.spans[earlier_span]
+        where = f" at line {before.line}" if before is not None else ""
+        raise BarrierRace(
+            f"race on {storage.buffer.name}{index}: {now} it, but {self._actor(earlier)} "
+            f"{earlier_did} it{where} and nothing orders the two (missing: a wait on the "
+            "barrier phase that publishes the data, or a release that the next copy into "
+            "the slot waits for)", span)
+
+
+class _Shadow:
+    """Per element of a shared buffer: the last write (actor, epoch, statement) and the
+    epoch at which each thread last read it since."""
+
+    def __init__(self, size: int, num_threads: int):
+        self.write_actor = np.full(size, -1, np.int64)
+        self.write_epoch = np.zeros(size, np.int64)
+        self.write_span = np.zeros(size, np.int64)
+        self.reads = np.zeros((size, num_threads), np.int64)
+        self.read_span = np.zeros(size, np.int64)
+
+
+class _Interposed(Observer):
+    """Forwards every event to the interpreter's own observer (if any) and shows the
+    block's shared accesses, statements and block barriers to :class:`HappensBefore`."""
+
+    def __init__(self, inner: Observer | None, order: HappensBefore):
+        self.inner = inner
+        self.order = order
+
+    def begin_block(self, block):
+        if self.inner is not None:
+            self.inner.begin_block(block)
+
+    def end_block(self, block):
+        if self.inner is not None:
+            self.inner.end_block(block)
+
+    def statement(self, stmt, context):
+        self.order.statement(getattr(stmt, "span", None))
+        if self.inner is not None:
+            self.inner.statement(stmt, context)
+
+    def issue(self, scope, context, queue, groups):
+        if self.inner is not None:
+            self.inner.issue(scope, context, queue, groups)
+
+    def access(self, context, storage, threads, flat, is_write):
+        if storage.owner == BLOCK:
+            self.order.access(storage, threads, flat, is_write)
+        if self.inner is not None:
+            self.inner.access(context, storage, threads, flat, is_write)
+
+    def commit(self, stmt, context, queue):
+        if self.inner is not None:
+            self.inner.commit(stmt, context, queue)
+
+    def wait(self, stmt, context, queue, in_flight, committed):
+        if self.inner is not None:
+            self.inner.wait(stmt, context, queue, in_flight, committed)
+
+    def barrier(self, context):
+        self.order.synchronize()
+        if self.inner is not None:
+            self.inner.barrier(context)
 
 
 # The simulator's view: one BarrierSystem per block, intrinsics as registry handlers ----
 class BarrierSystem:
-    """The mbarriers and in-flight TMA copies of the block being simulated.
+    """The mbarriers, in-flight TMA copies and happens-before order of the block being
+    simulated.
 
     The interpreter calls :meth:`step` before every statement (a ``random`` schedule
     lands some copies there) and :meth:`finish` at the end of the block. Copies land
     at issue under ``eager``; under ``lazy`` only when a wait on their barrier cannot
     pass otherwise. While a copy is in flight its destination holds poison (NaN, or the
-    most negative integer), so a read before the barrier says the data arrived, or a
-    read of a slot the next copy already overwrites, shows in the results.
+    most negative integer), so that reading it too early also shows in the results. The
+    system interposes itself as the interpreter's observer for the block (forwarding to
+    the observer there was) to check every shared access with :class:`HappensBefore`.
     """
 
-    def __init__(self, num_threads: int, schedule):
-        self.num_threads = num_threads
-        self.schedule = schedule
+    def __init__(self, machine):
+        self.machine = machine
+        self.num_threads = machine.launch.num_threads
+        self.schedule = machine.schedule
         self.files: dict[object, BarrierFile] = {}
+        self.order = HappensBefore(self.num_threads)
+        self.observer = machine.observer
+        machine.observer = _Interposed(self.observer, self.order)
 
     def file(self, buffer, span=None) -> BarrierFile:
         barrier_file = self.files.get(buffer)
@@ -270,13 +505,37 @@ class BarrierSystem:
                     f"mbarriers live in a one-dimensional {BARRIER_DTYPE} buffer in shared "
                     f"memory; {buffer.name} is {buffer.dtype} in '{buffer.scope}' with "
                     f"{len(buffer.shape)} dimension(s)", span)
-            size = int(buffer.shape[0].value) if hasattr(buffer.shape[0], "value") else None
-            if size is None:
+            size = getattr(buffer.shape[0], "value", None)
+            if not isinstance(size, int):
                 raise BarrierError(f"the mbarrier buffer {buffer.name} needs a constant size",
                                    span)
             barrier_file = BarrierFile(buffer.name, size, self.num_threads)
+            key = id(barrier_file)
+            barrier_file.on_phase_complete = (
+                lambda index, phase: self.order.phase_completed((key, index), phase))
             self.files[buffer] = barrier_file
         return barrier_file
+
+    def arrive(self, barrier_file: BarrierFile, index: int, threads: np.ndarray,
+               num_bytes: int = 0, span=None) -> None:
+        """Each of ``threads`` announces ``num_bytes`` (if any) and arrives once."""
+        if num_bytes:
+            barrier_file.expect_transaction(index, num_bytes * len(threads), span)
+        self.order.arrive((id(barrier_file), index), threads)
+        barrier_file.arrive(index, len(threads), span)
+
+    def wait(self, barrier_file: BarrierFile, index: int, parity: int, threads: np.ndarray,
+             span=None) -> BlockedWait | None:
+        """The threads pass (and see what the phase published) or are blocked; a blocked
+        phase first gets the copies it still lacks."""
+        blocked = barrier_file.wait(index, parity, threads, span)
+        if blocked is not None and any(t.index == index for t in barrier_file.transfers):
+            barrier_file.land(index)
+            blocked = barrier_file.wait(index, parity, threads, span)
+        if blocked is None:
+            phase = int(barrier_file.observed[index, threads[0]])
+            self.order.observe((id(barrier_file), index), phase, threads)
+        return blocked
 
     def step(self, schedule) -> None:
         for barrier_file in self.files.values():
@@ -285,20 +544,24 @@ class BarrierSystem:
                 barrier_file.land(chooser=lambda position: bool(chosen[position]))
 
     def finish(self) -> None:
+        """No copy may be left that no thread waited for, landed or not."""
+        self.machine.observer = self.observer
         for barrier_file in self.files.values():
             if barrier_file.transfers:
                 transfer = barrier_file.transfers[0]
                 raise BarrierError(
-                    f"{len(barrier_file.transfers)} TMA copy(ies) on {barrier_file.name} are "
-                    f"still in flight when the block ends (copy into "
-                    f"{barrier_file.name}[{transfer.index}]: nothing waits for it)",
-                    transfer.span)
+                    f"a TMA copy completing on {barrier_file.name}[{transfer.index}] is still "
+                    "in flight when the block ends: nothing waits for it", transfer.span)
+            unobserved = barrier_file.unobserved()
+            if unobserved:
+                raise BarrierError(
+                    f"a TMA copy completing on {barrier_file.name}[{unobserved[0]}] is still "
+                    "in flight when the block ends: nothing waits for it")
 
 
 def _system(context) -> BarrierSystem:
     machine = context.machine
-    return context.block_state(
-        "mbarrier", lambda: BarrierSystem(machine.launch.num_threads, machine.schedule))
+    return context.block_state("mbarrier", lambda: BarrierSystem(machine))
 
 
 def _arguments(call, args, count: int, form: str):
@@ -331,9 +594,10 @@ def _mbarrier_init(call, args, context):
 @register(ARRIVE)
 def _mbarrier_arrive(call, args, context):
     barriers, index = _arguments(call, args, 2, "mbarrier_arrive(barriers, index)")
-    barrier_file = _system(context).file(barriers, call.span)
+    system = _system(context)
+    barrier_file = system.file(barriers, call.span)
     for threads, (element,) in _groups(context, index):
-        barrier_file.arrive(element, len(threads), call.span)
+        system.arrive(barrier_file, element, threads, span=call.span)
     return 0
 
 
@@ -341,10 +605,10 @@ def _mbarrier_arrive(call, args, context):
 def _mbarrier_arrive_expect_tx(call, args, context):
     barriers, index, num_bytes = _arguments(
         call, args, 3, "mbarrier_arrive_expect_tx(barriers, index, bytes)")
-    barrier_file = _system(context).file(barriers, call.span)
+    system = _system(context)
+    barrier_file = system.file(barriers, call.span)
     for threads, (element, byte_count) in _groups(context, index, num_bytes):
-        barrier_file.expect_transaction(element, byte_count * len(threads), call.span)
-        barrier_file.arrive(element, len(threads), call.span)
+        system.arrive(barrier_file, element, threads, byte_count, call.span)
     return 0
 
 
@@ -360,10 +624,7 @@ def _mbarrier_wait_parity(call, args, context):
     while waiting:
         blocked = []
         for threads, (element, wanted) in waiting:
-            result = barrier_file.wait(element, wanted, threads, call.span)
-            if result is not None and any(t.index == element for t in barrier_file.transfers):
-                barrier_file.land(element)
-                result = barrier_file.wait(element, wanted, threads, call.span)
+            result = system.wait(barrier_file, element, wanted, threads, call.span)
             if result is not None:
                 blocked.append(((threads, (element, wanted)), result))
         waiting = [group for group, _ in blocked]
@@ -433,16 +694,25 @@ def _tma_load(call, args, context):
                 f"T.tma_load copies a {list(source_extents)} tile of {source.buffer.name} "
                 f"into a {list(target_extents)} tile of {destination.buffer.name}", call.span)
         values = issuer.read_region(source, call.span)
-        target = memory.storage(destination.buffer, call.span).array
+        storage = memory.storage(destination.buffer, call.span)
+        target = storage.array
+        element = int(lanes[position])
+        flat = np.ravel_multi_index(
+            tuple(grid.ravel() for grid in np.meshgrid(
+                *[np.arange(part.start, part.stop) for part in target_slices],
+                indexing="ij")), target.shape)
+        key = (id(barrier_file), element)
+        knowledge = system.order.issue(key, int(thread), storage, flat, call.span)
 
-        def land(target=target, slices=target_slices, values=values, shape=target_extents):
+        def land(target=target, slices=target_slices, values=values, shape=target_extents,
+                 key=key, knowledge=knowledge):
+            system.order.land(key, knowledge)
             target[slices] = np.asarray(values).reshape(shape)
 
         if system.schedule.defers:
             target[target_slices] = _poison(target)
         num_bytes = int(np.prod(source_extents)) * DTYPE_BYTES[source.buffer.dtype]
-        barrier_file.add_transfer(PendingTransfer(int(lanes[position]), num_bytes, land,
-                                                  call.span))
+        barrier_file.add_transfer(PendingTransfer(element, num_bytes, land, call.span))
     if not system.schedule.defers:
         barrier_file.land()
     return 0
