@@ -1,0 +1,223 @@
+"""Barrier lowering: the expected program for a two-stage pipeline, the same results as
+the program before lowering under every schedule (no race, no deadlock, no misuse) over
+generated pipelines, and the errors for loops that cannot become TMA + mbarriers."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tilepipe import parse
+from tilepipe.errors import PipelineError
+from tilepipe.ir import assert_structural_equal
+from tilepipe.sim import random_inputs, simulate
+from tilepipe.transform.barriers import lower_to_barriers, plan_barrier_pipeline
+
+BEFORE = '''
+from tilepipe import script as T
+
+@T.prim_func
+def scaled_rows(A: T.Buffer((12, 64), "float32"), C: T.Buffer((12, 64), "float32")):
+    for tx in T.thread_binding(64, thread="threadIdx.x"):
+        with T.block("root"):
+            A_shared = T.alloc_buffer((2, 32), "float32", scope="shared")
+            for k in T.serial(6, annotations={"software_pipeline_stage": [0, 1],
+                                              "software_pipeline_order": [0, 1],
+                                              "software_pipeline_async_stages": [0]}):
+                with T.block("copy"):
+                    T.reads(A[2 * k:2 * k + 2, 0:32])
+                    T.writes(A_shared[0:2, 0:32])
+                    for r in T.serial(2):
+                        for c in T.serial(32):
+                            A_shared[r, c] = A[2 * k + r, c]
+                with T.block("compute"):
+                    C[2 * k + tx // 32, tx % 32] = A_shared[tx // 32, tx % 32] * T.float32(3)
+'''
+
+AFTER = '''
+from tilepipe import script as T
+
+@T.prim_func
+def scaled_rows(A: T.Buffer((12, 64), "float32"), C: T.Buffer((12, 64), "float32")):
+    for tx in T.thread_binding(64, thread="threadIdx.x"):
+        with T.block("root"):
+            A_shared = T.alloc_buffer((2, 2, 32), "float32", scope="shared")
+            full = T.alloc_buffer((2,), "uint64", scope="shared")
+            empty = T.alloc_buffer((2,), "uint64", scope="shared")
+            if tx == 0:
+                for slot in T.serial(2):
+                    T.mbarrier_init(full, slot, 1)
+                    T.mbarrier_init(empty, slot, 64)
+            T.tvm_storage_sync("shared")
+            for k in T.serial(7):
+                if k < 6:
+                    if tx == 0:
+                        T.mbarrier_wait_parity(empty, k % 2, (k // 2 + 1) % 2)
+                        T.mbarrier_arrive_expect_tx(full, k % 2, 256)
+                        T.tma_load(A_shared[k % 2, 0:2, 0:32], A[k * 2:k * 2 + 2, 0:32],
+                                   full, k % 2)
+                if k >= 1:
+                    T.mbarrier_wait_parity(full, (k + 1) % 2, (k - 1) // 2 % 2)
+                    with T.block("compute"):
+                        T.reads(A_shared[(k + 1) % 2, tx // 32, tx % 32])
+                        T.writes(C[(k - 1) * 2 + tx // 32, tx % 32])
+                        C[2 * (k - 1) + tx // 32, tx % 32] = \\
+                            A_shared[(k + 1) % 2, tx // 32, tx % 32] * T.float32(3)
+                    T.mbarrier_arrive(empty, (k + 1) % 2)
+'''
+
+
+def test_two_stage_pipeline_lowers_to_full_and_empty_barriers():
+    assert_structural_equal(lower_to_barriers(parse(BEFORE)), parse(AFTER),
+                            compare_regions=False)
+
+
+def test_lowered_program_prints_and_parses_back():
+    lowered = lower_to_barriers(parse(BEFORE))
+    assert_structural_equal(parse(lowered.script()), lowered)
+
+
+def _pipeline_source(threads, rows, start, extent, stages, orders, two_buffers,
+                     second_consumer):
+    """A loop copying ``rows``-row tiles of A (and B) into shared memory asynchronously
+    and computing C (and D) from them, with the given stages and orders."""
+    total = start + extent
+    elements = rows * 32 // threads
+    names = ["copy_a"] + (["copy_b"] if two_buffers else []) + ["compute"] + (
+        ["scale"] if second_consumer else [])
+    stage_of = dict(zip(names, stages))
+    async_stages = sorted({stage_of["copy_a"], stage_of.get("copy_b", stage_of["copy_a"])})
+    b_term = " + B_shared[(tx + THREADS * e) // 32, (tx + THREADS * e) % 32]" \
+        if two_buffers else ""
+    statements = {
+        "copy_a": '''
+                with T.block("copy_a"):
+                    T.reads(A[ROWS * k:ROWS * k + ROWS, 0:32])
+                    T.writes(A_shared[0:ROWS, 0:32])
+                    for r in T.serial(ROWS):
+                        for c in T.serial(32):
+                            A_shared[r, c] = A[ROWS * k + r, c]''',
+        "copy_b": '''
+                with T.block("copy_b"):
+                    T.reads(B[ROWS * k:ROWS * k + ROWS, 0:32])
+                    T.writes(B_shared[0:ROWS, 0:32])
+                    for r in T.serial(ROWS):
+                        for c in T.serial(32):
+                            B_shared[r, c] = B[ROWS * k + r, c]''',
+        "compute": f'''
+                with T.block("compute"):
+                    for e in T.serial(ELEMENTS):
+                        C[ROWS * k + (tx + THREADS * e) // 32, (tx + THREADS * e) % 32] = \\
+                            A_shared[(tx + THREADS * e) // 32, (tx + THREADS * e) % 32]{b_term}''',
+        "scale": '''
+                with T.block("scale"):
+                    for e in T.serial(ELEMENTS):
+                        D[ROWS * k + (tx + THREADS * e) // 32, (tx + THREADS * e) % 32] = \\
+                            A_shared[(tx + THREADS * e) // 32, (tx + THREADS * e) % 32] * \\
+                            T.float32(2)''',
+    }
+    body = "".join(statements[name] for name in names)
+    params = ['A: T.Buffer((TOTAL_ROWS, 32), "float32")']
+    if two_buffers:
+        params.append('B: T.Buffer((TOTAL_ROWS, 32), "float32")')
+    params.append('C: T.Buffer((TOTAL_ROWS, 32), "float32")')
+    if second_consumer:
+        params.append('D: T.Buffer((TOTAL_ROWS, 32), "float32")')
+    allocations = '            A_shared = T.alloc_buffer((ROWS, 32), "float32", scope="shared")\n'
+    if two_buffers:
+        allocations += ('            B_shared = T.alloc_buffer((ROWS, 32), "float32", '
+                        'scope="shared")\n')
+    text = f'''
+from tilepipe import script as T
+
+@T.prim_func
+def generated({", ".join(params)}):
+    for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
+        with T.block("root"):
+{allocations}            for k in T.serial(START, START + EXTENT, annotations={{
+                    "software_pipeline_stage": {list(stages)},
+                    "software_pipeline_order": {list(orders)},
+                    "software_pipeline_async_stages": {async_stages}}}):{body}
+'''
+    for name, value in (("TOTAL_ROWS", max(total, 1) * rows), ("THREADS", threads),
+                        ("ROWS", rows), ("START", start), ("EXTENT", extent),
+                        ("ELEMENTS", elements)):
+        text = text.replace(name, str(value))
+    return text
+
+
+@st.composite
+def pipelines(draw):
+    two_buffers = draw(st.booleans())
+    second_consumer = draw(st.booleans())
+    copy_a = draw(st.integers(0, 1))
+    copies = [copy_a] + ([copy_a + draw(st.integers(0, 1))] if two_buffers else [])
+    compute = max(copies) + draw(st.integers(1, 2))  # async stages hold only copies
+    consumers = [compute] + ([compute + draw(st.integers(0, 1))] if second_consumer else [])
+    stages = copies + consumers
+    count = len(stages)
+    orders = draw(st.permutations(range(count)))
+    # A consumer in its producer's stage must come after it: else keep the body order.
+    if any(stages[consumer] == stages[producer] and orders[consumer] < orders[producer]
+           for consumer in range(len(copies), count) for producer in range(len(copies))):
+        orders = list(range(count))
+    return dict(threads=draw(st.sampled_from([32, 64])), rows=draw(st.sampled_from([2, 4])),
+                start=draw(st.integers(0, 2)), extent=draw(st.integers(0, 7)),
+                stages=stages, orders=list(orders), two_buffers=two_buffers,
+                second_consumer=second_consumer)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pipelines(), st.sampled_from(["eager", "lazy", "random:5"]))
+def test_barrier_form_computes_what_the_loop_computes(config, schedule):
+    func = parse(_pipeline_source(**config))
+    lowered = lower_to_barriers(func)
+    inputs = random_inputs(func, seed=1)
+    expected = simulate(func, inputs)
+    outputs = simulate(lowered, inputs, schedule=schedule)
+    extent_rows = (config["start"] + config["extent"]) * config["rows"]
+    first_row = config["start"] * config["rows"]
+    for name in ("C", "D"):
+        if name in expected:
+            np.testing.assert_array_equal(outputs[name][first_row:extent_rows],
+                                          expected[name][first_row:extent_rows])
+
+
+def test_slots_cover_the_distance_to_the_last_consumer():
+    config = dict(threads=32, rows=2, start=0, extent=5, stages=[0, 1, 3], orders=[0, 1, 2],
+                  two_buffers=False, second_consumer=True)
+    loop = _loop(parse(_pipeline_source(**config)))
+    (group,) = plan_barrier_pipeline(loop).groups
+    assert group.num_slots == 4 and group.consumers == [1, 2]
+
+
+def test_consumer_before_producer_in_the_body_saves_a_slot():
+    config = dict(threads=32, rows=2, start=0, extent=5, stages=[0, 2], orders=[1, 0],
+                  two_buffers=False, second_consumer=False)
+    loop = _loop(parse(_pipeline_source(**config)))
+    (group,) = plan_barrier_pipeline(loop).groups
+    assert group.num_slots == 2
+
+
+def _loop(func):
+    from tilepipe.ir import For, post_order_visit
+
+    loops = []
+    post_order_visit(func.body, lambda node: loops.append(node)
+                     if isinstance(node, For) and node.annotations else None)
+    return loops[0]
+
+
+def test_async_statement_that_is_not_a_copy_is_rejected():
+    text = BEFORE.replace("A_shared[r, c] = A[2 * k + r, c]",
+                          "A_shared[r, c] = A[2 * k + r, c] * T.float32(2)")
+    with pytest.raises(PipelineError, match="not a tile copy from global to shared"):
+        lower_to_barriers(parse(text))
+
+
+def test_consumer_in_an_earlier_stage_is_rejected():
+    text = BEFORE.replace('"software_pipeline_stage": [0, 1]',
+                          '"software_pipeline_stage": [1, 0]').replace(
+        '"software_pipeline_async_stages": [0]', '"software_pipeline_async_stages": [1]')
+    with pytest.raises(PipelineError, match="does not run after it"):
+        lower_to_barriers(parse(text))
