@@ -158,17 +158,19 @@ def draw_timeline(reports: Sequence[TimingReport], path: str | Path,
 def _draw_panel(axes, report: TimingReport, title: str, span: float) -> None:
     lanes = _lanes(report)
     rows = {lane: len(lanes) - 1 - index for index, lane in enumerate(lanes)}
+    bars: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for interval in report.intervals:
-        row = rows[interval.unit]
-        height = 0.35 if interval.kind == "flight" else 0.7
-        axes.broken_barh([(interval.start, interval.end - interval.start)],
-                         (row - height / 2, height), color=_COLORS[interval.kind],
-                         edgecolor="white" if interval.kind != "flight" else "none",
-                         linewidth=0.3)
+        bars.setdefault((interval.unit, interval.kind), []).append(
+            (interval.start, interval.end - interval.start))
         if (interval.kind in ("compute", "transfer") and interval.iteration is not None
                 and interval.end - interval.start > span / 60):
-            axes.text((interval.start + interval.end) / 2, row, str(interval.iteration),
-                      ha="center", va="center", fontsize=6, color="white")
+            axes.text((interval.start + interval.end) / 2, rows[interval.unit],
+                      str(interval.iteration), ha="center", va="center", fontsize=6,
+                      color="white")
+    for (unit, kind), spans in bars.items():
+        height = 0.35 if kind == "flight" else 0.7
+        axes.broken_barh(spans, (rows[unit] - height / 2, height), color=_COLORS[kind],
+                         edgecolor="white" if kind != "flight" else "none", linewidth=0.3)
     for name, start, end in iter_phases(report):
         if end <= start:
             continue
