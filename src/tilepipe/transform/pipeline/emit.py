@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 from ...arith import infer_regions
 from ...ir import (
     LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferLoad,
-    BufferRegion, BufferStore, Call, EQ, Evaluate, FloorMod, For, ForKind, IRMutator, IntImm,
+    BufferRegion, BufferStore, Call, EQ, Evaluate, FloorDiv, FloorMod, For, ForKind, IRMutator, IntImm,
     Max, Mul, PrimExpr, Range, Select, Stmt, Sub, Var, seq, substitute,
 )
 from .schedule import PipelineStatement, Schedule
@@ -142,12 +142,16 @@ class Emitter:
         self.writes = [tuple(ring.visit(region) for region in statement.writes)
                        for statement in schedule.statements]
 
-    def sections(self, plan: SyncPlan, deltas: Sequence[PrimExpr],
+    def sections(self, plan: SyncPlan, frames: Sequence[tuple[PrimExpr, PrimExpr]],
                  body_annotations: Mapping) -> list[Stmt]:
-        """The section blocks, the drains after the loop placed in the last one."""
+        """The section blocks, the drains after the loop placed in the last one.
+
+        ``frames`` gives for each section its first slot relative to the loop start
+        (``delta``) and its number of slots, as expressions.
+        """
         emitted: list[Stmt] = []
-        for section_plan, delta in zip(plan.sections, deltas):
-            stmt = self._section(section_plan, delta, body_annotations)
+        for section_plan, (delta, length) in zip(plan.sections, frames):
+            stmt = self._section(section_plan, delta, length, body_annotations)
             if stmt is not None:
                 emitted.append(stmt)
         if plan.drains:
@@ -157,7 +161,7 @@ class Emitter:
             emitted.append(_block(seq(last, *drains)))
         return emitted
 
-    def _section(self, section_plan: SectionPlan, delta: PrimExpr,
+    def _section(self, section_plan: SectionPlan, delta: PrimExpr, length: PrimExpr,
                  body_annotations: Mapping) -> Stmt | None:
         section = section_plan.section
         loop = self.loop
@@ -219,8 +223,8 @@ class Emitter:
             return _block(seq(*stmts))
         kind = loop.kind if section.kind == BODY else ForKind.UNROLLED
         annotations = dict(body_annotations) if section.kind == BODY else {}
-        return _block(For(iterator, loop.min, IntImm(section.length, loop.extent.dtype), kind,
-                          seq(*stmts), loop.thread_tag, annotations, loop.span))
+        return _block(For(iterator, loop.min, length, kind, seq(*stmts), loop.thread_tag,
+                          annotations, loop.span))
 
     # Statement instances ----------------------------------------------------------------
     def _iteration(self, statement: PipelineStatement, iterator: PrimExpr, delta: PrimExpr,
@@ -232,7 +236,8 @@ class Emitter:
     def _instance(self, statement: PipelineStatement, iterator: PrimExpr, delta: PrimExpr,
                   is_unit: bool) -> Stmt:
         iteration = self._iteration(statement, iterator, delta, is_unit)
-        return substitute(self.bodies[statement.position], {self.loop.loop_var: iteration})
+        instance = substitute(self.bodies[statement.position], {self.loop.loop_var: iteration})
+        return _ConstantFolder().visit(instance) if is_unit else instance
 
     def _regions(self, table, statement: PipelineStatement, iterator: PrimExpr,
                  delta: PrimExpr, is_unit: bool) -> tuple[BufferRegion, ...]:
@@ -282,6 +287,25 @@ class Emitter:
         return body
 
 
+class _ConstantFolder(IRMutator):
+    """Folds integer arithmetic whose operands are both constants (``15 % 2`` -> ``1``)."""
+
+    _FOLD = {Add: lambda a, b: a + b, Sub: lambda a, b: a - b, Mul: lambda a, b: a * b,
+             FloorDiv: lambda a, b: a // b, FloorMod: lambda a, b: a % b}
+
+    def visit_binary_op(self, node):
+        node = super().visit_binary_op(node)
+        if isinstance(node, Add) and isinstance(node.a, IntImm) and node.a.value == 0 \
+                and node.a.dtype == node.b.dtype:
+            return node.b
+        fold = self._FOLD.get(type(node))
+        if fold is not None and isinstance(node.a, IntImm) and isinstance(node.b, IntImm) \
+                and node.a.dtype == node.b.dtype and node.a.dtype != "bool" \
+                and not (type(node) in (FloorDiv, FloorMod) and node.b.value == 0):
+            return IntImm(fold(node.a.value, node.b.value), node.a.dtype)
+        return node
+
+
 def _block(body: Stmt) -> Block:
     """An unnamed block around ``body`` declaring what it reads and writes."""
     reads, writes = infer_regions(body)
@@ -310,13 +334,16 @@ def count_expression(counts: Sequence[int | None], copy: PrimExpr) -> PrimExpr:
         return _line_expression(*line, copy)
     floor = min(values)
     above = [(index, value) for index, value in known if value > floor]
-    line = _line(above) if len(above) > 1 else None
-    if line is not None and all(line[0] + line[1] * index <= floor
-                                for index, value in known if value == floor):
-        return Max(_line_expression(*line, copy), IntImm(floor))
+    lines = [_line(above)] if len(above) > 1 else [
+        (above[0][1] + above[0][0], -1), (above[0][1] - above[0][0], 1)]
+    for line in lines:
+        if line is not None and all(line[0] + line[1] * index <= floor
+                                    for index, value in known if value == floor):
+            return Max(_line_expression(*line, copy), IntImm(floor))
     result: PrimExpr = IntImm(known[-1][1])
     for index, value in reversed(known[:-1]):
-        result = Select(EQ(copy, IntImm(index, copy.dtype)), IntImm(value), result)
+        if not (isinstance(result, IntImm) and result.value == value):
+            result = Select(EQ(copy, IntImm(index, copy.dtype)), IntImm(value), result)
     return result
 
 

@@ -19,7 +19,7 @@ from ...ir import (
 )
 from ...arith import infer_regions
 from .annotations import is_pipelined, other_annotations, read_annotation
-from .emit import Emitter
+from .emit import Emitter, fold_sub
 from .schedule import Schedule, compute_schedule
 from .sync import (
     BODY, EPILOGUE, PROLOGUE, SyncPlan, _Replay, plan_synchronization, sections_for,
@@ -77,7 +77,7 @@ def pipeline_loop(loop: For, results: set[Block] = frozenset()) -> Block:
     if isinstance(loop.extent, IntImm):
         extent = loop.extent.value
         plan = plan_synchronization(schedule, extent, stages)
-        body = seq(*emitter.sections(plan, _deltas(plan, extent, stages, loop), kept))
+        body = seq(*emitter.sections(plan, _frames(plan, extent, stages, loop), kept))
     else:
         body = _guarded(schedule, emitter, kept)
     remap = emitter.remap
@@ -86,21 +86,27 @@ def pipeline_loop(loop: For, results: set[Block] = frozenset()) -> Block:
     return Block("", body, reads, writes, allocs)
 
 
-def _deltas(plan: SyncPlan, extent: PrimExpr | int, prologue_length: int, loop: For
-            ) -> list[PrimExpr]:
-    """The first slot of each section, relative to the loop start, as an expression."""
-    deltas = []
+def _frames(plan: SyncPlan, extent: PrimExpr | int, prologue_length: int, loop: For
+            ) -> list[tuple[PrimExpr, PrimExpr]]:
+    """Each section's first slot relative to the loop start and its number of slots, as
+    expressions (symbolic in the extent where it is)."""
+    dtype = loop.loop_var.dtype
+    frames = []
     for section_plan in plan.sections:
-        kind = section_plan.section.kind
-        if kind == PROLOGUE:
-            deltas.append(IntImm(0, loop.loop_var.dtype))
-        elif kind == BODY:
-            deltas.append(IntImm(prologue_length, loop.loop_var.dtype))
+        section = section_plan.section
+        length: PrimExpr = IntImm(section.length, dtype)
+        if section.kind == PROLOGUE:
+            delta: PrimExpr = IntImm(0, dtype)
+        elif section.kind == BODY:
+            delta = IntImm(prologue_length, dtype)
+            if not isinstance(extent, int):
+                length = fold_sub(extent, prologue_length)
         elif isinstance(extent, int):
-            deltas.append(IntImm(max(extent, prologue_length), loop.loop_var.dtype))
+            delta = IntImm(max(extent, prologue_length), dtype)
         else:
-            deltas.append(extent)
-    return deltas
+            delta = extent
+        frames.append((delta, length))
+    return frames
 
 
 def _guarded(schedule: Schedule, emitter: Emitter, kept: dict) -> Stmt:
@@ -109,14 +115,14 @@ def _guarded(schedule: Schedule, emitter: Emitter, kept: dict) -> Stmt:
     prologue_length = _prologue_length(schedule)
     representative = prologue_length + steady_window(schedule) + schedule.max_stage
     plan = plan_synchronization(schedule, representative, prologue_length)
-    general = seq(*emitter.sections(plan, _deltas(plan, loop.extent, prologue_length, loop),
+    general = seq(*emitter.sections(plan, _frames(plan, loop.extent, prologue_length, loop),
                                     kept))
     otherwise: Stmt | None = None
     for extent in range(1, prologue_length):
         short = plan_synchronization(schedule, extent, schedule.max_stage)
         short_emitter = Emitter(schedule, IntImm(extent, loop.extent.dtype))
         stmt = seq(*short_emitter.sections(
-            short, _deltas(short, extent, schedule.max_stage, loop), kept))
+            short, _frames(short, extent, schedule.max_stage, loop), kept))
         otherwise = IfThenElse(EQ(loop.extent, IntImm(extent, loop.extent.dtype)), stmt,
                                otherwise)
     return IfThenElse(GE(loop.extent, IntImm(prologue_length, loop.extent.dtype)), general,

@@ -95,13 +95,6 @@ class Schedule:
     horizon: int
     consumers: Mapping[int, tuple[Dependency, ...]] = field(default_factory=dict)
 
-    def is_local(self, buffer: Buffer) -> bool:
-        return buffer in self._local_set
-
-    @property
-    def _local_set(self) -> frozenset[Buffer]:
-        return frozenset(self.local_buffers)
-
 
 # Access regions ------------------------------------------------------------------------
 class _RegionTest:

@@ -194,15 +194,15 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
                                                                   kept)[1]):
             kept.append(site)
     section_plans = []
-    for section in sections:
+    for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
         slots = range(section.start, section.start + section.length)
         runs = tuple(tuple(replay.runs(slot, statement.position) for slot in slots)
                      for statement in schedule.statements)
         waits = tuple(Wait(site.queue, site.first, site.counts) for site in kept
                       if site.section is section)
-        section_plans.append(SectionPlan(section, runs, waits))
+        section_plans.append(SectionPlan(actual, runs, waits))
     flight = _in_flight(schedule, replay, sections, kept)[0]
-    return SyncPlan(tuple(section_plans), _drains(schedule, replay, flight))
+    return SyncPlan(tuple(section_plans), _drains(schedule, flight))
 
 
 def _section_sites(schedule: Schedule, replay: _Replay, section: Section) -> list[_Site]:
@@ -278,32 +278,7 @@ def _unmet(site: _Site, replay: _Replay, seen: Mapping[tuple[int, int], dict]) -
     return False
 
 
-def _drains(schedule: Schedule, replay: _Replay, flight: Mapping[int, int]
-            ) -> tuple[tuple[int, int], ...]:
-    """Waits after the loop for asynchronous work on data that outlives the loop."""
-    drains = []
-    for queue in sorted(set(schedule.queues.values())):
-        newest: int | None = None
-        for (slot, group), mark in replay.marks.items():
-            if schedule.groups[group].queue != queue or not _outlives_loop(schedule, group):
-                continue
-            if newest is None or mark > newest:
-                newest = mark
-        if newest is None:
-            continue
-        count = replay.counter[queue] - newest
-        if flight[queue] > count:
-            drains.append((queue, count))
-    return tuple(drains)
-
-
-def _outlives_loop(schedule: Schedule, group: int) -> bool:
-    """Whether a group touches data that code after the loop may use."""
-    for position in schedule.groups[group].members:
-        statement = schedule.statements[position]
-        if any(not schedule.is_local(region.buffer) for region in statement.writes):
-            return True
-        if any(not schedule.is_local(region.buffer) and region.buffer.scope != "global"
-               for region in statement.reads):
-            return True
-    return False
+def _drains(schedule: Schedule, flight: Mapping[int, int]) -> tuple[tuple[int, int], ...]:
+    """Waits after the loop for the groups that may still be in flight: nothing may be
+    in flight when the program ends, and code after the loop may use any of it."""
+    return tuple((queue, 0) for queue in sorted(flight) if flight[queue] > 0)
