@@ -37,6 +37,7 @@ from .intrinsics import register
 from .memory import BLOCK
 
 BARRIER_DTYPE = "uint64"
+WARPGROUP_THREADS = 128
 DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2, "bfloat16": 2,
                "int32": 4, "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "float64": 8}
 
@@ -715,4 +716,20 @@ def _tma_load(call, args, context):
         barrier_file.add_transfer(PendingTransfer(element, num_bytes, land, call.span))
     if not system.schedule.defers:
         barrier_file.land()
+    return 0
+
+
+@register("setmaxnreg")
+def _setmaxnreg(call, args, context):
+    """Register reallocation changes no value; it must be a whole warpgroup's."""
+    count, direction = _arguments(call, args, 2, 'setmaxnreg(count, "inc" or "dec")')
+    if direction not in ("inc", "dec") or not 24 <= int(count) <= 256 or int(count) % 8:
+        raise BarrierError('T.setmaxnreg takes a register count in 24..256, a multiple of 8, '
+                           'and "inc" or "dec"', call.span)
+    warpgroups, sizes = np.unique(context.local // WARPGROUP_THREADS, return_counts=True)
+    if (sizes != WARPGROUP_THREADS).any():
+        raise BarrierError(
+            f"T.setmaxnreg is executed by {int(sizes.min())} thread(s) of warpgroup "
+            f"{int(warpgroups[np.argmin(sizes)])}: every thread of a warpgroup must execute "
+            "it together", call.span)
     return 0

@@ -400,10 +400,11 @@ class ThreadScope:
 
     def linear_index(self) -> PrimExpr:
         """The thread's index in the block, x fastest."""
-        index: PrimExpr = IntImm(0)
+        index: PrimExpr | None = None
         for loop in sorted(self.loops, key=lambda loop: loop.thread_tag, reverse=True):
-            index = index * loop.extent + (loop.loop_var - loop.min)
-        return index
+            offset = loop.loop_var - loop.min
+            index = offset if index is None else index * loop.extent + offset
+        return Analyzer().simplify(index) if index is not None else IntImm(0)
 
     def elected(self) -> PrimExpr | None:
         if not self.loops:
@@ -441,7 +442,10 @@ def _single_role_loop(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyze
     return seq(emitter.initialize(elected, threads.num_threads), new_loop)
 
 
-class _BarrierLowering(IRMutator):
+class BarrierLowering(IRMutator):
+    """Replaces every pipelined loop by ``lower_loop(plan, threads, analyzer)`` and then
+    allocates the rings and barriers its plans need (:meth:`run`)."""
+
     def __init__(self, lower_loop):
         self.lower_loop = lower_loop
         self.thread_loops: list[For] = []
@@ -449,22 +453,42 @@ class _BarrierLowering(IRMutator):
         self.barriers: dict[Buffer, list[Buffer]] = {}  # first ringed buffer -> barriers
         self.analyzer = Analyzer()
 
+    def lower_pipelined(self, loop: For) -> Stmt:
+        plan = plan_barrier_pipeline(loop, self.analyzer)
+        self.rings.update(plan.rings)
+        self.barriers[plan.groups[0].buffers[0]] = [
+            barrier for group in plan.groups for barrier in (group.full, group.empty)]
+        return self.lower_loop(plan, ThreadScope(list(self.thread_loops)),
+                               self.analyzer.copy())
+
     def visit_for(self, node: For) -> Stmt:
-        if node.kind is ForKind.THREAD_BINDING and (node.thread_tag or "").startswith(
-                "threadIdx"):
+        if is_thread_loop(node):
             self.thread_loops.append(node)
             try:
                 return super().visit_for(node)
             finally:
                 self.thread_loops.pop()
         if is_pipelined(node):
-            plan = plan_barrier_pipeline(node, self.analyzer)
-            self.rings.update(plan.rings)
-            self.barriers[plan.groups[0].buffers[0]] = [
-                barrier for group in plan.groups for barrier in (group.full, group.empty)]
-            return self.lower_loop(plan, ThreadScope(list(self.thread_loops)),
-                                   self.analyzer.copy())
+            return self.lower_pipelined(node)
         return super().visit_for(node)
+
+    def run(self, func: PrimFunc) -> PrimFunc:
+        body = self.visit(func.body)
+        if not self.rings:
+            return func
+        _check_rings_confined(body, self.rings)
+        allocator = _AllocateRings(self.rings, self.barriers)
+        body = allocator.visit(body)
+        if allocator.barriers:
+            buffer = next(iter(allocator.barriers))
+            raise PipelineError(f"{buffer.name}, filled by TMA copies, must be allocated by "
+                                "a block around its pipelined loop", buffer.span)
+        return func.with_body(body)
+
+
+def is_thread_loop(loop: For) -> bool:
+    return loop.kind is ForKind.THREAD_BINDING and (loop.thread_tag or "").startswith(
+        "threadIdx")
 
 
 class _AllocateRings(IRMutator):
@@ -510,22 +534,6 @@ def _check_rings_confined(body: Stmt, rings: dict[Buffer, Buffer]) -> None:
     _Stray().visit(body)
 
 
-def lower_with(func: PrimFunc, lower_loop) -> PrimFunc:
-    """Apply ``lower_loop(plan, threads, analyzer) -> Stmt`` to every pipelined loop."""
-    lowering = _BarrierLowering(lower_loop)
-    body = lowering.visit(func.body)
-    if not lowering.rings:
-        return func
-    _check_rings_confined(body, lowering.rings)
-    allocator = _AllocateRings(lowering.rings, lowering.barriers)
-    body = allocator.visit(body)
-    if allocator.barriers:
-        buffer = next(iter(allocator.barriers))
-        raise PipelineError(f"{buffer.name}, filled by TMA copies, must be allocated by a "
-                            "block around its pipelined loop", buffer.span)
-    return func.with_body(body)
-
-
 def lower_to_barriers(func: PrimFunc) -> PrimFunc:
     """Every pipelined loop of ``func`` in the mbarrier + TMA form (one role)."""
-    return lower_with(func, _single_role_loop)
+    return BarrierLowering(_single_role_loop).run(func)

@@ -1,0 +1,168 @@
+"""Warp specialization: a pipelined loop split into a producer warpgroup issuing TMA
+copies and the original threads consuming, synchronized only through mbarriers.
+
+The barrier plan is the one of :mod:`tilepipe.transform.barriers` (one ``full`` and one
+``empty`` barrier per ring slot and stage of copies). The block gains one warpgroup of
+``PRODUCER_THREADS`` threads after the original ones; the statements around the loop
+stay with the original threads. The producer gives registers back
+(``T.setmaxnreg(producer_registers, "dec")``) and one elected producer thread runs
+every instance of the loop, waiting for a slot to be released before refilling it; the
+consumers take the registers (``T.setmaxnreg(consumer_registers, "inc")``) and run
+every instance of the loop body in order, waiting for the data and releasing the slot
+after its last use. Each role runs exactly the loop's trip count, so a trip count
+below the number of slots, or zero, needs no special tail.
+"""
+
+from __future__ import annotations
+
+from ..arith import Analyzer
+from ..errors import PipelineError
+from ..ir import (
+    EQ, LT, Block, For, ForKind, IfThenElse, IntImm, PrimExpr, PrimFunc, Range, SeqStmt,
+    Stmt, StringImm, Var, as_int, post_order_visit, seq, substitute,
+)
+from .barriers import (
+    BarrierEmitter, BarrierLowering, BarrierPlan, ThreadScope, call, is_thread_loop,
+)
+from .pipeline.annotations import is_pipelined, other_annotations
+
+PRODUCER_THREADS = 128  # one warpgroup: setmaxnreg reallocates per warpgroup
+WARPGROUP_THREADS = 128
+AXES_SLOWEST_FIRST = ("threadIdx.z", "threadIdx.y", "threadIdx.x")
+
+
+class _RoleSplit:
+    """The statement that replaced the pipelined loop, and the thread scope around it."""
+
+    def __init__(self, stmt: Stmt, threads: ThreadScope):
+        self.stmt = stmt
+        self.threads = threads
+
+
+def _roles(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyzer,
+           registers: tuple[int, int] | None) -> Stmt:
+    """Barrier initialization, then the producer and consumer roles of ``plan``."""
+    loop = plan.loop
+    emitter = BarrierEmitter(plan, analyzer)
+    consumers = threads.num_threads
+    linear = threads.linear_index()
+    instance_var = Var(loop.loop_var.name, loop.loop_var.dtype)
+    analyzer.bind(instance_var, Range(loop.min, loop.extent))
+    instance = emitter.instance(instance_var)
+    produce = [emitter.produce(group, instance) for group in plan.groups]
+    producer_loop = For(instance_var, loop.min, loop.extent, ForKind.SERIAL, seq(*produce),
+                        None, {}, loop.span)
+    copied = {copy.position for group in plan.groups for copy in group.copies}
+    consume = [emitter.consume(position, instance)
+               for position in range(len(plan.statements)) if position not in copied]
+    consumer_var = Var(loop.loop_var.name, loop.loop_var.dtype)
+    consumer_loop = For(consumer_var, loop.min, loop.extent, ForKind.SERIAL,
+                        _rename(seq(*consume), instance_var, consumer_var), None,
+                        other_annotations(loop.annotations), loop.span)
+    producer = IfThenElse(EQ(linear, IntImm(consumers)), producer_loop)
+    consumer: Stmt = consumer_loop
+    if registers is not None:
+        producer_registers, consumer_registers = registers
+        producer = seq(call("setmaxnreg", IntImm(producer_registers), StringImm("dec")),
+                       producer)
+        consumer = seq(call("setmaxnreg", IntImm(consumer_registers), StringImm("inc")),
+                       consumer)
+    split = IfThenElse(LT(linear, IntImm(consumers)), consumer, producer)
+    return seq(emitter.initialize(EQ(linear, IntImm(0)), consumers), split)
+
+
+def _rename(stmt: Stmt, old: Var, new: Var) -> Stmt:
+    return substitute(stmt, {old: new})
+
+
+class _Specializer(BarrierLowering):
+    """Lowers each pipelined loop to roles, widens the slowest thread axis around it by
+    a producer warpgroup and keeps every other statement with the original threads."""
+
+    def __init__(self, registers: tuple[int, int] | None):
+        super().__init__(lambda plan, threads, analyzer: _roles(plan, threads, analyzer,
+                                                                 registers))
+        self.registers = registers
+        self.splits: list[_RoleSplit] = []
+
+    def visit_for(self, node: For) -> Stmt:
+        if is_thread_loop(node):
+            outermost = not self.thread_loops
+            result = super().visit_for(node)
+            if outermost and self.splits:
+                return self._widen(node, result)
+            return result
+        if is_pipelined(node):
+            if not self.thread_loops:
+                raise PipelineError("warp specialization needs the pipelined loop inside "
+                                    "threadIdx bindings", node.span)
+            stmt = self.lower_pipelined(node)
+            self.splits.append(_RoleSplit(stmt, ThreadScope(list(self.thread_loops))))
+            return stmt
+        return super().visit_for(node)
+
+    def _widen(self, outermost: For, lowered: For) -> Stmt:
+        """Add the producer warpgroup on the slowest bound axis; guard the rest."""
+        if len(self.splits) != 1:
+            raise PipelineError("warp specialization handles one pipelined loop per kernel",
+                                outermost.span)
+        split = self.splits.pop()
+        scope = split.threads
+        consumers = scope.num_threads
+        if consumers % WARPGROUP_THREADS and self.registers is not None:
+            raise PipelineError(
+                f"setmaxnreg reallocates registers per warpgroup: the {consumers} consumer "
+                f"threads must be a multiple of {WARPGROUP_THREADS}", outermost.span)
+        slowest = min(scope.loops, key=lambda loop: AXES_SLOWEST_FIRST.index(loop.thread_tag))
+        faster = consumers // as_int(slowest.extent)
+        if PRODUCER_THREADS % faster:
+            raise PipelineError(
+                f"the producer warpgroup ({PRODUCER_THREADS} threads) does not fit whole "
+                f"rows of {slowest.thread_tag} ({faster} threads each)", slowest.span)
+        widened = IntImm(as_int(slowest.extent) + PRODUCER_THREADS // faster)
+        condition = LT(scope.linear_index(), IntImm(consumers))
+        return _guard_outside(lowered, split.stmt, condition, slowest, widened)
+
+
+def _guard_outside(stmt: Stmt, split: Stmt, condition: PrimExpr, widened_loop: For,
+                   extent: IntImm) -> Stmt:
+    """``stmt`` with the widened loop's extent and every statement that does not lead to
+    ``split`` run only by the original threads (``condition``)."""
+    if stmt is split:
+        return stmt
+    if not _contains(stmt, split):
+        return IfThenElse(condition, stmt)
+    if isinstance(stmt, SeqStmt):
+        return seq(*[_guard_outside(child, split, condition, widened_loop, extent)
+                     for child in stmt.stmts])
+    if isinstance(stmt, Block):
+        return Block(stmt.name, _guard_outside(stmt.body, split, condition, widened_loop,
+                                               extent), stmt.reads, stmt.writes,
+                     stmt.alloc_buffers, stmt.predicate, stmt.annotations, stmt.span)
+    if isinstance(stmt, For) and stmt.kind is ForKind.THREAD_BINDING:
+        body = _guard_outside(stmt.body, split, condition, widened_loop, extent)
+        new_extent = extent if stmt.loop_var is widened_loop.loop_var else stmt.extent
+        return For(stmt.loop_var, stmt.min, new_extent, stmt.kind, body, stmt.thread_tag,
+                   stmt.annotations, stmt.span)
+    raise PipelineError(
+        "warp specialization needs the pipelined loop directly inside blocks under the "
+        f"thread bindings, not inside a {type(stmt).__name__}", getattr(stmt, "span", None))
+
+
+def _contains(stmt: Stmt, target: Stmt) -> bool:
+    found = []
+    post_order_visit(stmt, lambda node: found.append(True) if node is target else None)
+    return bool(found)
+
+
+def warp_specialize(func: PrimFunc, producer_registers: int | None = 40,
+                    consumer_registers: int | None = 232) -> PrimFunc:
+    """Every pipelined loop of ``func`` as a producer warpgroup and consumer threads.
+
+    ``producer_registers`` / ``consumer_registers`` are the ``setmaxnreg`` counts (None
+    for no reallocation, which also lifts the warpgroup-multiple requirement).
+    """
+    registers = None
+    if producer_registers is not None and consumer_registers is not None:
+        registers = (producer_registers, consumer_registers)
+    return _Specializer(registers).run(func)
