@@ -619,8 +619,11 @@ class _Model:
                              loop.span) from None
         tag = loop.thread_tag or ""
         if loop.kind == ForKind.THREAD_BINDING:
-            inner = threads * extent if tag.startswith("threadIdx") else threads
-            self.run(loop.body, {**env, loop.loop_var: low}, inner)
+            if tag.startswith("threadIdx"):
+                # All threads at once: the index stays unknown, the work scales.
+                self.run(loop.body, env, threads * extent)
+            else:
+                self.run(loop.body, {**env, loop.loop_var: low}, threads)
             return
         is_main = loop is self.main_loop
         if is_main:
@@ -649,8 +652,9 @@ def estimate(func: PrimFunc, machine: str | Machine = "A100",
              dims: Mapping[str, int] | None = None) -> TimingReport:
     """Model one thread block of ``func`` on ``machine`` and report its cycles.
 
-    ``dims`` binds symbolic sizes and scalar parameters by name. Block indices are taken
-    as 0 (the model is of one block on one SM); thread loops scale the work of their body.
+    ``dims`` binds symbolic sizes and scalar parameters by name. Block indices take their
+    first value (the model is of one block on one SM); a thread loop scales the work of
+    its body, and predicates on thread indices count as true for every thread.
     """
     machine = machine_named(machine)
     func = bind_params(func, dict(dims or {}))
