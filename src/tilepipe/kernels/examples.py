@@ -72,10 +72,16 @@ def shared_exchange(num_stages: int = 2) -> PrimFunc:
     return shared_exchange
 
 
-def simt_gemm(M: int = 128, N: int = 128, K: int = 128, num_stages: int = 3) -> PrimFunc:
+def simt_gemm(M: int = 128, N: int = 128, K: int = 128, num_stages: int = 3,
+              copy_first: bool = False) -> PrimFunc:
     """``C = A @ B`` in float32 with CUDA cores: 64x64x16 tiles, 256 threads of 4x4
-    outputs, the A and B tile copies async and ``num_stages - 1`` K tiles ahead."""
+    outputs, the A and B tile copies async and ``num_stages - 1`` K tiles ahead.
+
+    The loop body multiplies the oldest tile and then issues the copies of the newest (as
+    CUTLASS does), so one barrier per iteration suffices; ``copy_first`` issues the copies
+    first (the seeds' order), which needs a second barrier before them."""
     last = num_stages - 1
+    order = [0, 1, 2] if copy_first else [1, 2, 0]
 
     @T.prim_func
     def simt_gemm(A: T.Buffer((M, K), "float32"), B: T.Buffer((K, N), "float32"),
@@ -92,7 +98,7 @@ def simt_gemm(M: int = 128, N: int = 128, K: int = 128, num_stages: int = 3) -> 
                             K // 16,
                             annotations={
                                 "software_pipeline_stage": [0, 0, last],
-                                "software_pipeline_order": [0, 1, 2],
+                                "software_pipeline_order": order,
                                 "software_pipeline_async_stages": [0],
                             },
                         ):

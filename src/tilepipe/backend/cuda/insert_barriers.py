@@ -10,7 +10,9 @@ threads may still read; before a loop when the conflict is with what came before
 Loops are walked to a fixed point so that conflicts between
 iterations are found. Two accesses are never another thread's when, for every thread axis
 of the launch, both index one dimension by that axis' variable alone, or when the analyzer
-proves that different threads reach different elements.
+proves that different threads reach different elements, taking accesses of the same loop
+iteration as such (a copy into ring slot ``(k + 2) % 3`` never meets a read of slot
+``k % 3`` of the same iteration ``k``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ...arith import Analyzer
 from ...ir import (
     EQ, NE, And, Or, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer, BufferLoad,
     BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IfThenElse, IRMutator, IRVisitor,
-    PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, seq, substitute,
+    PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, post_order_visit, seq, substitute,
 )
 from .async_copy import SHARED_SCOPES
 
@@ -73,12 +75,29 @@ class _Access:
     indices: tuple | None
     write: bool
 
+    @property
+    def variables(self) -> frozenset:
+        return frozenset(_variables(self.indices or ()))
+
 
 @dataclass(frozen=True)
 class _State:
+    """Entries are ``(access, carried)``: ``carried`` holds the loop variables whose loop
+    has advanced (or exited) since the access, which therefore is of another iteration."""
+
     pending: frozenset  # accesses since the last barrier (landed async writes included)
-    groups: tuple  # committed async groups in flight, oldest first (frozensets of accesses)
+    groups: tuple  # committed async groups in flight, oldest first (frozensets of entries)
     open: frozenset  # async accesses issued but not yet committed
+
+    def carry(self, var: Var) -> "_State":
+        """The state one iteration of ``var``'s loop later (or after the loop)."""
+
+        def moved(entries: frozenset) -> frozenset:
+            return frozenset((access, carried | {var}) if var in access.variables else
+                             (access, carried) for access, carried in entries)
+
+        return _State(moved(self.pending), tuple(moved(group) for group in self.groups),
+                      moved(self.open))
 
     def join(self, other: "_State") -> "_State":
         length = max(len(self.groups), len(other.groups))
@@ -101,27 +120,36 @@ class _Planner:
         self._private_pairs: dict[tuple[_Access, _Access], bool] = {}
         self._thread_copies: dict[tuple[int, str], Var] = {}
         self.ranges: dict[Var, Range] = {}
+        self.enclosing: set[Var] = set()  # variables of the loops around the current point
 
     def accesses(self, stmt: Stmt) -> frozenset:
         """The accesses of ``stmt``, the same objects on every visit (for the fixed point)."""
         found = self._accesses.get(stmt)
         if found is None:
             found = self._accesses[stmt] = _accesses(stmt)
+
+            def note_range(node) -> None:
+                if isinstance(node, For):
+                    self.ranges.setdefault(node.loop_var, Range(node.min, node.extent))
+
+            post_order_visit(stmt, note_range)
         return found
 
     def plan(self, body: Stmt) -> None:
         self.visit(body, _EMPTY)
 
     # Conflicts ----------------------------------------------------------------------------
-    def _private(self, first: _Access, second: _Access) -> bool:
-        """Whether two threads can never touch one element through these accesses."""
+    def _private(self, first: _Access, second: _Access, carried: frozenset) -> bool:
+        """Whether two threads can never touch one element through these accesses
+        (``second`` made before, in other iterations of the ``carried`` loops)."""
         if first.indices is None or second.indices is None:
             return False
-        key = (first, second)
+        key = (first, second, carried)
         known = self._private_pairs.get(key)
         if known is None:
-            known = self._private_pairs[key] = (self._separated_by_axes(first, second)
-                                                or self._proved_disjoint(first, second))
+            known = self._private_pairs[key] = (
+                self._separated_by_axes(first, second)
+                or self._proved_disjoint(first, second, carried))
         return known
 
     def _separated_by_axes(self, first: _Access, second: _Access) -> bool:
@@ -133,22 +161,28 @@ class _Planner:
                 separated.add(axis)
         return separated >= self.axes
 
-    def _proved_disjoint(self, first: _Access, second: _Access) -> bool:
-        """Prove ``thread1 != thread2 -> element1 != element2`` over the loop ranges, each
-        access with its own copy of the loop variables (they may be in other iterations)."""
+    def _proved_disjoint(self, first: _Access, second: _Access, carried: frozenset) -> bool:
+        """Prove ``thread1 != thread2 -> element1 != element2`` over the loop ranges; the
+        earlier access shares with the current one only the variables of the loops around
+        both that have not advanced since (the same iteration); it gets its own copy of the
+        others and of the thread variables."""
         analyzer = Analyzer()
+        for var, range_ in self.ranges.items():
+            if var not in self.thread_axes:
+                analyzer.bind(var, range_)
         sides = []
         for side, access in enumerate((first, second)):
             renamed: dict[Var, Var] = {}
             for var in _variables(access.indices):
                 if var in self.thread_axes:
                     renamed[var] = self._thread_copy(side, self.thread_axes[var])
-                elif var in self.ranges:
-                    renamed[var] = Var(f"{var.name}_{side}", var.dtype)
+                elif side == 1 and (var in carried or var not in self.enclosing):
+                    renamed[var] = Var(f"{var.name}_earlier", var.dtype)
             for var, copy in renamed.items():
-                range_ = self.ranges[var]
-                analyzer.bind(copy, Range(substitute(range_.min, renamed),
-                                          substitute(range_.extent, renamed)))
+                range_ = self.ranges.get(var)
+                if range_ is not None:
+                    analyzer.bind(copy, Range(substitute(range_.min, renamed),
+                                              substitute(range_.extent, renamed)))
             sides.append(tuple(substitute(index, renamed) for index in access.indices))
         same_thread = None
         for axis in sorted(self.axes):
@@ -168,8 +202,9 @@ class _Planner:
         return self._thread_copies[key]
 
     def _conflicts(self, accesses, pending) -> bool:
-        return any(a.buffer is b.buffer and (a.write or b.write) and not self._private(a, b)
-                   for a in accesses for b in pending)
+        return any(a.buffer is b.buffer and (a.write or b.write)
+                   and not self._private(a, b, carried)
+                   for a in accesses for b, carried in pending)
 
     def _barrier_before(self, stmt: Stmt, accesses, state: _State) -> _State:
         if stmt in self.barriers or self._conflicts(accesses, state.pending):
@@ -188,11 +223,11 @@ class _Planner:
         if isinstance(stmt, (BufferStore, Evaluate)):
             accesses = self.accesses(stmt)
             state = self._barrier_before(stmt, accesses, state)
-            return _State(state.pending | accesses, state.groups, state.open)
+            return _State(state.pending | _fresh(accesses), state.groups, state.open)
         if isinstance(stmt, AsyncScope):
             accesses = self.accesses(stmt.body)
             state = self._barrier_before(stmt, accesses, state)
-            return _State(state.pending, state.groups, state.open | accesses)
+            return _State(state.pending, state.groups, state.open | _fresh(accesses))
         if isinstance(stmt, AsyncCommitQueue):
             state = self.visit(stmt.body, state)
             groups = (state.groups + (state.open,))
@@ -233,16 +268,24 @@ class _Planner:
         # A conflict with what came before the loop is settled once, before the loop.
         state = self._barrier_before(loop, self.accesses(loop.body), state)
         entry = state
+        self.enclosing.add(loop.loop_var)
         for _ in range(MAX_ROUNDS):
             barriers = len(self.barriers)
             out = self.visit(loop.body, entry)
-            following = state.join(out)
+            following = state.join(out.carry(loop.loop_var))
             if following == entry and len(self.barriers) == barriers:
                 break
             entry = following
+        self.enclosing.discard(loop.loop_var)
+        after = out.carry(loop.loop_var)
         if self.analyzer.can_prove(loop.extent >= 1):
-            return out
-        return out.join(state)
+            return after
+        return after.join(state)
+
+
+def _fresh(accesses: frozenset) -> frozenset:
+    """Entries for accesses made now (carried over no loop)."""
+    return frozenset((access, frozenset()) for access in accesses)
 
 
 def _variables(exprs) -> list[Var]:
@@ -296,6 +339,9 @@ class _Inserter(IRMutator):
 
     def __init__(self, barriers: set[Stmt]):
         self.barriers = barriers
+
+    def visit_seq_stmt(self, node: SeqStmt) -> Stmt:
+        return seq(*(self.visit(stmt) for stmt in node.stmts))
 
     def visit(self, node):
         result = super().visit(node)
