@@ -38,7 +38,7 @@ def test_tune_prints_the_table_and_picks_a_depth(tmp_path, capsys, monkeypatch):
     path.write_text(PROGRAM)
     assert main(["tune", str(path)]) == 0
     out = capsys.readouterr().out
-    rows = {int(cells[1].split()[0]): cells[2:]
+    rows = {int(cells[1].split()[0]): cells[2:-1]
             for cells in (line.split("│") for line in out.splitlines())
             if len(cells) > 2 and cells[1].strip()[:1].isdigit()}
     assert sorted(rows) == list(range(1, 9))
