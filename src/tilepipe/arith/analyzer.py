@@ -141,10 +141,14 @@ class Analyzer:
     def form_bound(self, form: LinearForm) -> Interval:
         return self._evaluator.form_bound(form)
 
-    def exact_may_help(self, form: LinearForm) -> bool:
-        """Whether islpy could decide more than intervals about ``form``: intervals are
-        exact for a sum of distinct variables in constant ranges with no constraints."""
-        for atom, _ in form.items():
+    def exact_may_help(self, form: LinearForm, equality: bool = False) -> bool:
+        """Whether islpy could decide more than intervals about ``form`` compared with 0:
+        intervals are exact for a sum of distinct variables in constant ranges with no
+        constraints, and for an (in)equality when moreover every coefficient is +-1 (a
+        coefficient of 2 leaves gaps in the values)."""
+        for atom, coefficient in form.items():
+            if equality and abs(coefficient) != 1:
+                return True
             if isinstance(atom, Var):
                 if atom in self._symbolic or atom in self._constrained:
                     return True

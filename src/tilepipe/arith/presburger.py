@@ -78,23 +78,24 @@ class _SetText:
             if new:
                 self.new_vars.append(expr)
             return name
-        if kind is Add:
-            return f"({self.affine(expr.a)} + {self.affine(expr.b)})"
-        if kind is Sub:
-            return f"({self.affine(expr.a)} - {self.affine(expr.b)})"
+        # Every operand is parenthesized: ISL's parser gives unary minus and mod
+        # surprising precedence (it reads "-2*-1 mod 2" as 2).
+        if kind is Add or kind is Sub:
+            operator = "+" if kind is Add else "-"
+            return f"(({self.affine(expr.a)}) {operator} ({self.affine(expr.b)}))"
         if kind is Mul:
             if isinstance(expr.b, IntImm):
-                return f"{expr.b.value}*{self.affine(expr.a)}"
+                return f"({expr.b.value}*({self.affine(expr.a)}))"
             if isinstance(expr.a, IntImm):
-                return f"{expr.a.value}*{self.affine(expr.b)}"
+                return f"({expr.a.value}*({self.affine(expr.b)}))"
         if (kind is FloorDiv or kind is FloorMod) and isinstance(expr.b, IntImm) \
                 and expr.b.value > 0:
             if kind is FloorDiv:
-                return f"floor({self.affine(expr.a)}/{expr.b.value})"
-            return f"({self.affine(expr.a)} mod {expr.b.value})"
+                return f"floor(({self.affine(expr.a)})/{expr.b.value})"
+            return f"(({self.affine(expr.a)}) mod {expr.b.value})"
         if kind is Min or kind is Max:
             function = "min" if kind is Min else "max"
-            return f"{function}({self.affine(expr.a)}, {self.affine(expr.b)})"
+            return f"{function}(({self.affine(expr.a)}), ({self.affine(expr.b)}))"
         return self._opaque(expr)
 
     def formula(self, cond: PrimExpr) -> str:
@@ -102,7 +103,7 @@ class _SetText:
         if kind is IntImm:
             return "1 = 1" if cond.value else "1 = 0"
         if kind in _RELATIONS and is_int_dtype(cond.a.dtype) and is_int_dtype(cond.b.dtype):
-            return f"{self.affine(cond.a)} {_RELATIONS[kind]} {self.affine(cond.b)}"
+            return f"({self.affine(cond.a)}) {_RELATIONS[kind]} ({self.affine(cond.b)})"
         if kind is And or kind is Or:
             word = "and" if kind is And else "or"
             return f"({self.formula(cond.a)} {word} {self.formula(cond.b)})"
@@ -134,7 +135,8 @@ def prove(cond: PrimExpr, ranges: Mapping[Var, Range],
             if range_ is not None:
                 low = text.affine(range_.min)
                 end = text.affine(Add(range_.min, range_.extent))
-                text.domain.append(f"{low} <= {text.names[('var', id(var))]} < {end}")
+                name = text.names[("var", id(var))]
+                text.domain.append(f"({low}) <= {name} < ({end})")
         for index, (constraint, constraint_vars) in enumerate(constraints):
             if not used[index] and not constraint_vars.isdisjoint(seen):
                 used[index] = True

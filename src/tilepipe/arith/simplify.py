@@ -11,6 +11,7 @@ dtype's own IEEE arithmetic, so results are bit-exact.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from math import gcd
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 _NUMPY_FLOATS = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
 
+_COMMUTATIVE = (Mul, Min, Max)
 _FLIPPED = {LT: GE, LE: GT, GT: LE, GE: LT, EQ: NE, NE: EQ}
 _MIRRORED = {LT: GT, LE: GE, GT: LT, GE: LE, EQ: EQ, NE: NE}
 
@@ -87,7 +89,9 @@ class Simplifier:
             return self._min_max(expr)
         if kind is Select:
             chosen = self._select(expr)
-            return chosen if isinstance(chosen, LinearForm) else self._atom(chosen)
+            if isinstance(chosen, LinearForm):
+                return chosen
+            return self._atom(chosen) if isinstance(chosen, Select) else self.linear(chosen)
         if kind is Cast:
             value = self.simplify(expr.value)
             folded = _fold_cast(expr.dtype, value)
@@ -99,6 +103,10 @@ class Simplifier:
     def _atom(self, atom: PrimExpr) -> LinearForm:
         if isinstance(atom, IntImm):
             return LinearForm.of_constant(atom.value)
+        if type(atom) in _COMMUTATIVE:
+            # i * j and j * i are one atom, printed as first seen.
+            operands = Counter((structural_key(atom.a), structural_key(atom.b)))
+            return LinearForm.of_atom(atom, (type(atom).__name__, frozenset(operands.items())))
         return LinearForm.of_atom(atom)
 
     def _division(self, expr: BinaryOp) -> LinearForm:
@@ -174,7 +182,8 @@ class Simplifier:
     def _decide(self, kind: type, difference: LinearForm) -> bool | None:
         """The truth of ``difference <op> 0`` for all bound values, if it can be decided."""
         decided = decide_comparison(kind, self.analyzer.form_bound(difference))
-        if decided is not None or not self.analyzer.exact_may_help(difference):
+        if decided is not None or not self.analyzer.exact_may_help(
+                difference, equality=kind is EQ or kind is NE):
             return decided
         zero = IntImm(0, "int32")
         expr = difference.to_expr("int32")
