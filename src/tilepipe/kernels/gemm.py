@@ -115,12 +115,6 @@ def gemm(M: int, N: int, K: int, block_m: int = 128, block_n: int = 128, block_k
                                     B[0:K, bx * block_n:bx * block_n + block_n])
                             T.writes(C[by * block_m:by * block_m + block_m,
                                        bx * block_n:bx * block_n + block_n])
-                            A_shared = T.alloc_buffer((block_m, a_row_length), "float16",
-                                                      scope="shared.dyn")
-                            B_shared = T.alloc_buffer((block_k, b_row_length), "float16",
-                                                      scope="shared.dyn")
-                            A_warp = T.alloc_buffer((tiles_m, 16, 16), "float16", scope="warp")
-                            B_warp = T.alloc_buffer((tiles_n, 16, 16), "float16", scope="warp")
                             C_warp = T.alloc_buffer((tiles_m, mma_n, 16, 8), "float32",
                                                     scope="warp")
                             for mi in T.unroll(tiles_m):
@@ -131,94 +125,108 @@ def gemm(M: int, N: int, K: int, block_m: int = 128, block_n: int = 128, block_k
                                     "software_pipeline_stage": stages,
                                     "software_pipeline_order": OUTER_ORDER,
                                     "software_pipeline_async_stages": [0]}):
-                                with T.block("A_shared_copy"):
-                                    T.reads(A[by * block_m:by * block_m + block_m,
-                                              ko * block_k:ko * block_k + block_k])
-                                    T.writes(A_shared[0:block_m, 0:block_k])
-                                    for c in T.unroll(a_copies):
-                                        for v in T.vectorized(VECTOR_ELEMENTS):
-                                            A_shared[
-                                                (c * threads + warp * WARP_SIZE + lane)
-                                                // a_vectors_per_row,
-                                                (c * threads + warp * WARP_SIZE + lane)
-                                                % a_vectors_per_row * VECTOR_ELEMENTS + v,
-                                            ] = A[
-                                                by * block_m
-                                                + (c * threads + warp * WARP_SIZE + lane)
-                                                // a_vectors_per_row,
-                                                ko * block_k
-                                                + (c * threads + warp * WARP_SIZE + lane)
-                                                % a_vectors_per_row * VECTOR_ELEMENTS + v,
-                                            ]
-                                with T.block("B_shared_copy"):
-                                    T.reads(B[ko * block_k:ko * block_k + block_k,
-                                              bx * block_n:bx * block_n + block_n])
-                                    T.writes(B_shared[0:block_k, 0:block_n])
-                                    for c in T.unroll(b_copies):
-                                        for v in T.vectorized(VECTOR_ELEMENTS):
-                                            B_shared[
-                                                (c * threads + warp * WARP_SIZE + lane)
-                                                // b_vectors_per_row,
-                                                (c * threads + warp * WARP_SIZE + lane)
-                                                % b_vectors_per_row * VECTOR_ELEMENTS + v,
-                                            ] = B[
-                                                ko * block_k
-                                                + (c * threads + warp * WARP_SIZE + lane)
-                                                // b_vectors_per_row,
-                                                bx * block_n
-                                                + (c * threads + warp * WARP_SIZE + lane)
-                                                % b_vectors_per_row * VECTOR_ELEMENTS + v,
-                                            ]
-                                for ki in T.unroll(k_inner, annotations={
-                                        "software_pipeline_stage": INNER_STAGES,
-                                        "software_pipeline_order": INNER_ORDER}):
-                                    with T.block("A_fragment_load"):
-                                        T.reads(A_shared[
-                                            warp // warps_n * warp_m:
-                                            warp // warps_n * warp_m + warp_m,
-                                            ki * MMA_K:ki * MMA_K + MMA_K,
-                                        ])
-                                        T.writes(A_warp[0:tiles_m, 0:16, 0:16])
-                                        for mi in T.unroll(tiles_m):
-                                            T.evaluate(T.ldmatrix(
-                                                A_warp[mi, 0:16, 0:16],
+                                with T.block("k_outer"):
+                                    # The pipeline rings the buffers its loop body allocates.
+                                    A_shared = T.alloc_buffer((block_m, a_row_length),
+                                                              "float16", scope="shared.dyn")
+                                    B_shared = T.alloc_buffer((block_k, b_row_length),
+                                                              "float16", scope="shared.dyn")
+                                    with T.block("A_shared_copy"):
+                                        T.reads(A[by * block_m:by * block_m + block_m,
+                                                  ko * block_k:ko * block_k + block_k])
+                                        T.writes(A_shared[0:block_m, 0:block_k])
+                                        for c in T.unroll(a_copies):
+                                            for v in T.vectorized(VECTOR_ELEMENTS):
                                                 A_shared[
-                                                    warp // warps_n * warp_m + mi * 16:
-                                                    warp // warps_n * warp_m + mi * 16 + 16,
-                                                    ki * MMA_K:ki * MMA_K + MMA_K,
-                                                ],
-                                                False,
-                                            ))
-                                    with T.block("B_fragment_load"):
-                                        T.reads(B_shared[
-                                            ki * MMA_K:ki * MMA_K + MMA_K,
-                                            warp % warps_n * warp_n:
-                                            warp % warps_n * warp_n + warp_n,
-                                        ])
-                                        T.writes(B_warp[0:tiles_n, 0:16, 0:16])
-                                        for nj in T.unroll(tiles_n):
-                                            T.evaluate(T.ldmatrix(
-                                                B_warp[nj, 0:16, 0:16],
+                                                    (c * threads + warp * WARP_SIZE + lane)
+                                                    // a_vectors_per_row,
+                                                    (c * threads + warp * WARP_SIZE + lane)
+                                                    % a_vectors_per_row * VECTOR_ELEMENTS + v,
+                                                ] = A[
+                                                    by * block_m
+                                                    + (c * threads + warp * WARP_SIZE + lane)
+                                                    // a_vectors_per_row,
+                                                    ko * block_k
+                                                    + (c * threads + warp * WARP_SIZE + lane)
+                                                    % a_vectors_per_row * VECTOR_ELEMENTS + v,
+                                                ]
+                                    with T.block("B_shared_copy"):
+                                        T.reads(B[ko * block_k:ko * block_k + block_k,
+                                                  bx * block_n:bx * block_n + block_n])
+                                        T.writes(B_shared[0:block_k, 0:block_n])
+                                        for c in T.unroll(b_copies):
+                                            for v in T.vectorized(VECTOR_ELEMENTS):
                                                 B_shared[
+                                                    (c * threads + warp * WARP_SIZE + lane)
+                                                    // b_vectors_per_row,
+                                                    (c * threads + warp * WARP_SIZE + lane)
+                                                    % b_vectors_per_row * VECTOR_ELEMENTS + v,
+                                                ] = B[
+                                                    ko * block_k
+                                                    + (c * threads + warp * WARP_SIZE + lane)
+                                                    // b_vectors_per_row,
+                                                    bx * block_n
+                                                    + (c * threads + warp * WARP_SIZE + lane)
+                                                    % b_vectors_per_row * VECTOR_ELEMENTS + v,
+                                                ]
+                                    for ki in T.unroll(k_inner, annotations={
+                                            "software_pipeline_stage": INNER_STAGES,
+                                            "software_pipeline_order": INNER_ORDER}):
+                                        with T.block("k_inner"):
+                                            A_warp = T.alloc_buffer((tiles_m, 16, 16), "float16",
+                                                                    scope="warp")
+                                            B_warp = T.alloc_buffer((tiles_n, 16, 16), "float16",
+                                                                    scope="warp")
+                                            with T.block("A_fragment_load"):
+                                                T.reads(A_shared[
+                                                    warp // warps_n * warp_m:
+                                                    warp // warps_n * warp_m + warp_m,
                                                     ki * MMA_K:ki * MMA_K + MMA_K,
-                                                    warp % warps_n * warp_n + nj * 16:
-                                                    warp % warps_n * warp_n + nj * 16 + 16,
-                                                ],
-                                                True,
-                                            ))
-                                    with T.block("mma"):
-                                        T.reads(C_warp[0:tiles_m, 0:mma_n, 0:16, 0:8],
-                                                A_warp[0:tiles_m, 0:16, 0:16],
-                                                B_warp[0:tiles_n, 0:16, 0:16])
-                                        T.writes(C_warp[0:tiles_m, 0:mma_n, 0:16, 0:8])
-                                        for mi in T.unroll(tiles_m):
-                                            for ni in T.unroll(mma_n):
-                                                T.evaluate(T.mma_sync(
-                                                    C_warp[mi, ni, 0:16, 0:8],
-                                                    A_warp[mi, 0:16, 0:16],
-                                                    B_warp[ni // 2, ni % 2 * 8:ni % 2 * 8 + 8,
-                                                           0:16],
-                                                ))
+                                                ])
+                                                T.writes(A_warp[0:tiles_m, 0:16, 0:16])
+                                                for mi in T.unroll(tiles_m):
+                                                    T.evaluate(T.ldmatrix(
+                                                        A_warp[mi, 0:16, 0:16],
+                                                        A_shared[
+                                                            warp // warps_n * warp_m + mi * 16:
+                                                            warp // warps_n * warp_m + mi * 16
+                                                            + 16,
+                                                            ki * MMA_K:ki * MMA_K + MMA_K,
+                                                        ],
+                                                        False,
+                                                    ))
+                                            with T.block("B_fragment_load"):
+                                                T.reads(B_shared[
+                                                    ki * MMA_K:ki * MMA_K + MMA_K,
+                                                    warp % warps_n * warp_n:
+                                                    warp % warps_n * warp_n + warp_n,
+                                                ])
+                                                T.writes(B_warp[0:tiles_n, 0:16, 0:16])
+                                                for nj in T.unroll(tiles_n):
+                                                    T.evaluate(T.ldmatrix(
+                                                        B_warp[nj, 0:16, 0:16],
+                                                        B_shared[
+                                                            ki * MMA_K:ki * MMA_K + MMA_K,
+                                                            warp % warps_n * warp_n + nj * 16:
+                                                            warp % warps_n * warp_n + nj * 16
+                                                            + 16,
+                                                        ],
+                                                        True,
+                                                    ))
+                                            with T.block("mma"):
+                                                T.reads(C_warp[0:tiles_m, 0:mma_n, 0:16, 0:8],
+                                                        A_warp[0:tiles_m, 0:16, 0:16],
+                                                        B_warp[0:tiles_n, 0:16, 0:16])
+                                                T.writes(C_warp[0:tiles_m, 0:mma_n, 0:16, 0:8])
+                                                for mi in T.unroll(tiles_m):
+                                                    for ni in T.unroll(mma_n):
+                                                        T.evaluate(T.mma_sync(
+                                                            C_warp[mi, ni, 0:16, 0:8],
+                                                            A_warp[mi, 0:16, 0:16],
+                                                            B_warp[ni // 2,
+                                                                   ni % 2 * 8:ni % 2 * 8 + 8,
+                                                                   0:16],
+                                                        ))
                             for mi in T.unroll(tiles_m):
                                 for ni in T.unroll(mma_n):
                                     T.evaluate(T.mma_store(
