@@ -53,7 +53,8 @@ def stop_of(start: PrimExpr, extent: PrimExpr) -> PrimExpr:
         return IntImm(start.value + extent.value, extent.dtype)
     if _is_zero(start):
         return extent
-    if isinstance(extent, Sub) and identical(extent.b, start) and not _starts_with(extent.a, start):
+    if isinstance(extent, Sub) and identical(extent.b, start) \
+            and identical(extent_of(start, extent.a), extent):
         return extent.a
     return Add(start, extent)
 

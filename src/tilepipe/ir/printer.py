@@ -410,6 +410,11 @@ def _undeclared_vars(func: PrimFunc) -> list[Var]:
             loop_vars.add(node.loop_var)
             super().visit_for(node)
 
+        def visit_attr_stmt(self, node: AttrStmt) -> None:
+            if isinstance(node.node, PrimExpr):
+                self.visit(node.node)
+            super().visit_attr_stmt(node)
+
     _Collector().visit(func.body)
     params = set(func.scalar_params)
     return [var for var in used if var not in loop_vars and var not in params]
