@@ -4,6 +4,7 @@ generated pipelines, and the errors for loops that cannot become TMA + mbarriers
 
 import numpy as np
 import pytest
+from hopper_programs import pipeline_source, pipelines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -77,100 +78,10 @@ def test_lowered_program_prints_and_parses_back():
     assert_structural_equal(parse(lowered.script()), lowered)
 
 
-def _pipeline_source(threads, rows, start, extent, stages, orders, two_buffers,
-                     second_consumer):
-    """A loop copying ``rows``-row tiles of A (and B) into shared memory asynchronously
-    and computing C (and D) from them, with the given stages and orders."""
-    total = start + extent
-    elements = rows * 32 // threads
-    names = ["copy_a"] + (["copy_b"] if two_buffers else []) + ["compute"] + (
-        ["scale"] if second_consumer else [])
-    stage_of = dict(zip(names, stages))
-    async_stages = sorted({stage_of["copy_a"], stage_of.get("copy_b", stage_of["copy_a"])})
-    b_term = " + B_shared[(tx + THREADS * e) // 32, (tx + THREADS * e) % 32]" \
-        if two_buffers else ""
-    statements = {
-        "copy_a": '''
-                with T.block("copy_a"):
-                    T.reads(A[ROWS * k:ROWS * k + ROWS, 0:32])
-                    T.writes(A_shared[0:ROWS, 0:32])
-                    for r in T.serial(ROWS):
-                        for c in T.serial(32):
-                            A_shared[r, c] = A[ROWS * k + r, c]''',
-        "copy_b": '''
-                with T.block("copy_b"):
-                    T.reads(B[ROWS * k:ROWS * k + ROWS, 0:32])
-                    T.writes(B_shared[0:ROWS, 0:32])
-                    for r in T.serial(ROWS):
-                        for c in T.serial(32):
-                            B_shared[r, c] = B[ROWS * k + r, c]''',
-        "compute": f'''
-                with T.block("compute"):
-                    for e in T.serial(ELEMENTS):
-                        C[ROWS * k + (tx + THREADS * e) // 32, (tx + THREADS * e) % 32] = \\
-                            A_shared[(tx + THREADS * e) // 32, (tx + THREADS * e) % 32]{b_term}''',
-        "scale": '''
-                with T.block("scale"):
-                    for e in T.serial(ELEMENTS):
-                        D[ROWS * k + (tx + THREADS * e) // 32, (tx + THREADS * e) % 32] = \\
-                            A_shared[(tx + THREADS * e) // 32, (tx + THREADS * e) % 32] * \\
-                            T.float32(2)''',
-    }
-    body = "".join(statements[name] for name in names)
-    params = ['A: T.Buffer((TOTAL_ROWS, 32), "float32")']
-    if two_buffers:
-        params.append('B: T.Buffer((TOTAL_ROWS, 32), "float32")')
-    params.append('C: T.Buffer((TOTAL_ROWS, 32), "float32")')
-    if second_consumer:
-        params.append('D: T.Buffer((TOTAL_ROWS, 32), "float32")')
-    allocations = '            A_shared = T.alloc_buffer((ROWS, 32), "float32", scope="shared")\n'
-    if two_buffers:
-        allocations += ('            B_shared = T.alloc_buffer((ROWS, 32), "float32", '
-                        'scope="shared")\n')
-    text = f'''
-from tilepipe import script as T
-
-@T.prim_func
-def generated({", ".join(params)}):
-    for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
-        with T.block("root"):
-{allocations}            for k in T.serial(START, START + EXTENT, annotations={{
-                    "software_pipeline_stage": {list(stages)},
-                    "software_pipeline_order": {list(orders)},
-                    "software_pipeline_async_stages": {async_stages}}}):{body}
-'''
-    for name, value in (("TOTAL_ROWS", max(total, 1) * rows), ("THREADS", threads),
-                        ("ROWS", rows), ("START", start), ("EXTENT", extent),
-                        ("ELEMENTS", elements)):
-        text = text.replace(name, str(value))
-    return text
-
-
-@st.composite
-def pipelines(draw):
-    two_buffers = draw(st.booleans())
-    second_consumer = draw(st.booleans())
-    copy_a = draw(st.integers(0, 1))
-    copies = [copy_a] + ([copy_a + draw(st.integers(0, 1))] if two_buffers else [])
-    compute = max(copies) + draw(st.integers(1, 2))  # async stages hold only copies
-    consumers = [compute] + ([compute + draw(st.integers(0, 1))] if second_consumer else [])
-    stages = copies + consumers
-    count = len(stages)
-    orders = draw(st.permutations(range(count)))
-    # A consumer in its producer's stage must come after it: else keep the body order.
-    if any(stages[consumer] == stages[producer] and orders[consumer] < orders[producer]
-           for consumer in range(len(copies), count) for producer in range(len(copies))):
-        orders = list(range(count))
-    return dict(threads=draw(st.sampled_from([32, 64])), rows=draw(st.sampled_from([2, 4])),
-                start=draw(st.integers(0, 2)), extent=draw(st.integers(0, 7)),
-                stages=stages, orders=list(orders), two_buffers=two_buffers,
-                second_consumer=second_consumer)
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pipelines(), st.sampled_from(["eager", "lazy", "random:5"]))
 def test_barrier_form_computes_what_the_loop_computes(config, schedule):
-    func = parse(_pipeline_source(**config))
+    func = parse(pipeline_source(**config))
     lowered = lower_to_barriers(func)
     inputs = random_inputs(func, seed=1)
     expected = simulate(func, inputs)
@@ -186,7 +97,7 @@ def test_barrier_form_computes_what_the_loop_computes(config, schedule):
 def test_slots_cover_the_distance_to_the_last_consumer():
     config = dict(threads=32, rows=2, start=0, extent=5, stages=[0, 1, 3], orders=[0, 1, 2],
                   two_buffers=False, second_consumer=True)
-    loop = _loop(parse(_pipeline_source(**config)))
+    loop = _loop(parse(pipeline_source(**config)))
     (group,) = plan_barrier_pipeline(loop).groups
     assert group.num_slots == 4 and group.consumers == [1, 2]
 
@@ -194,7 +105,7 @@ def test_slots_cover_the_distance_to_the_last_consumer():
 def test_consumer_before_producer_in_the_body_saves_a_slot():
     config = dict(threads=32, rows=2, start=0, extent=5, stages=[0, 2], orders=[1, 0],
                   two_buffers=False, second_consumer=False)
-    loop = _loop(parse(_pipeline_source(**config)))
+    loop = _loop(parse(pipeline_source(**config)))
     (group,) = plan_barrier_pipeline(loop).groups
     assert group.num_slots == 2
 

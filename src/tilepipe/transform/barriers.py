@@ -103,14 +103,9 @@ class BarrierPlan:
                 return group
         return None
 
-    def order_key(self, position: int) -> tuple[int, int]:
+    def pipelined_order(self, position: int) -> tuple[int, int]:
+        """When the statement runs an instance in the pipelined loop: stage, then order."""
         return self.stages[position], self.orders[position]
-
-    def first_consumer(self, group: BarrierGroup) -> int:
-        return min(group.consumers, key=self.order_key)
-
-    def last_consumer(self, group: BarrierGroup) -> int:
-        return max(group.consumers, key=self.order_key)
 
 
 def _loop_statements(loop: For) -> list[Stmt]:
@@ -240,7 +235,7 @@ def plan_barrier_pipeline(loop: For, analyzer: Analyzer | None = None) -> Barrie
                 f"pipelined loop '{loop.loop_var.name}': nothing in the loop reads what "
                 f"stage {stage} copies", loop.span)
         plan.groups.append(group)
-        last = plan.last_consumer(group)
+        last = max(group.consumers, key=plan.pipelined_order)
         distance = stages[last] - stage
         producer_order = min(orders[copy.position] for copy in group.copies)
         # The producer of instance j reuses the slot of j - num_slots, which its last
@@ -305,11 +300,16 @@ class Instance:
 
 
 class BarrierEmitter:
-    """Builds the statements of a plan for one instance: copies, waits, releases."""
+    """Builds the statements of a plan for one instance: copies, waits, releases.
 
-    def __init__(self, plan: BarrierPlan, analyzer: Analyzer):
+    ``run_order(position)`` orders the statements as the consumers run one instance:
+    the first to run waits for the data, the last releases the slot.
+    """
+
+    def __init__(self, plan: BarrierPlan, analyzer: Analyzer, run_order=None):
         self.plan = plan
         self.analyzer = analyzer
+        self.run_order = run_order or plan.pipelined_order
 
     def instance(self, value: PrimExpr) -> Instance:
         loop = self.plan.loop
@@ -347,10 +347,10 @@ class BarrierEmitter:
             slot = instance.slot(group, self.analyzer)
             for buffer in group.buffers:
                 slots[buffer] = slot
-            if plan.first_consumer(group) == position:
+            if min(group.consumers, key=self.run_order) == position:
                 before.append(call("mbarrier_wait_parity", group.full, slot,
                                    instance.parity(group, self.analyzer)))
-            if plan.last_consumer(group) == position:
+            if max(group.consumers, key=self.run_order) == position:
                 after.append(call("mbarrier_arrive", group.empty, slot))
         stmt = substitute(plan.statements[position], {plan.loop.loop_var: instance.value})
         if slots:

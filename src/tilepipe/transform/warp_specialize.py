@@ -8,8 +8,8 @@ stay with the original threads. The producer gives registers back
 (``T.setmaxnreg(producer_registers, "dec")``) and one elected producer thread runs
 every instance of the loop, waiting for a slot to be released before refilling it; the
 consumers take the registers (``T.setmaxnreg(consumer_registers, "inc")``) and run
-every instance of the loop body in order, waiting for the data and releasing the slot
-after its last use. Each role runs exactly the loop's trip count, so a trip count
+every instance of the loop body in the order of the body, waiting for the data before
+its first use and releasing the slot after its last. Each role runs exactly the loop's trip count, so a trip count
 below the number of slots, or zero, needs no special tail.
 """
 
@@ -43,7 +43,7 @@ def _roles(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyzer,
            registers: tuple[int, int] | None) -> Stmt:
     """Barrier initialization, then the producer and consumer roles of ``plan``."""
     loop = plan.loop
-    emitter = BarrierEmitter(plan, analyzer)
+    emitter = BarrierEmitter(plan, analyzer, run_order=lambda position: position)
     consumers = threads.num_threads
     linear = threads.linear_index()
     instance_var = Var(loop.loop_var.name, loop.loop_var.dtype)

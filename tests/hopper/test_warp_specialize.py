@@ -1,0 +1,142 @@
+"""Warp specialization: the producer warpgroup and consumer roles, their results under
+every schedule over generated pipelines (roles run until they block), register
+reallocation, trip counts below the slot count or zero, deadlocks across roles."""
+
+import numpy as np
+import pytest
+from hopper_programs import pipeline_source, pipelines
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tilepipe import parse
+from tilepipe.errors import PipelineError, RaceError
+from tilepipe.ir import assert_structural_equal
+from tilepipe.sim import random_inputs, simulate, verify
+from tilepipe.transform.warp_specialize import warp_specialize
+
+BEFORE = '''
+from tilepipe import script as T
+
+@T.prim_func
+def scaled_rows(A: T.Buffer((EXTENT_ROWS, 64), "float32"),
+                C: T.Buffer((EXTENT_ROWS, 64), "float32")):
+    for tx in T.thread_binding(128, thread="threadIdx.x"):
+        with T.block("root"):
+            A_shared = T.alloc_buffer((2, 64), "float32", scope="shared")
+            for k in T.serial(EXTENT, annotations={"software_pipeline_stage": [0, 2],
+                                                   "software_pipeline_order": [0, 1],
+                                                   "software_pipeline_async_stages": [0]}):
+                with T.block("copy"):
+                    T.reads(A[2 * k:2 * k + 2, 0:64])
+                    T.writes(A_shared[0:2, 0:64])
+                    for r in T.serial(2):
+                        for c in T.serial(64):
+                            A_shared[r, c] = A[2 * k + r, c]
+                with T.block("compute"):
+                    C[2 * k + tx // 64, tx % 64] = A_shared[tx // 64, tx % 64] * T.float32(3)
+            C[tx // 64, tx % 64] = C[tx // 64, tx % 64] + T.float32(1)
+'''
+
+AFTER = '''
+from tilepipe import script as T
+
+@T.prim_func
+def scaled_rows(A: T.Buffer((12, 64), "float32"), C: T.Buffer((12, 64), "float32")):
+    for tx in T.thread_binding(256, thread="threadIdx.x"):
+        with T.block("root"):
+            A_shared = T.alloc_buffer((3, 2, 64), "float32", scope="shared")
+            full = T.alloc_buffer((3,), "uint64", scope="shared")
+            empty = T.alloc_buffer((3,), "uint64", scope="shared")
+            if tx == 0:
+                for slot in T.serial(3):
+                    T.mbarrier_init(full, slot, 1)
+                    T.mbarrier_init(empty, slot, 128)
+            T.tvm_storage_sync("shared")
+            if tx < 128:
+                T.setmaxnreg(232, "inc")
+                for k in T.serial(6):
+                    T.mbarrier_wait_parity(full, k % 3, k // 3)
+                    with T.block("compute"):
+                        C[2 * k + tx // 64, tx % 64] = \\
+                            A_shared[k % 3, tx // 64, tx % 64] * T.float32(3)
+                    T.mbarrier_arrive(empty, k % 3)
+            else:
+                T.setmaxnreg(40, "dec")
+                if tx == 128:
+                    for k in T.serial(6):
+                        T.mbarrier_wait_parity(empty, k % 3, (k // 3 + 1) % 2)
+                        T.mbarrier_arrive_expect_tx(full, k % 3, 512)
+                        T.tma_load(A_shared[k % 3, 0:2, 0:64], A[k * 2:k * 2 + 2, 0:64],
+                                   full, k % 3)
+            if tx < 128:
+                C[tx // 64, tx % 64] = C[tx // 64, tx % 64] + T.float32(1)
+'''
+
+
+def source(extent: int) -> str:
+    return BEFORE.replace("EXTENT_ROWS", str(max(2 * extent, 2))).replace(
+        "EXTENT", str(extent))
+
+
+def test_roles_producer_warpgroup_and_consumers():
+    assert_structural_equal(warp_specialize(parse(source(6))), parse(AFTER),
+                            compare_regions=False)
+
+
+@pytest.mark.parametrize("extent", [0, 1, 2, 3, 7])
+@pytest.mark.parametrize("schedule", ["eager", "lazy", "random:2"])
+def test_any_trip_count_gives_the_loop_results(extent, schedule):
+    func = parse(source(extent))
+    specialized = warp_specialize(func)
+    inputs = random_inputs(func, seed=4)
+    expected = simulate(func, inputs)
+    outputs = simulate(specialized, inputs, schedule=schedule)
+    np.testing.assert_array_equal(outputs["C"], expected["C"])
+
+
+def test_specialized_program_is_race_free():
+    assert verify(warp_specialize(parse(source(5)))).ok
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pipelines(), st.sampled_from(["eager", "lazy", "random:9"]))
+def test_generated_pipelines_specialize_to_the_same_results(config, schedule):
+    func = parse(pipeline_source(**config))
+    specialized = warp_specialize(func, producer_registers=None, consumer_registers=None)
+    inputs = random_inputs(func, seed=2)
+    expected = simulate(func, inputs)
+    outputs = simulate(specialized, inputs, schedule=schedule)
+    first, last = (config["start"] * config["rows"],
+                   (config["start"] + config["extent"]) * config["rows"])
+    for name in ("C", "D"):
+        if name in expected:
+            np.testing.assert_array_equal(outputs[name][first:last], expected[name][first:last])
+
+
+def test_consumer_that_never_releases_deadlocks_both_roles():
+    text = warp_specialize(parse(source(6))).script().replace(
+        "T.mbarrier_arrive(empty, k % 3)", "T.evaluate(0)")
+    func = parse(text)
+    with pytest.raises(RaceError, match="deadlock") as caught:
+        simulate(func, random_inputs(func))
+    message = str(caught.value)
+    assert "thread(s) 0-127 wait on full[0] for parity 1 (phase 1)" in message
+    assert "thread(s) 128 wait on empty[0] for parity 0 (phase 0)" in message
+
+
+def test_register_reallocation_needs_whole_consumer_warpgroups():
+    text = source(4).replace("T.thread_binding(128", "T.thread_binding(64").replace(
+        "tx // 64", "tx // 32").replace("tx % 64", "tx % 32")
+    with pytest.raises(PipelineError, match="multiple of 128"):
+        warp_specialize(parse(text))
+    specialized = warp_specialize(parse(text), producer_registers=None,
+                                  consumer_registers=None)
+    assert "setmaxnreg" not in specialized.script()
+
+
+def test_pipelined_loop_inside_a_serial_loop_is_rejected():
+    text = source(4).replace(
+        "            for k in T.serial(4, annotations",
+        "            for outer in T.serial(2):\n             for k in T.serial(4, annotations")
+    with pytest.raises(PipelineError, match="directly inside blocks"):
+        warp_specialize(parse(text))
