@@ -96,6 +96,27 @@ def test_lowered_gemm_is_race_free_with_exact_waits(lowered):
         assert wait.used == (wait.max_safe,), wait
 
 
+@pytest.mark.parametrize("sizes,tiles,num_stages", [
+    ((32, 32, 128), (32, 32, 32, 16, 16), 2),
+    ((32, 32, 128), (32, 32, 32, 16, 16), 3),
+    ((32, 32, 192), (32, 32, 64, 16, 16), 4),   # four k slices per stage
+    ((32, 64, 64), (32, 64, 32, 32, 32), 4),    # one warp with two m and two n tiles
+    ((32, 32, 64), (32, 32, 32, 16, 16), 4),    # fewer iterations than stages
+    ((32, 32, 32), (32, 32, 32, 16, 16), 4),    # a single iteration
+])
+def test_gemm_variants_are_correct_race_free_and_exact(sizes, tiles, num_stages):
+    program = lower(inject_software_pipeline(gemm(*sizes, *tiles, num_stages=num_stages)))
+    size_m, size_n, size_k = sizes
+    random = np.random.default_rng(sum(sizes))
+    inputs = {"A": random.uniform(-1, 1, (size_m, size_k)).astype(np.float16),
+              "B": random.uniform(-1, 1, (size_k, size_n)).astype(np.float16),
+              "C": np.zeros((size_m, size_n), np.float32)}
+    outputs = simulate(program, inputs, schedule="lazy")
+    np.testing.assert_allclose(outputs["C"], _reference(inputs), rtol=1e-4, atol=1e-4)
+    assert verify(program).ok
+    assert all(wait.used == (wait.max_safe,) for wait in max_safe_counts(program))
+
+
 def _nodes(stmt, kind) -> list:
     found = []
     post_order_visit(stmt, lambda node: found.append(node) if isinstance(node, kind) else None)
