@@ -6,6 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..arith import Analyzer
 from ..errors import TilepipeError
 from ..ir import Buffer, IntImm, PrimFunc, Var, bind_params, free_size_vars
 from .interpreter import Interpreter, Observer
@@ -42,7 +43,9 @@ def bind(func: PrimFunc, dims: Mapping[str, int] | None = None,
 def shape_of(buffer: Buffer) -> tuple[int, ...]:
     """The constant shape of a bound buffer."""
     shape = []
+    analyzer = Analyzer()
     for extent in buffer.shape:
+        extent = analyzer.simplify(extent)
         if not isinstance(extent, IntImm):
             raise InputError(f"the shape of {buffer.name} is not constant: {extent!r}",
                              buffer.span)

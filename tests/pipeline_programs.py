@@ -1,0 +1,157 @@
+"""Hypothesis strategies for producer/consumer loop programs, as DSL source text.
+
+A generated program has ``threads`` threads; its annotated loop ``i`` runs ``extent``
+iterations from ``start`` (a constant, or a size ``n`` bound at run time), optionally
+inside an outer loop ``j``. Each iteration copies one element per thread from each
+input into a shared buffer (the producers), may transform it in shared memory (an
+intermediate stage) and combines them into the output (the consumer), which may read
+the element another thread copied. Stages, orders and asynchronous stages are drawn at
+random among the annotations that respect the dependencies.
+
+``programs()`` draws a :class:`PipelineProgram`; its ``source`` is a complete file for
+``tilepipe.script.parse`` and its ``dims`` bind the sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+
+HEADER = "from tilepipe import script as T\n\n\n"
+MAX_STAGE = 3
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of the loop body: ``target`` written from ``sources``."""
+
+    kind: str            # "copy", "compute" or "consume"
+    target: str
+    sources: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True)
+class PipelineProgram:
+    source: str
+    dims: dict = field(default_factory=dict)
+    threads: int = 1
+    extent: int = 1
+    stages: tuple[int, ...] = ()
+    orders: tuple[int, ...] = ()
+    async_stages: tuple[int, ...] = ()
+    shares_across_threads: bool = False
+
+    def describe(self) -> str:
+        return (f"threads={self.threads} extent={self.extent} stages={list(self.stages)} "
+                f"orders={list(self.orders)} async={list(self.async_stages)} "
+                f"dims={self.dims}\n{self.source}")
+
+
+def _body(num_inputs: int, computes: tuple[bool, ...], shift: int, threads: int,
+          outer: bool) -> list[Statement]:
+    """Copies, optional intermediate computes, and the consumer."""
+    lead = "j, " if outer else ""
+    statements = []
+    finals = []
+    for k in range(num_inputs):
+        statements.append(Statement("copy", f"S{k}", (), f"S{k}[tx, 0] = A{k}[{lead}tx, i]"))
+        final = f"S{k}"
+        if computes[k]:
+            statements.append(Statement(
+                "compute", f"R{k}", (f"S{k}",),
+                f"R{k}[tx, 0] = S{k}[tx, 0] * T.float32({k + 2})"))
+            final = f"R{k}"
+        finals.append(final)
+    other = f"(tx + {shift}) % {threads}" if shift else "tx"
+    terms = " + ".join(f"{name}[{other}, 0]" for name in finals)
+    statements.append(Statement("consume", "C", tuple(finals),
+                                f"C[{lead}tx, i] = {terms} + T.float32(1)"))
+    return statements
+
+
+@st.composite
+def _stages_and_orders(draw, statements: list[Statement]):
+    """Stages that never put a statement before what it reads; orders that keep a
+    producer before its consumer within a stage; async stages among those holding only
+    shared-memory producers."""
+    position = {statement.target: index for index, statement in enumerate(statements)}
+    stages: list[int] = []
+    for statement in statements:
+        low = max([stages[position[source]] for source in statement.sources], default=0)
+        if statement.kind == "consume":
+            low = max(low, 1)
+        stages.append(draw(st.integers(low, MAX_STAGE)) if low < MAX_STAGE else MAX_STAGE)
+    keys = draw(st.lists(st.integers(0, 100), min_size=len(statements),
+                         max_size=len(statements)))
+    remaining = list(range(len(statements)))
+    ordered: list[int] = []
+    while remaining:
+        ready = [index for index in remaining if all(
+            position[source] in ordered or stages[position[source]] != stages[index]
+            for source in statements[index].sources)]
+        chosen = min(ready, key=lambda index: (keys[index], index))
+        ordered.append(chosen)
+        remaining.remove(chosen)
+    orders = [0] * len(statements)
+    for rank, index in enumerate(ordered):
+        orders[index] = rank
+    candidates = sorted({stage for stage, statement in zip(stages, statements)
+                         if all(other.kind != "consume" for other_stage, other in
+                                zip(stages, statements) if other_stage == stage)})
+    async_stages = draw(st.lists(st.sampled_from(candidates), unique=True)) \
+        if candidates else []
+    return tuple(stages), tuple(orders), tuple(sorted(async_stages))
+
+
+@st.composite
+def programs(draw, max_threads: int = 4, max_extent: int = 6) -> PipelineProgram:
+    threads = draw(st.sampled_from([t for t in (1, 2, 4) if t <= max_threads]))
+    num_inputs = draw(st.integers(1, 2))
+    computes = tuple(draw(st.booleans()) for _ in range(num_inputs))
+    shift = draw(st.integers(0, threads - 1)) if threads > 1 else 0
+    outer = draw(st.booleans())
+    start = draw(st.sampled_from([0, 0, 1, 3]))
+    extent = draw(st.integers(1, max_extent))
+    symbolic = draw(st.booleans())
+    statements = _body(num_inputs, computes, shift, threads, outer)
+    stages, orders, async_stages = draw(_stages_and_orders(statements))
+
+    size = "n" if symbolic else str(extent)
+    length = f"{start} + n" if symbolic else str(start + extent)
+    lead_shape = "2, " if outer else ""
+    buffers = [f"A{k}" for k in range(num_inputs)] + ["C"]
+    lines = ["@T.prim_func"]
+    if symbolic:
+        lines.append(f"def pipeline({', '.join(name.lower() + ': T.handle' for name in buffers)}):")
+        lines.append("    n = T.int32()")
+        for name in buffers:
+            lines.append(f"    {name} = T.match_buffer({name.lower()}, ({lead_shape}{threads}, "
+                         f"{length}), \"float32\")")
+    else:
+        params = ", ".join(f"{name}: T.Buffer(({lead_shape}{threads}, {length}), \"float32\")"
+                           for name in buffers)
+        lines.append(f"def pipeline({params}):")
+    lines.append(f"    for tx in T.thread_binding({threads}, thread=\"threadIdx.x\"):")
+    indent = "        "
+    if outer:
+        lines.append(f"{indent}for j in T.serial(2):")
+        indent += "    "
+    annotations = (f'{{"software_pipeline_stage": {list(stages)}, '
+                   f'"software_pipeline_order": {list(orders)}, '
+                   f'"software_pipeline_async_stages": {list(async_stages)}}}')
+    lines.append(f"{indent}for i in T.serial({start}, {start} + {size}, "
+                 f"annotations={annotations}):")
+    indent += "    "
+    lines.append(f'{indent}with T.block("body"):')
+    indent += "    "
+    for statement in statements:
+        if statement.kind != "consume":
+            lines.append(f'{indent}{statement.target} = T.alloc_buffer(({threads}, 1), '
+                         f'"float32", scope="shared")')
+    for statement in statements:
+        lines.append(f"{indent}{statement.text}")
+    return PipelineProgram(HEADER + "\n".join(lines) + "\n",
+                           {"n": extent} if symbolic else {}, threads, extent, stages, orders,
+                           async_stages, shift != 0)
