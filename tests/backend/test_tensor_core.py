@@ -3,11 +3,15 @@ and their CUDA emission (the PTX they become, and the errors for misuse)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from tilepipe import simulate
 from tilepipe.backend.cuda import codegen
+from tilepipe.backend.cuda.compiler import compile_source, find_nvcc
+from tilepipe.backend.cuda.sass import disassemble, find_cuobjdump
 from tilepipe.errors import LoweringError, TilepipeError
 from tilepipe.script import parse
 
@@ -42,6 +46,33 @@ def tile_gemm(A: T.Buffer((16, 32), "float16"), B: T.Buffer((32, 16), "float16")
                     T.evaluate(T.mma_sync(C_warp[n, 0:16, 0:8], A_warp[k, 0:16, 0:16],
                                           B_warp[k, n * 8:n * 8 + 8, 0:16]))
                 T.evaluate(T.mma_store(C[0:16, n * 8:n * 8 + 8], C_warp[n, 0:16, 0:8]))
+'''
+
+
+# ldmatrix of one and two 8x8 matrices: F holds A, G holds the first 8 columns of A
+# transposed (as the (n, k) B operand), so C = A @ A[:, 0:8].
+NARROW_LOADS = '''
+from tilepipe import script as T
+
+
+@T.prim_func
+def narrow_loads(A: T.Buffer((16, 16), "float16"), C: T.Buffer((16, 8), "float32")):
+    for lane in T.thread_binding(32, thread="threadIdx.x"):
+        with T.block("tile"):
+            A_shared = T.alloc_buffer((16, 16), "float16", scope="shared")
+            F = T.alloc_buffer((16, 16), "float16", scope="warp")
+            G = T.alloc_buffer((8, 16), "float16", scope="warp")
+            C_warp = T.alloc_buffer((16, 8), "float32", scope="warp")
+            for i in T.serial(8):
+                A_shared[lane // 2, lane % 2 * 8 + i] = A[lane // 2, lane % 2 * 8 + i]
+            T.evaluate(T.tvm_storage_sync("shared"))
+            T.evaluate(T.ldmatrix(F[0:16, 0:8], A_shared[0:16, 0:8], False))
+            T.evaluate(T.ldmatrix(F[0:16, 8:16], A_shared[0:16, 8:16], False))
+            T.evaluate(T.ldmatrix(G[0:8, 0:8], A_shared[0:8, 0:8], True))
+            T.evaluate(T.ldmatrix(G[0:8, 8:16], A_shared[8:16, 0:8], True))
+            T.evaluate(T.mma_fill(C_warp[0:16, 0:8], T.float32(0)))
+            T.evaluate(T.mma_sync(C_warp[0:16, 0:8], F[0:16, 0:16], G[0:8, 0:16]))
+            T.evaluate(T.mma_store(C[0:16, 0:8], C_warp[0:16, 0:8]))
 '''
 
 
@@ -86,6 +117,13 @@ def test_ldmatrix_without_transpose_of_b_computes_a_different_product():
     np.testing.assert_allclose(outputs["C"], expected, rtol=1e-5, atol=1e-5)
 
 
+def test_one_and_two_matrix_loads_compose_a_tile():
+    a = np.random.default_rng(5).uniform(-2, 2, (16, 16)).astype(np.float16)
+    outputs = simulate(parse(NARROW_LOADS), {"A": a, "C": np.zeros((16, 8), np.float32)})
+    wide = a.astype(np.float32)
+    np.testing.assert_allclose(outputs["C"], wide @ wide[:, 0:8], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("replace,message", [
     (("A_warp[k, 0:16, 0:16],\n                                          B_warp",
       "A_warp[k, 0:16, 0:8],\n                                          B_warp"),
@@ -116,6 +154,19 @@ def test_cuda_emission_uses_ldmatrix_and_mma_ptx():
     assert source.count("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") == 1
     # Each lane holds a 32nd of every fragment buffer.
     assert "half A_warp[16];" in source and "float C_warp[8];" in source
+
+
+@pytest.mark.nvcc
+def test_one_and_two_matrix_loads_compile_to_ldsm_variants():
+    if find_nvcc() is None or find_cuobjdump() is None:
+        pytest.skip("needs nvcc and cuobjdump")
+    source = codegen(parse(NARROW_LOADS), "sm_80")
+    assert source.count("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2]") == 2
+    assert source.count("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1]") == 2
+    sass = disassemble(compile_source(source, "sm_80"))
+    assert len(re.findall(r"LDSM\.16\.M88\.2 ", sass)) == 2
+    assert len(re.findall(r"LDSM\.16\.MT88 ", sass)) == 2
+    assert len(re.findall(r"HMMA\.16816\.F32 ", sass)) == 1
 
 
 @pytest.mark.parametrize("replace,message", [
