@@ -13,8 +13,8 @@ from tilepipe.sim.timing import A100, H100, ModelError, estimate, machine_named
 
 # Round numbers so that expected cycles can be worked out by hand: a 2 KiB tile moves in
 # 128 cycles and lands 100 later; a 64x64x16 tile product (131,072 flops) takes 512.
-ROUND = replace(A100, name="round", sm_clock_ghz=1.0, num_sms=1, dram_gb_per_second=16.0,
-                tensor_tflops=0.256, fp32_tflops=0.128, global_latency=100, issue_cycles=4)
+ROUND = replace(A100, name="round", sm_clock_ghz=1.0, num_sms=1, l2_bytes_per_clock=16.0,
+                tensor_tflops=0.256, fp32_tflops=0.128, l2_latency=100, issue_cycles=4)
 TILE, DEPTH = 64, 16  # the copied tile: 64 x 16 fp16 = 2 KiB
 COPY, LATENCY, ISSUE = 128, 100, 4
 COMPUTE = 2 * TILE * TILE * DEPTH // 256
@@ -142,8 +142,16 @@ def test_presets_follow_the_public_specifications():
     assert A100.tensor_flops_per_cycle == pytest.approx(2048, rel=0.01)
     assert H100.tensor_flops_per_cycle == pytest.approx(4096, rel=0.01)
     assert A100.fp32_flops_per_cycle == pytest.approx(128, rel=0.01)
-    assert A100.global_bytes_per_cycle == pytest.approx(13.4, rel=0.01)
+    assert A100.global_path("dram") == (pytest.approx(13.4, rel=0.01), A100.dram_latency)
+    assert A100.global_path("l2") == (pytest.approx(47.4, rel=0.01), A100.l2_latency)
     assert machine_named("h100") is H100 and H100.has_tma and not A100.has_tma
+
+
+def test_dram_reads_are_slower_than_l2_reads():
+    l2, dram = (estimate(tile_loop(8, 1), A100, memory=level) for level in ("l2", "dram"))
+    assert dram.memory_cycles == pytest.approx(l2.memory_cycles * 47.4 / 13.4, rel=0.01)
+    assert dram.total_cycles > l2.total_cycles
+    assert dram.memory == "dram" and "global reads from DRAM" in dram.format()
 
 
 def test_tma_lane_on_machines_with_tma():
@@ -155,6 +163,8 @@ def test_tma_lane_on_machines_with_tma():
 def test_unknown_machine_and_unbound_size_are_reported():
     with pytest.raises(ModelError, match="unknown machine 'B300'"):
         estimate(tile_loop(2, 1), "B300")
+    with pytest.raises(ModelError, match="unknown memory level 'hbm'"):
+        estimate(tile_loop(2, 1), memory="hbm")
     n = Var("n")
     A = Buffer("A", (n,), "float32", "global")
     i = Var("i")
@@ -172,3 +182,25 @@ def test_no_schedule_beats_the_bound(n, stages, machine):
     assert report.total_cycles >= report.bound_cycles
     for unit in report.busy:
         assert 0 <= report.utilization(unit) <= 1
+
+
+def test_registers_are_read_when_an_mma_starts():
+    # ldmatrix -> mma -> ldmatrix into the same fragment: the mma waits for the first
+    # load to land; the second load may overwrite the fragment once the mma has started
+    # (its operands are read then), so it runs as soon as it is issued.
+    A_shared = Buffer("A_shared", (IntImm(16), IntImm(16)), "float16", "shared")
+    A = Buffer("A_warp", (IntImm(16), IntImm(16)), "float16", "warp")
+    B = Buffer("B_warp", (IntImm(8), IntImm(16)), "float16", "warp")
+    C = Buffer("C_warp", (IntImm(16), IntImm(8)), "float32", "warp")
+    load = Evaluate(Call("handle", "ldmatrix", (A[0:16, 0:16], A_shared[0:16, 0:16])))
+    mma = Evaluate(Call("handle", "mma_sync", (C[0:16, 0:8], A[0:16, 0:16], B[0:8, 0:16])))
+    lane = Var("lane")
+    body = For(lane, IntImm(0), IntImm(32), ForKind.THREAD_BINDING, seq(load, mma, load),
+               thread_tag="threadIdx.x")
+    func = PrimFunc("fragments", (), Block("root", body, alloc_buffers=(A_shared, A, B, C)))
+    report = estimate(func, ROUND)
+    first, second = [i for i in report.intervals if i.kind == "shared"]
+    (compute,) = [i for i in report.intervals if i.kind == "compute"]
+    assert first.end - first.start == 16 * 16 * 2 / 128
+    assert compute.start == first.end
+    assert second.start == 3 * ISSUE < compute.end  # issued, not held back by the mma

@@ -4,13 +4,15 @@ The block's threads walk the program in order. Every leaf statement (a loop nest
 in one store or call) becomes one operation on a hardware unit: global-memory transfers
 on the copy engine (the TMA engine for asynchronous ones on machines that have it),
 shared-memory traffic, tensor-core or CUDA-core arithmetic. A unit serves one operation
-at a time, for ``amount / throughput`` cycles; a global read lands ``global_latency``
-cycles after its transfer. Operations are issued in order; a synchronous one starts
-(and its threads stall until it does) when what it reads has landed and what it writes
-is no longer being read or written (a scoreboard over buffers and constant indices), so
-a register double buffer overlaps loads with compute as on hardware, and a single
-shared buffer serializes copy and compute. Asynchronous statements run in the
-background; a wait blocks the threads until the groups it names have landed.
+at a time, for ``amount / throughput`` cycles; a global read lands one L2 (or DRAM)
+latency after its transfer. Operations are issued in order; the threads stall until a
+synchronous one's operands are ready (what it reads has landed, what it writes is no
+longer being read or written: a scoreboard over buffers and constant indices), and a
+busy unit queues it. So a register double buffer overlaps loads with compute as on
+hardware, and a single shared buffer serializes copy and compute. Asynchronous
+statements run in the background; a wait blocks the threads until the groups it names
+have landed. An intrinsic call writes its first buffer argument and reads the others
+(an ``mma`` also reads its accumulator); a call on ``warp`` buffers is warp-collective.
 
 Costs come from statement sizes (elements times dtype bytes, two flops per
 multiply-accumulate) and a :class:`Machine`: A100 and H100 presets from public
@@ -43,8 +45,10 @@ class ModelError(TilepipeError):
 class Machine:
     """A GPU described by its public specifications; per-SM rates are derived.
 
-    ``global_latency`` (cycles from issue to arrival of a global read) is an
-    approximate figure from published microbenchmarks; the rest are datasheet numbers.
+    Global reads are served either by the L2 cache (tiles that other blocks also read,
+    as in a GEMM: the default) or by DRAM (data streamed once); each SM gets its share
+    of that level's bandwidth. The latencies (cycles from issue to arrival) are
+    approximate figures from published microbenchmarks; the rest are datasheet numbers.
     """
 
     name: str
@@ -52,19 +56,26 @@ class Machine:
     sm_clock_ghz: float
     num_sms: int
     dram_gb_per_second: float
+    l2_bytes_per_clock: float      # the whole L2's read bandwidth
     tensor_tflops: float           # dense fp16/bf16 with fp32 accumulation
     fp32_tflops: float
     shared_bytes_per_cycle: float  # per SM
     shared_memory_per_block: int   # bytes a block may allocate (opt-in maximum)
-    global_latency: int            # cycles
+    dram_latency: int              # cycles
+    l2_latency: int                # cycles
     has_tma: bool
     issue_cycles: int = 4          # cycles the threads spend issuing one statement
     barrier_cycles: int = 20
 
-    @property
-    def global_bytes_per_cycle(self) -> float:
-        """One SM's share of the DRAM bandwidth, in bytes per SM clock."""
-        return self.dram_gb_per_second / (self.num_sms * self.sm_clock_ghz)
+    def global_path(self, memory: str) -> tuple[float, int]:
+        """Bytes per SM clock and latency of global reads served by ``memory``."""
+        if memory == "l2":
+            return self.l2_bytes_per_clock / self.num_sms, self.l2_latency
+        if memory == "dram":
+            return (self.dram_gb_per_second / (self.num_sms * self.sm_clock_ghz),
+                    self.dram_latency)
+        raise ModelError(f"unknown memory level '{memory}': global reads come from 'l2' or "
+                         "'dram'")
 
     @property
     def tensor_flops_per_cycle(self) -> float:
@@ -77,13 +88,15 @@ class Machine:
 
 A100 = Machine(
     name="A100", arch="sm_80", sm_clock_ghz=1.41, num_sms=108, dram_gb_per_second=2039.0,
-    tensor_tflops=312.0, fp32_tflops=19.5, shared_bytes_per_cycle=128.0,
-    shared_memory_per_block=163 * 1024, global_latency=500, has_tma=False,
+    l2_bytes_per_clock=5120.0, tensor_tflops=312.0, fp32_tflops=19.5,
+    shared_bytes_per_cycle=128.0, shared_memory_per_block=163 * 1024, dram_latency=500,
+    l2_latency=200, has_tma=False,
 )
 H100 = Machine(
     name="H100", arch="sm_90a", sm_clock_ghz=1.83, num_sms=132, dram_gb_per_second=3350.0,
-    tensor_tflops=989.4, fp32_tflops=67.0, shared_bytes_per_cycle=128.0,
-    shared_memory_per_block=227 * 1024, global_latency=550, has_tma=True,
+    l2_bytes_per_clock=5120.0, tensor_tflops=989.4, fp32_tflops=67.0,
+    shared_bytes_per_cycle=128.0, shared_memory_per_block=227 * 1024, dram_latency=550,
+    l2_latency=200, has_tma=True,
 )
 MACHINES = {"A100": A100, "H100": H100}
 
@@ -130,6 +143,7 @@ class TimingReport:
 
     func_name: str
     machine: Machine
+    memory: str
     total_cycles: float
     busy: dict[str, float]
     memory_cycles: float
@@ -156,7 +170,8 @@ class TimingReport:
     def format(self) -> str:
         """A few lines: cycles, bound, and the utilization of each busy unit."""
         lines = [
-            f"{self.func_name} on {self.machine.name}: {self.total_cycles:,.0f} cycles "
+            f"{self.func_name} on {self.machine.name} (global reads from "
+            f"{self.memory.upper()}): {self.total_cycles:,.0f} cycles "
             f"({self.total_cycles / (self.machine.sm_clock_ghz * 1e3):.2f} us per block)",
             f"bound max(memory {self.memory_cycles:,.0f}, compute {self.compute_cycles:,.0f})"
             f" = {self.bound_cycles:,.0f} cycles; the block runs at "
@@ -228,6 +243,7 @@ def dtype_bytes(dtype: str) -> int:
 
 
 _SHARED_SCOPES = ("shared", "shared.dyn")
+_REGISTER_SCOPES = ("local", "warp", "wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator")
 WARP_SIZE = 32
 _TENSOR_DTYPES = ("float16", "bfloat16", "int8", "uint8")
 _BARRIERS = ("tvm_storage_sync", "syncthreads", "barrier")
@@ -241,7 +257,7 @@ class _Operation:
 
     unit: str          # copy, shared, tensor or alu
     amount: float      # bytes for copy/shared, flops for tensor/alu
-    global_read: bool  # a global read lands global_latency after its transfer
+    global_read: bool  # a global read lands one memory latency after its transfer
     reads: tuple[_Key, ...]
     writes: tuple[_Key, ...]
     label: str
@@ -342,7 +358,7 @@ def _classify(leaf: Stmt, elements: float, env: Mapping[Var, int]) -> _Operation
         sizes = [_region_elements(region, env) for region in regions]
         if isinstance(call, Call) and ("mma" in call.op or "gemm" in call.op) and len(sizes) >= 3:
             flops = 2 * math.sqrt(sizes[0] * sizes[1] * sizes[2]) * elements
-            return _Operation("tensor", flops, False, keys, keys, label)
+            return _Operation("tensor", flops, False, keys, keys[:1], label)
         destination = regions[0].buffer
         sources = [region.buffer for region in regions[1:]]
         elements *= sizes[0]
@@ -433,8 +449,9 @@ class _Group:
 class _Model:
     """Walks one thread block through the program and schedules its operations."""
 
-    def __init__(self, func: PrimFunc, machine: Machine):
+    def __init__(self, func: PrimFunc, machine: Machine, memory: str):
         self.machine = machine
+        self.global_bytes_per_cycle, self.global_latency = machine.global_path(memory)
         self.now = 0.0
         self.free = {"global": 0.0, "shared": 0.0, "tensor": 0.0, "alu": 0.0}
         self.ready: dict[_Key, float] = {}  # landing time of each synchronous write
@@ -477,12 +494,15 @@ class _Model:
         return max((time for key in keys for other, time in times.items()
                     if _keys_conflict(key, other)), default=0.0)
 
-    def _earliest_start(self, operation: _Operation) -> float:
+    def _operands_ready(self, operation: _Operation) -> float:
         """The scoreboard: an operation reads what synchronous writes have landed (async
-        writes are ordered by the program's waits instead) and overwrites nothing that
-        is still being written or read."""
-        return max(self._latest(operation.reads, self.ready),
-                   self._latest(operation.writes, self.ready),
+        writes are ordered by the program's waits instead) and overwrites nothing still
+        being written or read. An accumulator (read and written by the operation) is
+        chained by its unit instead, as tensor cores forward accumulators."""
+        accumulated = [key for key in operation.reads if key in operation.writes]
+        inputs = tuple(key for key in operation.reads if key not in accumulated)
+        outputs = tuple(key for key in operation.writes if key not in accumulated)
+        return max(self._latest(inputs, self.ready), self._latest(outputs, self.ready),
                    self._latest(operation.writes, self.read_done))
 
     # Operations -----------------------------------------------------------------------
@@ -504,7 +524,7 @@ class _Model:
         asynchronous = self.async_depth > 0
         resource = "global" if operation.unit == "copy" else operation.unit
         if operation.unit == "copy":
-            duration = operation.amount / machine.global_bytes_per_cycle
+            duration = operation.amount / self.global_bytes_per_cycle
             self.global_bytes += operation.amount
             lane = "tma" if asynchronous and machine.has_tma else "copy"
         elif operation.unit == "shared":
@@ -523,14 +543,21 @@ class _Model:
         issue_start = self.now
         self.now += machine.issue_cycles
         self._record("threads", issue_start, self.now, "issue", operation.label, asynchronous)
-        start = max(self.now, self.free[resource], self._earliest_start(operation))
+        ready = self._operands_ready(operation)
+        if not asynchronous:
+            # In-order issue: the threads stall until the operands are ready; a busy
+            # unit queues the operation without stalling them.
+            self._wait_until(ready, f"operands of {operation.label}")
+        start = max(self.now, self.free[resource], ready)
         end = start + duration
         self.free[resource] = end
-        landing = end + (machine.global_latency if operation.global_read else 0)
+        landing = end + (self.global_latency if operation.global_read else 0)
         kind = {"copy": "transfer", "shared": "shared"}.get(operation.unit, "compute")
         self._record(lane, start, end, kind, operation.label, asynchronous)
         self._record(lane, end, landing, "flight", operation.label, asynchronous)
-        self.read_done.update((key, end) for key in operation.reads)
+        # Registers are read when the operation starts; memory while it runs.
+        self.read_done.update(
+            (key, start if key[0].scope in _REGISTER_SCOPES else end) for key in operation.reads)
         self.finish = max(self.finish, landing)
         if asynchronous:
             if self.open_groups:
@@ -538,7 +565,6 @@ class _Model:
                 group.completion = max(group.completion, landing)
         else:
             self.ready.update((key, landing) for key in operation.writes)
-            self._wait_until(start, f"operands of {operation.label}")
 
     def _wait_until(self, time: float, label: str) -> None:
         if time > self.now:
@@ -649,29 +675,32 @@ class _Model:
 
 
 def estimate(func: PrimFunc, machine: str | Machine = "A100",
-             dims: Mapping[str, int] | None = None) -> TimingReport:
+             dims: Mapping[str, int] | None = None, memory: str = "l2") -> TimingReport:
     """Model one thread block of ``func`` on ``machine`` and report its cycles.
 
-    ``dims`` binds symbolic sizes and scalar parameters by name. Block indices take their
+    ``memory`` is where global reads are served from: ``"l2"`` (the SM's share of the L2
+    bandwidth, for tiles other blocks reuse) or ``"dram"`` (its share of DRAM bandwidth,
+    for data read once). ``dims`` binds symbolic sizes and scalar parameters by name. Block indices take their
     first value (the model is of one block on one SM); a thread loop scales the work of
     its body, and predicates on thread indices count as true for every thread.
     """
     machine = machine_named(machine)
+    machine.global_path(memory)
     func = bind_params(func, dict(dims or {}))
     unbound = free_size_vars(func) + list(func.scalar_params)
     if unbound:
         names = ", ".join(var.name for var in unbound)
         raise ModelError(f"the timing model needs every size bound: bind {names} with --dim",
                          func.span)
-    model = _Model(func, machine)
+    model = _Model(func, machine, memory)
     model.run(func.body, {}, 1.0)
     total = max(model.now, model.finish)
-    memory = model.global_bytes / machine.global_bytes_per_cycle
+    memory_cycles = model.global_bytes / model.global_bytes_per_cycle
     compute = (model.tensor_flops / machine.tensor_flops_per_cycle
                + model.alu_flops / machine.fp32_flops_per_cycle)
     return TimingReport(
-        func_name=func.name, machine=machine, total_cycles=total, busy=model.busy,
-        memory_cycles=memory, compute_cycles=compute, global_bytes=model.global_bytes,
+        func_name=func.name, machine=machine, memory=memory, total_cycles=total, busy=model.busy,
+        memory_cycles=memory_cycles, compute_cycles=compute, global_bytes=model.global_bytes,
         flops=model.flops, intervals=model.intervals, body_start=model.body_start,
         body_end=model.body_end,
     )
