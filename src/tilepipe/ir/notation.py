@@ -14,19 +14,23 @@ from typing import Any
 from .buffer import Buffer
 from .expr import Add, IntImm, Node, PrimExpr, Sub, Var
 
-# Intrinsics whose result has the dtype of their first argument; any other intrinsic call
-# is an opaque statement-like call of dtype "handle" unless written with ``dtype=``.
+# Intrinsics whose result has the dtype of their first argument; other intrinsic calls are
+# opaque calls of dtype "handle" (or of INTRINSIC_DTYPES) unless written with ``dtype=``.
 MATH_INTRINSICS = frozenset({
     "abs", "ceil", "cos", "erf", "exp", "exp2", "fabs", "floor", "log", "log2", "round",
     "rsqrt", "sigmoid", "sin", "sqrt", "tanh",
 })
 
 
+# Intrinsics with a fixed result dtype (as in TVM).
+INTRINSIC_DTYPES = {"tvm_storage_sync": "int32"}
+
+
 def default_call_dtype(op: str, args: tuple) -> str:
     """The dtype a call ``T.op(*args)`` has when written without ``dtype=``."""
     if op in MATH_INTRINSICS and args and isinstance(args[0], PrimExpr):
         return args[0].dtype
-    return "handle"
+    return INTRINSIC_DTYPES.get(op, "handle")
 
 
 def identical(left: Any, right: Any) -> bool:

@@ -88,6 +88,9 @@ class ExpressionParser:
                 return scope[node.id]
         if node.id in self.constants:
             return self.constants[node.id]
+        if node.id in self.constants.others:
+            raise self.error(node, f"'{node.id}' is not a constant (a number, string or tuple "
+                                   "of them), so a tile program cannot use it")
         raise self.error(node, f"undefined name '{node.id}'")
 
     def intrinsic_name(self, node: ast.AST) -> str | None:

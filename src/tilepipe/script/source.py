@@ -61,6 +61,8 @@ class Constants:
     """Names bound to Python constants (ints, floats, bools, strings, tuples of them)."""
 
     values: dict[str, Any] = field(default_factory=dict)
+    # Names bound to Python values that are not constants (functions, modules, ...).
+    others: set[str] = field(default_factory=set)
 
     def __contains__(self, name: str) -> bool:
         return name in self.values
@@ -84,13 +86,13 @@ def as_constant(value: Any) -> Any:
 
 def constants_of(namespace: dict[str, Any]) -> Constants:
     """The constant entries of a Python namespace (a function's globals or closure)."""
-    values = {}
+    constants = Constants()
     for name, value in namespace.items():
         try:
-            values[name] = as_constant(value)
+            constants.values[name] = as_constant(value)
         except NotConstant:
-            continue
-    return Constants(values)
+            constants.others.add(name)
+    return constants
 
 
 _BINARY = {
@@ -149,6 +151,13 @@ def module_constants(tree: ast.Module) -> Constants:
     something that is not a constant is forgotten."""
     constants = Constants()
     for statement in tree.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            constants.others.add(statement.name)
+            continue
+        if isinstance(statement, (ast.Import, ast.ImportFrom)):
+            constants.others.update((alias.asname or alias.name).split(".")[0]
+                                    for alias in statement.names)
+            continue
         if isinstance(statement, ast.Assign):
             targets, value = statement.targets, statement.value
         elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
@@ -171,8 +180,10 @@ def _bind_target(constants: Constants, target: ast.expr, value: Any, failed: boo
     if isinstance(target, ast.Name):
         if failed:
             constants.values.pop(target.id, None)
+            constants.others.add(target.id)
         else:
             constants.values[target.id] = value
+            constants.others.discard(target.id)
     elif isinstance(target, (ast.Tuple, ast.List)):
         unpackable = not failed and isinstance(value, tuple) and len(value) == len(target.elts)
         for index, item in enumerate(target.elts):
