@@ -117,6 +117,7 @@ def test_block_notation_and_module_header():
 
 
 def test_calls_of_statement_intrinsics_are_wrapped_in_evaluate():
-    assert stmt_to_str(Evaluate(Call("handle", "tvm_storage_sync", ()))) == "T.tvm_storage_sync()"
+    assert stmt_to_str(Evaluate(Call("int32", "tvm_storage_sync", ()))) == "T.tvm_storage_sync()"
+    assert stmt_to_str(Evaluate(Call("handle", "ptx_commit_group", ()))) == "T.ptx_commit_group()"
     assert stmt_to_str(Evaluate(IntImm(0))) == "T.evaluate(0)"
     assert stmt_to_str(Evaluate(Call("handle", "reads", ()))) == "T.evaluate(T.reads())"
