@@ -12,7 +12,7 @@ from ..ir import (
 from . import interval, presburger
 from .bound import BoundEvaluator
 from .interval import EVERYTHING, Interval
-from .linear import LinearForm, variables_of
+from .linear import LinearForm, structural_key, variables_of
 from .simplify import Simplifier
 
 _PRESBURGER_ATOMS = (FloorDiv, FloorMod, Min, Max)
@@ -35,6 +35,7 @@ class Analyzer:
         self._constraint_bounds: dict[Var, Interval] = {}
         self._symbolic: set[Var] = set()
         self._bounds: dict[Var, Interval] = {}
+        self._proofs: dict[tuple, bool] = {}
         self._evaluator = BoundEvaluator(self.var_bound)
         self._simplifier = Simplifier(self)
 
@@ -53,7 +54,7 @@ class Analyzer:
             self._symbolic.discard(var)
         else:
             self._symbolic.add(var)
-        self._bounds.clear()
+        self._forget_derived()
 
     def add_constraint(self, cond: PrimExpr) -> None:
         """Assume ``cond`` (a boolean expression) holds from now on."""
@@ -62,7 +63,7 @@ class Analyzer:
             self._constraints.append((part, variables))
             self._constrained.update(variables)
             self._tighten(part)
-        self._bounds.clear()
+        self._forget_derived()
 
     @contextmanager
     def constraint_scope(self, cond: PrimExpr) -> Iterator[None]:
@@ -76,7 +77,7 @@ class Analyzer:
         finally:
             (self._ranges, self._constraints, self._constrained, self._constraint_bounds,
              self._symbolic) = saved
-            self._bounds.clear()
+            self._forget_derived()
 
     def copy(self) -> "Analyzer":
         """An analyzer with the same ranges and constraints, changed independently."""
@@ -97,9 +98,9 @@ class Analyzer:
         """The canonical affine form of an integer expression (terms over atoms)."""
         return self._simplifier.linear(expr)
 
-    def can_prove(self, cond: PrimExpr) -> bool:
+    def can_prove(self, cond: PrimExpr | bool) -> bool:
         """True only if ``cond`` holds for every value of the bound variables."""
-        simplified = self._simplifier.simplify(cond)
+        simplified = self._simplifier.simplify(convert(cond))
         if isinstance(simplified, IntImm):
             return simplified.value != 0
         if isinstance(simplified, And):
@@ -158,8 +159,18 @@ class Analyzer:
 
     def prove_exact(self, cond: PrimExpr) -> bool:
         """The islpy proof of ``cond`` under the ranges and constraints."""
-        return presburger.prove(cond, self._ranges, self._constraints,
-                                self._evaluator.expr_bound)
+        key = structural_key(cond)
+        answer = self._proofs.get(key)
+        if answer is None:
+            answer = presburger.prove(cond, self._ranges, self._constraints,
+                                      self._evaluator.expr_bound)
+            self._proofs[key] = answer
+        return answer
+
+    def _forget_derived(self) -> None:
+        """Drop what was derived from the ranges and constraints before they changed."""
+        self._bounds.clear()
+        self._proofs.clear()
 
     def _tighten(self, cond: PrimExpr) -> None:
         """Narrow a variable's interval from a constraint of the form ``c*v + k <op> 0``."""

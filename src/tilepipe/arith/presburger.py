@@ -22,19 +22,28 @@ from .linear import structural_key
 _RELATIONS = {LT: "<", LE: "<=", GT: ">", GE: ">=", EQ: "=", NE: "!="}
 _CACHE_LIMIT = 65536
 
-_context = None
+_contexts: list = []
 _answers: dict[str, bool] = {}
 
 
+def _isl():
+    """islpy and the process's one ISL context, both created on first use."""
+    import islpy
+
+    if not _contexts:
+        _contexts.append(islpy.Context())
+    return islpy, _contexts[0]
+
+
 def _is_empty(text: str) -> bool:
+    """Whether the ISL set ``text`` has no point (False when ISL cannot tell)."""
     answer = _answers.get(text)
     if answer is None:
-        global _context
-        import islpy
-
-        if _context is None:
-            _context = islpy.Context()
-        answer = islpy.Set.read_from_str(_context, text).is_empty()
+        islpy, context = _isl()
+        try:
+            answer = islpy.Set.read_from_str(context, text).is_empty()
+        except islpy.Error:
+            return False  # a question ISL cannot take is simply not proven
         if len(_answers) >= _CACHE_LIMIT:
             _answers.clear()
         _answers[text] = answer
@@ -146,3 +155,8 @@ def prove(cond: PrimExpr, ranges: Mapping[Var, Range],
     dimensions = ", ".join(text.names.values())
     domain = " and ".join(f"({part})" for part in text.domain) or "1 = 1"
     return _is_empty(f"{{ [{dimensions}] : {domain} and not ({goal}) }}")
+
+
+def cached_answers() -> int:
+    """How many islpy answers the process holds (for benchmarks and diagnostics)."""
+    return len(_answers)
