@@ -18,8 +18,8 @@ from tilepipe.backend.cuda.compiler import compile_source, find_nvcc
 from tilepipe.backend.cuda.sass import disassemble, find_cuobjdump
 from tilepipe.arith import Analyzer
 from tilepipe.ir import (
-    AsyncCommitQueue, AsyncScope, AsyncWaitQueue, IntImm, Var, as_int, assert_structural_equal,
-    post_order_visit, substitute,
+    AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Call, Evaluate, IntImm, IRMutator, Var, as_int,
+    assert_structural_equal, post_order_visit, seq, substitute,
 )
 from tilepipe.kernels.gemm import KernelConfigError, gemm, gemm_small
 from tilepipe.script import parse
@@ -115,6 +115,48 @@ def test_gemm_variants_are_correct_race_free_and_exact(sizes, tiles, num_stages)
     np.testing.assert_allclose(outputs["C"], _reference(inputs), rtol=1e-4, atol=1e-4)
     assert verify(program).ok
     assert all(wait.used == (wait.max_safe,) for wait in max_safe_counts(program))
+
+
+class _Loosen(IRMutator):
+    """The lowered program with the wait at position ``target`` allowing one more group
+    in flight, or with the barrier that follows that wait removed."""
+
+    def __init__(self, target: int, drop_barrier: bool):
+        self.target = target
+        self.drop_barrier = drop_barrier
+        self.position = 0
+
+    def visit_async_wait_queue(self, node: AsyncWaitQueue):
+        body = self.visit(node.body)
+        in_flight = node.in_flight
+        if self.position == self.target and self.drop_barrier:
+            assert _is_barrier(body.stmts[0])
+            body = seq(*body.stmts[1:])
+        elif self.position == self.target:
+            in_flight = IntImm(as_int(in_flight) + 1)
+        self.position += 1
+        return AsyncWaitQueue(node.queue, in_flight, body, node.span)
+
+
+def _is_barrier(stmt) -> bool:
+    return isinstance(stmt, Evaluate) and isinstance(stmt.value, Call) and \
+        stmt.value.op == "tvm_storage_sync"
+
+
+@pytest.mark.parametrize("drop_barrier", [False, True])
+def test_a_looser_body_wait_or_a_missing_barrier_is_a_race_on_the_ldmatrix_reads(
+        lowered, drop_barrier):
+    body_wait = 1  # the prologue's wait comes first
+    program = lowered.with_body(_Loosen(body_wait, drop_barrier).visit(lowered.body))
+    report = verify(program)
+    kind = "cross-thread" if drop_barrier else "unlanded-read"
+    reads = [race for race in report.races if race.kind == kind]
+    assert reads, report.format()
+    assert {race.buffer for race in reads} <= {"A_shared", "B_shared"}
+    assert all("ldmatrix" in race.second.span.text for race in reads), report.format()
+    if not drop_barrier:  # the mma then multiplies tiles that have not landed
+        outputs = simulate(program, _inputs(seed=2), schedule="lazy")
+        assert np.isnan(outputs["C"]).any()
 
 
 def _nodes(stmt, kind) -> list:
