@@ -17,7 +17,7 @@ from ...arith import infer_regions
 from ...ir import (
     LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferLoad,
     BufferRegion, BufferStore, Call, EQ, Evaluate, FloorDiv, FloorMod, For, ForKind, IRMutator, IntImm,
-    Max, Mul, PrimExpr, Range, Select, Stmt, Sub, Var, seq, substitute,
+    Max, Mul, Or, PrimExpr, Range, Select, Stmt, Sub, Var, seq, substitute,
 )
 from .schedule import PipelineStatement, Schedule
 from .sync import BODY, SectionPlan, SyncPlan, Wait
@@ -198,22 +198,22 @@ class Emitter:
             predicate = self._predicate(statement, pattern, iterator, delta, is_unit)
             body = self._instance(statement, iterator, delta, is_unit)
             group_index = self.schedule.group_of[statement.position]
+            own = waits.get(statement.position, ())
+            inside = [wait for wait in own if not wait.standalone]
+            alone = [self._standalone_wait(wait, iterator) for wait in own if wait.standalone]
             if statement.is_async:
-                inner = _unwrap(body)
-                inner = AsyncScope(inner)
-                inner = self._wrap_waits(inner, waits.get(statement.position, ()), iterator,
-                                         section_plan, loop.min)
+                inner = self._wrap_waits(AsyncScope(_unwrap(body)), inside, iterator)
                 if pending_group and self.schedule.group_of[pending_group[0][0].position] \
                         != group_index:
                     flush()
-                pending_group.append((statement, inner, predicate))
-                last = self.schedule.groups[group_index].members[-1]
-                if statement.position == last:
+                pending_group.append((statement, seq(*alone, inner), predicate))
+                if statement.position == self.schedule.groups[group_index].members[-1]:
                     flush()
                 continue
             flush()
-            stmts.append(self._sync_block(statement, body, predicate, waits.get(
-                statement.position, ()), iterator, section_plan, delta, is_unit))
+            stmts.extend(alone)
+            stmts.append(self._sync_block(statement, body, predicate, inside, iterator, delta,
+                                          is_unit))
         flush()
         if not stmts:
             return None
@@ -265,26 +265,35 @@ class Emitter:
         return conditions[0] if len(conditions) == 1 else And(conditions[0], conditions[1])
 
     def _sync_block(self, statement: PipelineStatement, body: Stmt, predicate: PrimExpr | None,
-                    waits: Sequence[Wait], iterator: PrimExpr, section_plan: SectionPlan,
-                    delta: PrimExpr, is_unit: bool) -> Block:
+                    waits: Sequence[Wait], iterator: PrimExpr, delta: PrimExpr,
+                    is_unit: bool) -> Block:
         if isinstance(body, Block):
-            inner = self._wrap_waits(body.body, waits, iterator, section_plan, self.loop.min)
+            inner = self._wrap_waits(body.body, waits, iterator)
             if body.predicate is not None:
                 predicate = body.predicate if predicate is None else And(predicate, body.predicate)
             return Block(body.name, inner, body.reads, body.writes, body.alloc_buffers,
                          predicate, body.annotations, body.span)
-        inner = self._wrap_waits(body, waits, iterator, section_plan, self.loop.min)
+        inner = self._wrap_waits(body, waits, iterator)
         return Block("", inner, self._regions(self.reads, statement, iterator, delta, is_unit),
                      self._regions(self.writes, statement, iterator, delta, is_unit),
                      predicate=predicate)
 
-    def _wrap_waits(self, body: Stmt, waits: Sequence[Wait], iterator: PrimExpr,
-                    section_plan: SectionPlan, start: PrimExpr) -> Stmt:
+    def _copy(self, iterator: PrimExpr) -> PrimExpr:
+        """The unrolled copy index of ``iterator``."""
+        return iterator if isinstance(iterator, IntImm) else fold_sub(iterator, self.loop.min)
+
+    def _wrap_waits(self, body: Stmt, waits: Sequence[Wait], iterator: PrimExpr) -> Stmt:
         for wait in sorted(waits, key=lambda item: item.queue, reverse=True):
-            count = count_expression(wait.counts, fold_sub(iterator, start)
-                                     if not isinstance(iterator, IntImm) else iterator)
+            count = count_expression(wait.counts, self._copy(iterator))
             body = AsyncWaitQueue(wait.queue, count, body)
         return body
+
+    def _standalone_wait(self, wait: Wait, iterator: PrimExpr) -> Block:
+        """A wait of its own, run only by the copies that have something to wait for."""
+        copy = self._copy(iterator)
+        waiting = AsyncWaitQueue(wait.queue, count_expression(wait.counts, copy),
+                                 Evaluate(IntImm(0)))
+        return Block("", waiting, predicate=copies_condition(wait.counts, copy))
 
 
 class _ConstantFolder(IRMutator):
@@ -341,10 +350,29 @@ def count_expression(counts: Sequence[int | None], copy: PrimExpr) -> PrimExpr:
                                     for index, value in known if value == floor):
             return Max(_line_expression(*line, copy), IntImm(floor))
     result: PrimExpr = IntImm(known[-1][1])
-    for index, value in reversed(known[:-1]):
+    for (index, value), (next_index, _) in reversed(list(zip(known, known[1:]))):
         if not (isinstance(result, IntImm) and result.value == value):
-            result = Select(EQ(copy, IntImm(index, copy.dtype)), IntImm(value), result)
+            result = Select(LT(copy, IntImm(next_index, copy.dtype)), IntImm(value), result)
     return result
+
+
+def copies_condition(counts: Sequence[int | None], copy: PrimExpr) -> PrimExpr | None:
+    """A condition on the copy index that holds exactly for the copies whose count is
+    not None (None when that is every copy)."""
+    chosen = [index for index, value in enumerate(counts) if value is not None]
+    if len(chosen) == len(counts):
+        return None
+    if chosen == list(range(chosen[0], chosen[-1] + 1)):
+        parts = []
+        if chosen[0] > 0:
+            parts.append(LE(IntImm(chosen[0], copy.dtype), copy))
+        if chosen[-1] < len(counts) - 1:
+            parts.append(LE(copy, IntImm(chosen[-1], copy.dtype)))
+        return parts[0] if len(parts) == 1 else And(parts[0], parts[1])
+    condition: PrimExpr = EQ(copy, IntImm(chosen[0], copy.dtype))
+    for index in chosen[1:]:
+        condition = Or(condition, EQ(copy, IntImm(index, copy.dtype)))
+    return condition
 
 
 def _line(points: Sequence[tuple[int, int]]) -> tuple[int, int] | None:

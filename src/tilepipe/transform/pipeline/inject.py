@@ -22,8 +22,7 @@ from .annotations import is_pipelined, other_annotations, read_annotation
 from .emit import Emitter, fold_sub
 from .schedule import Schedule, compute_schedule
 from .sync import (
-    BODY, EPILOGUE, PROLOGUE, SyncPlan, _Replay, plan_synchronization, sections_for,
-    steady_window,
+    BODY, PROLOGUE, SyncPlan, plan_synchronization, steady_prologue_length, steady_window,
 )
 
 
@@ -112,7 +111,7 @@ def _frames(plan: SyncPlan, extent: PrimExpr | int, prologue_length: int, loop: 
 def _guarded(schedule: Schedule, emitter: Emitter, kept: dict) -> Stmt:
     """``if n >= P: pipeline(n)`` then ``elif n == c: pipeline(c)`` for shorter ``c``."""
     loop = schedule.loop
-    prologue_length = _prologue_length(schedule)
+    prologue_length = steady_prologue_length(schedule)
     representative = prologue_length + steady_window(schedule) + schedule.max_stage
     plan = plan_synchronization(schedule, representative, prologue_length)
     general = seq(*emitter.sections(plan, _frames(plan, loop.extent, prologue_length, loop),
@@ -127,22 +126,3 @@ def _guarded(schedule: Schedule, emitter: Emitter, kept: dict) -> Stmt:
                                otherwise)
     return IfThenElse(GE(loop.extent, IntImm(prologue_length, loop.extent.dtype)), general,
                       otherwise)
-
-
-def _prologue_length(schedule: Schedule) -> int:
-    """The shortest prologue after which every body iteration sees all its dependencies,
-    so that one constant count per wait is exact for every extent it covers."""
-    stages = schedule.max_stage
-    window = steady_window(schedule)
-    extent = stages + 2 * window
-    sections = sections_for(schedule, extent, stages)
-    replay = _Replay(schedule, extent, sections)
-    steady_slot = extent - 1
-    steady = {position: replay.needs.get((steady_slot, position))
-              for position in range(len(schedule.statements))}
-    length = stages
-    for slot in range(stages, extent):
-        if any(replay.needs.get((slot, position)) != steady[position]
-               for position in range(len(schedule.statements))):
-            length = slot + 1
-    return length

@@ -38,12 +38,15 @@ class Section:
 @dataclass(frozen=True)
 class Wait:
     """A wait on ``queue`` before the statement at emission ``position``; ``counts`` has
-    one entry per copy of an unrolled section (None where the statement does not run)
-    or a single entry for a loop or a one-slot section."""
+    one entry per copy of an unrolled section (None where it does not wait) or a single
+    entry for a loop or a one-slot section. A ``standalone`` wait is a statement of its
+    own, predicated to the copies that wait, since a wait that guards nothing would not
+    be exact; any other wait wraps the statement."""
 
     queue: int
     position: int
     counts: tuple[int | None, ...]
+    standalone: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,6 @@ class _Replay:
         # needs[(slot, position)] = {queue: largest safe in-flight count}
         self.needs: dict[tuple[int, int], dict[int, int]] = {}
         self.kinds: dict[tuple[int, int], dict[int, bool]] = {}
-        self.totals: dict[tuple[int, int], dict[int, int]] = {}
         for section in sections:
             for slot in range(section.start, section.start + section.length):
                 for statement in statements:
@@ -129,7 +131,6 @@ class _Replay:
             if needs:
                 self.needs[(slot, position)] = needs
                 self.kinds[(slot, position)] = reads
-            self.totals[(slot, position)] = dict(self.counter)
         group = self.last_member.get(position)
         if group is not None:
             queue = schedule.groups[group].queue
@@ -174,6 +175,7 @@ class _Site:
     counts: tuple[int | None, ...]
     for_read: bool
     per_slot: dict[int, int]
+    standalone: bool
 
 
 def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) -> SyncPlan:
@@ -187,22 +189,54 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     replayed_extent = min(extent, prologue_length + window)
     sections = sections_for(schedule, replayed_extent, prologue_length)
     replay = _Replay(schedule, replayed_extent, sections)
+    kept = _kept_sites(schedule, replay, sections)
+    section_plans = []
+    for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
+        slots = range(section.start, section.start + section.length)
+        runs = tuple(tuple(replay.runs(slot, statement.position) for slot in slots)
+                     for statement in schedule.statements)
+        waits = tuple(Wait(site.queue, site.first, site.counts, site.standalone)
+                      for site in kept if site.section is section)
+        section_plans.append(SectionPlan(actual, runs, waits))
+    flight = _in_flight(schedule, replay, sections, kept)[0]
+    return SyncPlan(tuple(section_plans), _drains(schedule, flight))
+
+
+def _kept_sites(schedule: Schedule, replay: _Replay, sections: Sequence[Section]
+                ) -> list[_Site]:
+    """The sites that need a wait: every read of asynchronous data, and overwrites that
+    the waits before them do not already protect."""
     sites = [site for section in sections for site in _section_sites(schedule, replay, section)]
     kept = [site for site in sites if site.for_read]
     for site in sites:
         if not site.for_read and _unmet(site, replay, _in_flight(schedule, replay, sections,
                                                                   kept)[1]):
             kept.append(site)
-    section_plans = []
-    for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
-        slots = range(section.start, section.start + section.length)
-        runs = tuple(tuple(replay.runs(slot, statement.position) for slot in slots)
-                     for statement in schedule.statements)
-        waits = tuple(Wait(site.queue, site.first, site.counts) for site in kept
-                      if site.section is section)
-        section_plans.append(SectionPlan(actual, runs, waits))
-    flight = _in_flight(schedule, replay, sections, kept)[0]
-    return SyncPlan(tuple(section_plans), _drains(schedule, flight))
+    return kept
+
+
+def steady_prologue_length(schedule: Schedule) -> int:
+    """The shortest prologue (at least the deepest stage) after which the body's waits
+    are needed, with the same count, in every iteration: one constant count per wait is
+    then exact for every extent the body runs."""
+    length = schedule.max_stage
+    for _ in range(schedule.horizon + 1):
+        extent = length + steady_window(schedule)
+        sections = sections_for(schedule, extent, length)
+        replay = _Replay(schedule, extent, sections)
+        transient = length
+        for site in _kept_sites(schedule, replay, sections):
+            if site.section.kind != BODY:
+                continue
+            for slot in range(site.section.start, site.section.start + site.section.length):
+                found = [replay.needs[(slot, position)][site.queue] for position in site.covered
+                         if site.queue in replay.needs.get((slot, position), {})]
+                if not found or min(found) != site.counts[0]:
+                    transient = max(transient, slot + 1)
+        if transient == length:
+            return length
+        length = transient
+    return length
 
 
 def _section_sites(schedule: Schedule, replay: _Replay, section: Section) -> list[_Site]:
@@ -212,6 +246,7 @@ def _section_sites(schedule: Schedule, replay: _Replay, section: Section) -> lis
         values: list[int | None] = []
         per_slot: dict[int, int] = {}
         for_read = False
+        standalone = False
         for slot in range(section.start, section.start + section.length):
             if not replay.runs(slot, first):
                 values.append(None)
@@ -225,8 +260,8 @@ def _section_sites(schedule: Schedule, replay: _Replay, section: Section) -> lis
                 per_slot[slot] = min(found)
                 values.append(min(found))
             else:
-                # Nothing to wait for here: the count that waits for nothing.
-                values.append(None if is_loop else replay.totals[(slot, first)][queue])
+                values.append(None)
+                standalone = standalone or not is_loop
         if not per_slot:
             continue
         if is_loop:
@@ -238,7 +273,8 @@ def _section_sites(schedule: Schedule, replay: _Replay, section: Section) -> lis
             counts = tuple(values)
             per_slot = {section.start + copy: value for copy, value in enumerate(values)
                         if value is not None}
-        found_sites.append(_Site(section, first, queue, covered, counts, for_read, per_slot))
+        found_sites.append(_Site(section, first, queue, covered, counts, for_read, per_slot,
+                                 standalone))
     return found_sites
 
 
