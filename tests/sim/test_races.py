@@ -133,3 +133,50 @@ def overlap(A: T.Buffer((2,), "float32"), C: T.Buffer((1,), "float32")):
 ''')
     race = _only_race(func, "async-write-overlap")
     assert dict(race.first.iterations)["i"] == 0 and dict(race.second.iterations)["i"] == 1
+
+
+def test_barrier_reached_by_some_threads_only():
+    func = programs.load(programs.HEADER + '''@T.prim_func
+def diverged(A: T.Buffer((4,), "float32")):
+    for tx in T.thread_binding(4, thread="threadIdx.x"):
+        if tx < 2:
+            T.tvm_storage_sync("shared")
+        A[tx] = A[tx] + T.float32(1)
+''')
+    race = _only_race(func, "divergent-barrier")
+    assert race.second.action == "barrier" and race.first is None
+    assert 'T.tvm_storage_sync("shared")' in race.second.span.text
+
+
+def test_an_earlier_async_read_by_another_thread_is_not_forgotten():
+    """Thread 1's async read of S[0] completes and is published; thread 0's is still in
+    flight when thread 1 overwrites S[0] after the barrier."""
+    func = programs.load(programs.HEADER + '''@T.prim_func
+def readers(A: T.Buffer((2,), "float32"), C: T.Buffer((2,), "float32")):
+    for tx in T.thread_binding(2, thread="threadIdx.x"):
+        with T.block():
+            S = T.alloc_buffer((1,), "float32", scope="shared")
+            if tx == 0:
+                S[0] = A[0]
+            T.tvm_storage_sync("shared")
+            if tx == 0:
+                with T.attr(0, "async_commit_queue_scope", 1):
+                    with T.attr(0, "async_scope", 1):
+                        C[0] = S[0]
+            if tx == 1:
+                with T.attr(0, "async_commit_queue_scope", 1):
+                    with T.attr(0, "async_scope", 1):
+                        C[1] = S[0]
+                with T.attr(0, "async_wait_queue_scope", 1):
+                    with T.attr(0, "async_wait_inflight_count", 0):
+                        T.evaluate(0)
+            T.tvm_storage_sync("shared")
+            if tx == 1:
+                S[0] = A[1]
+            with T.attr(0, "async_wait_queue_scope", 1):
+                with T.attr(0, "async_wait_inflight_count", 0):
+                    T.evaluate(0)
+''')
+    race = _only_race(func, "cross-thread")
+    assert race.first.action == "async read" and race.first.thread == 0
+    assert race.second.action == "write" and race.second.thread == 1

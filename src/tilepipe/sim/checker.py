@@ -32,6 +32,7 @@ ASYNC_WRITE_OVERLAP = "async-write-overlap"
 CROSS_THREAD = "cross-thread"
 CROSS_BLOCK = "cross-block"
 IN_FLIGHT_AT_END = "in-flight-at-end"
+DIVERGENT_BARRIER = "divergent-barrier"
 
 KIND_MEANINGS = {
     UNLANDED_READ: "read of an element whose asynchronous write has not landed",
@@ -43,6 +44,8 @@ KIND_MEANINGS = {
                   "barrier)",
     CROSS_BLOCK: "two thread blocks conflict on global memory",
     IN_FLIGHT_AT_END: "asynchronous work still in flight at the end of the program",
+    DIVERGENT_BARRIER: "a barrier that only some threads of the block reach (they would "
+                       "wait forever for the others)",
 }
 
 
@@ -95,8 +98,29 @@ class _Shadow:
         self.read_interval, self.read_thread, self.read_instance = (
             filled(-1), filled(-1), filled(-1))
         self.second_thread, self.second_instance = filled(-1), filled(-1)
-        self.async_read_thread, self.async_read_queue = filled(-1), filled(-1)
-        self.async_read_group, self.async_read_instance = filled(0), filled(-1)
+        # The latest asynchronous read, and an earlier one by another thread that was
+        # still in flight (or not yet visible) when the latest came.
+        self.async_reads = (_AsyncReads(size), _AsyncReads(size))
+
+
+class _AsyncReads:
+    """One asynchronous read per element: thread, queue, group, statement instance."""
+
+    def __init__(self, size: int):
+        self.thread = np.full(size, -1, dtype=np.int64)
+        self.queue = np.full(size, -1, dtype=np.int64)
+        self.group = np.zeros(size, dtype=np.int64)
+        self.instance = np.full(size, -1, dtype=np.int64)
+
+    def set(self, flat, threads, queue, groups, instance) -> None:
+        self.thread[flat] = threads
+        self.queue[flat] = queue
+        self.group[flat] = groups
+        self.instance[flat] = instance
+
+    def copy_from(self, other: "_AsyncReads", flat) -> None:
+        self.set(flat, other.thread[flat], other.queue[flat], other.group[flat],
+                 other.instance[flat])
 
 
 @dataclass
@@ -165,10 +189,14 @@ class Checker(Observer):
             shadow.write_interval[flat] = interval
             shadow.write_instance[flat] = instance
         elif queue is not None:
-            shadow.async_read_thread[flat] = threads
-            shadow.async_read_queue[flat] = queue
-            shadow.async_read_group[flat] = groups
-            shadow.async_read_instance[flat] = instance
+            latest, earlier = shadow.async_reads
+            other = (latest.thread[flat] >= 0) & (latest.thread[flat] != threads)
+            if other.any():
+                kept = flat[other]
+                _, visible = self._status(latest.queue[kept], latest.thread[kept],
+                                          latest.group[kept])
+                earlier.copy_from(latest, kept[~visible])
+            latest.set(flat, threads, queue, groups, instance)
         else:
             stale = shadow.read_interval[flat] != interval
             fresh = flat[stale]
@@ -246,25 +274,25 @@ class Checker(Observer):
                              int(prior_thread[lane]), True, int(threads[lane]), is_write)
 
     def _against_async_read(self, storage, shadow, threads, flat, interval):
-        prior_thread = shadow.async_read_thread[flat]
-        lanes = (prior_thread >= 0) & ~((prior_thread == threads)
-                                        & (shadow.async_read_instance[flat] == self._current))
-        if not lanes.any():
-            return
-        lanes = np.flatnonzero(lanes)
-        flat, threads, prior_thread = flat[lanes], threads[lanes], prior_thread[lanes]
-        prior_queue = shadow.async_read_queue[flat]
-        prior_group = shadow.async_read_group[flat]
-        complete, visible = self._status(prior_queue, prior_thread, prior_group)
-        self._constrain(prior_queue, prior_thread, prior_group)
-        same = prior_thread == threads
-        for kind, found in ((PENDING_OVERWRITE, same & ~complete),
-                            (CROSS_THREAD, ~same & ~visible)):
-            if found.any():
-                lane = int(np.argmax(found))
-                self._report(kind, storage, int(flat[lane]),
-                             int(shadow.async_read_instance[flat[lane]]), int(prior_thread[lane]),
-                             False, int(threads[lane]), True)
+        for reads in shadow.async_reads:
+            prior_thread = reads.thread[flat]
+            lanes = (prior_thread >= 0) & ~((prior_thread == threads)
+                                            & (reads.instance[flat] == self._current))
+            if not lanes.any():
+                continue
+            lanes = np.flatnonzero(lanes)
+            lane_flat, lane_threads, prior = flat[lanes], threads[lanes], prior_thread[lanes]
+            prior_queue, prior_group = reads.queue[lane_flat], reads.group[lane_flat]
+            complete, visible = self._status(prior_queue, prior, prior_group)
+            self._constrain(prior_queue, prior, prior_group)
+            same = prior == lane_threads
+            for kind, found in ((PENDING_OVERWRITE, same & ~complete),
+                                (CROSS_THREAD, ~same & ~visible)):
+                if found.any():
+                    lane = int(np.argmax(found))
+                    self._report(kind, storage, int(lane_flat[lane]),
+                                 int(reads.instance[lane_flat[lane]]), int(prior[lane]), False,
+                                 int(lane_threads[lane]), True)
 
     def _against_readers(self, storage, shadow, threads, flat, interval):
         current = shadow.read_interval[flat] == interval
@@ -304,6 +332,13 @@ class Checker(Observer):
             return
         self.conflicts[key] = Conflict(kind, storage, element, first_instance, first_thread,
                                        first_write, self._current, second_thread, second_write)
+
+    def barrier(self, context) -> None:
+        if len(context) < self.num_threads:
+            key = (DIVERGENT_BARRIER, None, None, self.instances[self._current].node)
+            if key not in self.conflicts:
+                self.conflicts[key] = Conflict(DIVERGENT_BARRIER, None, -1, None, None, False,
+                                               self._current, int(context.threads[0]), False)
 
     # Waits -------------------------------------------------------------------------
     def _constrain(self, queues: np.ndarray, threads: np.ndarray, groups: np.ndarray) -> None:

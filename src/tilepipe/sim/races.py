@@ -13,7 +13,9 @@ import numpy as np
 
 from ..errors import Span
 from ..ir import PrimFunc
-from .checker import KIND_MEANINGS, Checker, Conflict, leaf_of
+from .checker import (
+    DIVERGENT_BARRIER, IN_FLIGHT_AT_END, KIND_MEANINGS, Checker, Conflict, leaf_of,
+)
 from .memory import THREAD, WARP
 from .simulate import random_inputs, run
 
@@ -55,7 +57,8 @@ class Race:
             lines.append(f"  first:  {self.first.format()}")
             lines.append(f"  then:   {self.second.format()}")
         else:
-            lines.append(f"  issued: {self.second.format()}")
+            label = "issued" if self.kind == IN_FLIGHT_AT_END else "at"
+            lines.append(f"  {label}: {self.second.format()}")
         return "\n".join(lines)
 
 
@@ -102,13 +105,16 @@ def _race(checker: Checker, conflict: Conflict) -> Race:
         first = _access(checker, conflict.first_instance, conflict.first_thread,
                         conflict.first_write)
     second = _access(checker, conflict.second_instance, conflict.second_thread,
-                     conflict.second_write)
+                     conflict.second_write, conflict.kind == DIVERGENT_BARRIER)
     return Race(conflict.kind, buffer, element, first, second, conflict.occurrences)
 
 
-def _access(checker: Checker, instance_id: int, thread: int, is_write: bool) -> Access:
+def _access(checker: Checker, instance_id: int, thread: int, is_write: bool,
+            is_barrier: bool = False) -> Access:
     instance = checker.instances[instance_id]
     action = ("async " if instance.is_async else "") + ("write" if is_write else "read")
+    if is_barrier:
+        action = "barrier"
     lane = int(np.searchsorted(instance.threads, thread))
     iterations = []
     for var, value in instance.env.items():
