@@ -66,6 +66,8 @@ def test_gemm_prints_and_parses_back(small):
     ((128, 128, 40), "K = 40 must be a positive multiple of block_k = 32"),
     ((128, 128, 64, 128, 128, 32, 40), "warp_m = 40 must be a positive multiple of the mma"),
     ((128, 128, 64, 128, 128, 24), "block_k = 24 must be a positive multiple of the mma"),
+    ((64, 64, 64, 16, 64, 16, 16, 16),
+     "the 16x16 A tile does not split into 16-byte copies over 128 threads"),
 ])
 def test_gemm_rejects_sizes_it_cannot_tile(arguments, message):
     with pytest.raises(KernelConfigError, match=message):
