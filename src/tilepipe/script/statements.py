@@ -265,12 +265,12 @@ class FunctionParser(ExpressionParser):
                 raise self.error(call, "a loop runs over range(...), T.serial, T.unroll, "
                                        "T.vectorized or T.thread_binding")
             kind = _LOOP_KINDS[name]
-            keywords = ("annotations", "thread") if kind is ForKind.THREAD_BINDING \
-                else ("annotations",)
-            args = self.arguments(call, name, 1, optional=("stop",), keywords_only=keywords)
-        if "stop" in args and isinstance(args["stop"], ast.Constant) \
-                and isinstance(args["stop"].value, str) and kind is ForKind.THREAD_BINDING:
-            args["thread"] = args.pop("stop")
+            optional = ("stop", "thread") if kind is ForKind.THREAD_BINDING else ("stop",)
+            args = self.arguments(call, name, 1, optional=optional,
+                                  keywords_only=("annotations",))
+        if kind is ForKind.THREAD_BINDING and "thread" not in args and "stop" in args \
+                and isinstance(args["stop"], ast.Constant) and isinstance(args["stop"].value, str):
+            args["thread"] = args.pop("stop")  # T.thread_binding(16, "threadIdx.x")
         if "stop" in args:
             start, stop = self.pair(args["arg0"], args["stop"])
         else:
