@@ -733,3 +733,184 @@ def _setmaxnreg(call, args, context):
             f"{int(warpgroups[np.argmin(sizes)])}: every thread of a warpgroup must execute "
             "it together", call.span)
     return 0
+
+
+# Warpgroup MMA: asynchronous groups per warpgroup -----------------------------------------
+WGMMA = "wgmma"
+WGMMA_FENCE = "wgmma_fence"
+WGMMA_COMMIT = "wgmma_commit_group"
+WGMMA_WAIT = "wgmma_wait_group"
+WGMMA_M = 64
+WGMMA_K = 16
+
+
+def wgmma_accumulator_position(thread: np.ndarray, register: np.ndarray):
+    """Row and column of a warpgroup's 64 x n fp32 accumulator that ``thread`` (0..127
+    within the warpgroup) holds in fragment ``register``: warp ``w`` owns rows
+    ``16 w .. 16 w + 15``; lane ``l`` holds rows ``l // 4`` and ``l // 4 + 8`` and two
+    adjacent columns ``2 (l % 4)`` of every 8-column group."""
+    warp, lane = thread // 32, thread % 32
+    row = 16 * warp + lane // 4 + 8 * ((register // 2) % 2)
+    column = 8 * (register // 4) + 2 * (lane % 4) + register % 2
+    return row, column
+
+
+class WarpgroupQueues:
+    """The wgmma operations of each warpgroup: issued into the group being formed,
+    committed in order, run (in issue order) at issue under ``eager``, when
+    ``T.wgmma_wait_group`` forces their group under ``lazy``, and at random statements in
+    between under ``random``."""
+
+    def __init__(self, machine):
+        self.schedule = machine.schedule
+        self.forming: dict[int, list] = {}
+        self.committed: dict[int, list[list]] = {}
+        self.pending: dict[int, list] = {}  # not yet run, in issue order
+
+    def issue(self, warpgroup: int, operation) -> None:
+        self.forming.setdefault(warpgroup, []).append(operation)
+        self.pending.setdefault(warpgroup, []).append(operation)
+        if not self.schedule.defers:
+            self._run_until(warpgroup, operation)
+
+    def commit(self, warpgroup: int) -> None:
+        self.committed.setdefault(warpgroup, []).append(self.forming.pop(warpgroup, []))
+
+    def wait(self, warpgroup: int, in_flight: int) -> None:
+        groups = self.committed.get(warpgroup, [])
+        while len(groups) > in_flight:
+            group = groups.pop(0)
+            if group:
+                self._run_until(warpgroup, group[-1])
+
+    def _run_until(self, warpgroup: int, operation) -> None:
+        pending = self.pending[warpgroup]
+        while operation in pending:
+            pending.pop(0)()
+
+    def step(self, schedule) -> None:
+        for warpgroup, pending in self.pending.items():
+            if pending and schedule.landing(1)[0]:
+                pending.pop(0)()
+
+    def finish(self) -> None:
+        for warpgroup in sorted(self.pending):
+            if self.pending[warpgroup]:
+                raise BarrierError(
+                    f"wgmma operations of warpgroup {warpgroup} are still in flight when the "
+                    "block ends: T.wgmma_commit_group and T.wgmma_wait_group(0) are missing")
+
+
+def _warpgroups(context, call):
+    """One context per warpgroup executing ``call``; each must be whole."""
+    groups = context.local // WARPGROUP_THREADS
+    for warpgroup in np.unique(groups):
+        lanes = groups == warpgroup
+        if lanes.sum() != WARPGROUP_THREADS:
+            raise BarrierError(
+                f"T.{call.op} is executed by {int(lanes.sum())} thread(s) of warpgroup "
+                f"{int(warpgroup)}: all {WARPGROUP_THREADS} must execute it together",
+                call.span)
+        yield int(warpgroup), lanes, context.subset(lanes)
+
+
+def _wgmma_queues(context) -> WarpgroupQueues:
+    machine = context.machine
+    return context.block_state("wgmma", lambda: WarpgroupQueues(machine))
+
+
+def _matrix(context, region, what: str, call) -> np.ndarray:
+    tile = np.asarray(context.read_region(region, call.span))
+    shape = _squeezed(tile.shape)
+    if len(shape) != 2:
+        raise BarrierError(f"T.wgmma: the {what} must be a 2-D tile, got extents "
+                           f"{list(tile.shape)}", call.span)
+    return tile.reshape(shape).astype(np.float32)
+
+
+@register(WGMMA)
+def _wgmma(call, args, context):
+    """``T.wgmma(accumulator, a, b, accumulate)``: each warpgroup issues
+    ``D (+)= A @ B^T`` with A a 64 x k and B an n x k fp16 tile in shared memory and D
+    its 64 x n fp32 accumulator, held as ``n / 2`` fragment registers per thread in the
+    ``local`` region ``accumulator``."""
+    accumulator, a, b, accumulate = _arguments(
+        call, args, 4, "wgmma(accumulator, a, b, accumulate)")
+    if accumulator.buffer.scope != "local" or accumulator.buffer.dtype != "float32":
+        raise BarrierError("T.wgmma accumulates into a float32 buffer in local scope",
+                           call.span)
+    for region, what in ((a, "A operand"), (b, "B operand")):
+        if not region.buffer.scope.startswith("shared") or region.buffer.dtype != "float16":
+            raise BarrierError(f"T.wgmma reads its {what} as float16 from shared memory",
+                               call.span)
+    queues = _wgmma_queues(context)
+    storage = context.machine.memory.storage(accumulator.buffer, call.span)
+    if len(accumulator.region) != 1:
+        raise BarrierError("T.wgmma accumulates into a one-dimensional region of registers",
+                           call.span)
+    flags = np.asarray(context.lanes(accumulate))
+    for warpgroup, lanes, members in _warpgroups(context, call):
+        (region,) = accumulator.region
+        start = _uniform(members, region.min, "accumulator start", call.span)
+        count = _uniform(members, region.extent, "accumulator extent", call.span)
+        if len(np.unique(flags[lanes])) != 1:
+            raise BarrierError("T.wgmma: the accumulate flag differs within a warpgroup",
+                               call.span)
+        flag = int(flags[lanes][0])
+        threads = members.local
+
+        def run(members=members, threads=threads, start=start, count=count, flag=flag):
+            left, right = _matrix(members, a, "A operand", call), \
+                _matrix(members, b, "B operand", call)
+            if left.shape[0] != WGMMA_M or left.shape[1] % WGMMA_K or \
+                    right.shape[1] != left.shape[1] or count * 2 != right.shape[0]:
+                raise BarrierError(
+                    f"T.wgmma multiplies a {WGMMA_M} x k tile by an n x k tile (k a multiple "
+                    f"of {WGMMA_K}) into n / 2 registers per thread; got {list(left.shape)}, "
+                    f"{list(right.shape)} and {count} registers", call.span)
+            rank = threads - threads[0]
+            registers = np.arange(count)
+            rows, columns = wgmma_accumulator_position(rank[:, None], registers[None, :])
+            fragments = storage.array[threads[:, None], start + registers[None, :]]
+            product = left @ right.T
+            if flag:
+                product = product + _tile_of(fragments, rows, columns, right.shape[0])
+            storage.array[threads[:, None], start + registers[None, :]] = product[rows, columns]
+
+        queues.issue(warpgroup, run)
+    return 0
+
+
+def _tile_of(fragments, rows, columns, n) -> np.ndarray:
+    tile = np.zeros((WGMMA_M, n), np.float32)
+    tile[rows, columns] = fragments
+    return tile
+
+
+@register(WGMMA_FENCE)
+def _wgmma_fence(call, args, context):
+    """Orders the warpgroup's register accesses before the wgmma that follows."""
+    _arguments(call, args, 0, "wgmma_fence()")
+    list(_warpgroups(context, call))  # checks that whole warpgroups execute it
+    return 0
+
+
+@register(WGMMA_COMMIT)
+def _wgmma_commit_group(call, args, context):
+    _arguments(call, args, 0, "wgmma_commit_group()")
+    queues = _wgmma_queues(context)
+    for warpgroup, _, _ in _warpgroups(context, call):
+        queues.commit(warpgroup)
+    return 0
+
+
+@register(WGMMA_WAIT)
+def _wgmma_wait_group(call, args, context):
+    (in_flight,) = _arguments(call, args, 1, "wgmma_wait_group(in_flight)")
+    if not isinstance(in_flight, (int, np.integer)) or in_flight < 0:
+        raise BarrierError("T.wgmma_wait_group needs a non-negative constant count",
+                           call.span)
+    queues = _wgmma_queues(context)
+    for warpgroup, _, _ in _warpgroups(context, call):
+        queues.wait(warpgroup, int(in_flight))
+    return 0

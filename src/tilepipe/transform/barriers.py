@@ -32,7 +32,7 @@ from ..errors import PipelineError
 from ..ir import (
     EQ, GE, LT, And, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Evaluate,
     For, ForKind, IfThenElse, IntImm, IRMutator, IRVisitor, PrimExpr, PrimFunc, Range,
-    SeqStmt, Stmt, StringImm, Var, as_int, const, seq, substitute,
+    SeqStmt, Stmt, StringImm, Var, as_int, const, post_order_visit, seq, substitute,
 )
 from .pipeline.annotations import is_pipelined, other_annotations, read_annotation
 
@@ -48,7 +48,8 @@ def call(op: str, *args) -> Evaluate:
 
 
 def barrier_sync() -> Evaluate:
-    return call("tvm_storage_sync", StringImm("shared"))
+    """``T.tvm_storage_sync("shared")`` (an int32 call, as in TVM)."""
+    return Evaluate(Call("int32", "tvm_storage_sync", (StringImm("shared"),)))
 
 
 # The plan ------------------------------------------------------------------------------
@@ -106,6 +107,13 @@ class BarrierPlan:
     def pipelined_order(self, position: int) -> tuple[int, int]:
         """When the statement runs an instance in the pipelined loop: stage, then order."""
         return self.stages[position], self.orders[position]
+
+
+def _issues_wgmma(stmt: Stmt) -> bool:
+    found = []
+    post_order_visit(stmt, lambda node: found.append(node)
+                     if isinstance(node, Call) and node.op == "wgmma" else None)
+    return bool(found)
 
 
 def _loop_statements(loop: For) -> list[Stmt]:
@@ -336,11 +344,21 @@ class BarrierEmitter:
             statements.append(call("tma_load", destination, source, group.full, slot))
         return seq(*statements)
 
-    def consume(self, position: int, instance: Instance) -> Stmt:
+    def consume(self, position: int, instance: Instance, overlap_mma: bool = False) -> Stmt:
         """The statement for ``instance`` on its ring slots, with the waits before the
-        first consumer of a copy and the releases after the last."""
+        first consumer of a copy and the releases after the last.
+
+        A statement issuing ``T.wgmma`` is fenced and committed as one wgmma group. It
+        waits for its group to finish before releasing its slots (``wait_group 0``);
+        with ``overlap_mma`` it lets it run (``wait_group 1``) and releases the slots
+        of the previous instance instead, whose group that wait finished (see
+        :meth:`release_last`)."""
         plan = self.plan
         before, after, slots = [], [], {}
+        mma = _issues_wgmma(plan.statements[position])
+        previous = Instance(self.analyzer.simplify(instance.value - 1),
+                            self.analyzer.simplify(instance.index - 1))
+        deferred = []
         for group in plan.groups:
             if position not in group.consumers:
                 continue
@@ -351,11 +369,30 @@ class BarrierEmitter:
                 before.append(call("mbarrier_wait_parity", group.full, slot,
                                    instance.parity(group, self.analyzer)))
             if max(group.consumers, key=self.run_order) == position:
-                after.append(call("mbarrier_arrive", group.empty, slot))
+                if mma and overlap_mma:
+                    deferred.append(call("mbarrier_arrive", group.empty,
+                                         previous.slot(group, self.analyzer)))
+                else:
+                    after.append(call("mbarrier_arrive", group.empty, slot))
         stmt = substitute(plan.statements[position], {plan.loop.loop_var: instance.value})
         if slots:
             stmt = _RingAccess(plan.rings, slots).visit(stmt)
+        if mma:
+            stmt = seq(call("wgmma_fence"), stmt, call("wgmma_commit_group"),
+                       call("wgmma_wait_group", IntImm(1 if overlap_mma else 0)))
+            if deferred:
+                after.insert(0, self.guarded(seq(*deferred), previous))
         return seq(*before, stmt, *after)
+
+    def release_last(self, position: int, last: Instance) -> Stmt:
+        """After an overlapped wgmma consumer's loop: wait for every group, release the
+        slots of the last instance."""
+        releases = [call("mbarrier_arrive", group.empty, last.slot(group, self.analyzer))
+                    for group in self.plan.groups
+                    if position in group.consumers
+                    and max(group.consumers, key=self.run_order) == position]
+        return seq(call("wgmma_wait_group", IntImm(0)),
+                   self.guarded(seq(*releases), last) if releases else None)
 
     def initialize(self, elected: PrimExpr | None, num_consumers: int) -> Stmt:
         """Barrier initialization by the elected thread, then a block barrier."""

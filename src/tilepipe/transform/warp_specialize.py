@@ -22,7 +22,8 @@ from ..ir import (
     Stmt, StringImm, Var, as_int, post_order_visit, seq, substitute,
 )
 from .barriers import (
-    BarrierEmitter, BarrierLowering, BarrierPlan, ThreadScope, call, is_thread_loop,
+    BarrierEmitter, BarrierLowering, BarrierPlan, ThreadScope, _issues_wgmma, call,
+    is_thread_loop,
 )
 from .pipeline.annotations import is_pipelined, other_annotations
 
@@ -53,12 +54,15 @@ def _roles(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyzer,
     producer_loop = For(instance_var, loop.min, loop.extent, ForKind.SERIAL, seq(*produce),
                         None, {}, loop.span)
     copied = {copy.position for group in plan.groups for copy in group.copies}
-    consume = [emitter.consume(position, instance)
-               for position in range(len(plan.statements)) if position not in copied]
+    positions = [position for position in range(len(plan.statements)) if position not in copied]
+    consume = [emitter.consume(position, instance, overlap_mma=True) for position in positions]
+    last = emitter.instance(loop.min + loop.extent - 1)
+    drains = [emitter.release_last(position, last) for position in positions
+              if _issues_wgmma(plan.statements[position])]
     consumer_var = Var(loop.loop_var.name, loop.loop_var.dtype)
-    consumer_loop = For(consumer_var, loop.min, loop.extent, ForKind.SERIAL,
-                        _rename(seq(*consume), instance_var, consumer_var), None,
-                        other_annotations(loop.annotations), loop.span)
+    consumer_loop = seq(For(consumer_var, loop.min, loop.extent, ForKind.SERIAL,
+                            _rename(seq(*consume), instance_var, consumer_var), None,
+                            other_annotations(loop.annotations), loop.span), *drains)
     producer = IfThenElse(EQ(linear, IntImm(consumers)), producer_loop)
     consumer: Stmt = consumer_loop
     if registers is not None:
