@@ -82,7 +82,10 @@ def prim_func(function: Callable[..., Any]) -> PrimFunc:
     offset = first_line - 1 if linecache.getlines(file_name) else 0
     source = Source(file_name, file_lines, line_offset=offset, column_offset=indent)
     tree = parse_python(dedented, file_name)
-    definition = next(node for node in tree.body if isinstance(node, ast.FunctionDef))
+    definition = next((node for node in tree.body if isinstance(node, ast.FunctionDef)
+                       and node.name == name), None)
+    if definition is None:
+        raise ParseError(f"T.prim_func decorates a function defined with 'def', not {name!r}")
     namespace = dict(function.__globals__)
     closure = function.__closure__ or ()
     namespace.update(zip(function.__code__.co_freevars,
