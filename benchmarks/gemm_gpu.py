@@ -10,7 +10,9 @@ the median TFLOP/s over repeated launches of
   ``num_stages`` 3 and 4 (needs Triton and PyTorch),
 
 each with its error against an fp32 reference, and tilepipe's speed as a fraction of the
-others'. Columns whose library is missing are left out. Without a GPU it says so and
+others'. A time is the wall time of one call followed by a device synchronization, so it
+includes the launch (tilepipe's callable launches through cuda-python and synchronizes
+itself). Columns whose library is missing are left out. Without a GPU it says so and
 exits with status 1.
 
     python3 benchmarks/gemm_gpu.py [--sizes 4096 8192] [--repeats 20] [--warmup 3]
