@@ -224,6 +224,11 @@ class Checker(Observer):
         """For asynchronous accesses: complete (forced by their thread) and visible to
         other threads (forced before the current barrier interval)."""
         state = self.interpreter.queues
+        if (queues == queues[0]).all():
+            queue = int(queues[0])
+            complete = state.is_complete(queue, threads, groups)
+            interval = state.completion_interval(queue, threads, groups)
+            return complete, interval < self.interpreter.interval
         complete = np.zeros(len(threads), dtype=bool)
         interval = np.full(len(threads), NEVER, dtype=np.int64)
         for queue in np.unique(queues):
@@ -344,12 +349,16 @@ class Checker(Observer):
     def _constrain(self, queues: np.ndarray, threads: np.ndarray, groups: np.ndarray) -> None:
         """Conflicting asynchronous accesses (thread, queue, group) bound the latest wait
         of their thread on their queue: that wait must complete their group."""
-        for queue in np.unique(queues):
+        single = (queues == queues[0]).all()
+        for queue in (queues[:1] if single else np.unique(queues)):
             limit = self._limit.get(int(queue))
             if limit is None:
                 continue
-            lanes = queues == queue
-            lane_threads, lane_groups = threads[lanes], groups[lanes]
+            if single:
+                lane_threads, lane_groups = threads, groups
+            else:
+                lanes = queues == queue
+                lane_threads, lane_groups = threads[lanes], groups[lanes]
             committed_before = self._wait_committed[int(queue)][lane_threads]
             bound = lane_groups < committed_before
             np.maximum.at(limit, lane_threads[bound], lane_groups[bound])

@@ -388,8 +388,8 @@ class Interpreter:
                 if index.dtype.kind not in "iu":
                     raise AccessError(f"index {position} of {storage.buffer.name} is not an "
                                       "integer", span)
-                bad = (index < 0) | (index >= extent)
-                if bad.any():
+                if len(index) and (index.min() < 0 or index.max() >= extent):
+                    bad = (index < 0) | (index >= extent)
                     self._out_of_bounds(storage, context, indices, int(np.argmax(bad)), span)
             elif not 0 <= index < extent:
                 if not isinstance(index, (int, np.integer)):
@@ -428,9 +428,12 @@ class Interpreter:
     def _observe(self, context: Context, storage: Storage, key: tuple, is_write: bool):
         if len(context) == 0:
             return
-        parts = np.broadcast_arrays(*key, context.threads)
-        flat = np.ravel_multi_index(parts[:-1], storage.array.shape)
-        self.observer.access(context, storage, parts[-1], flat, is_write)
+        flat = 0
+        for index, stride in zip(key, storage.element_strides):
+            flat = flat + index * stride
+        if not is_lanes(flat):
+            flat = np.full(len(context), flat, dtype=np.int64)
+        self.observer.access(context, storage, context.threads, flat, is_write)
 
     def region_access(self, context: Context, region: BufferRegion, values, span):
         """Read (``values`` None) or write a uniform region; see Context.read_region."""
@@ -500,7 +503,7 @@ class Interpreter:
         a = self.evaluate(expr.a, context)
         b = self.evaluate(expr.b, context)
         floating = is_float_dtype(expr.dtype)
-        if not floating and np.any(np.asarray(b) == 0):
+        if not floating and (b == 0 if type(b) is int else np.any(np.asarray(b) == 0)):
             raise SimulationError("integer division by zero", expr.span)
         if isinstance(expr, FloorDiv):
             return np.floor(a / b) if floating else a // b

@@ -67,14 +67,15 @@ class Storage:
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
-    @property
-    def strides(self) -> tuple[int, ...]:
+    def __post_init__(self):
         strides = []
         step = 1
-        for extent in reversed(self.shape):
+        for extent in reversed(self.array.shape):
             strides.append(step)
             step *= extent
-        return tuple(reversed(strides))
+        self.element_strides = tuple(reversed(strides))
+        """Element (not byte) strides of ``array``: a flat index is their dot product
+        with a full index (owner axis included)."""
 
 
 class Memory:
