@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tilepipe.arith import Analyzer
 from tilepipe.backend.cuda.tensor_core import (
@@ -154,25 +156,42 @@ def test_ldmatrix_mma_store_compute_the_tile_product(a_tile_index, b_half):
     np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("rows,columns", [(8, 8), (16, 8), (8, 16), (16, 16)])
-@pytest.mark.parametrize("transpose", [False, True])
-def test_ldmatrix_fills_each_register_with_its_block(rows, columns, transpose):
-    random = np.random.default_rng(rows + columns)
-    shared = random.standard_normal((32, 32)).astype(np.float16)
-    start = (8, 16)
-    source_rows, source_columns = (columns, rows) if transpose else (rows, columns)
-    source = shared[start[0]:start[0] + source_rows, start[1]:start[1] + source_columns]
-    expected = source.T if transpose else source
-    fragment_buffer = Buffer("F", (IntImm(rows), IntImm(columns)), "float16", "warp")
-    tile = _tile(fragment_buffer, (0, 0), rows, columns)
-    fragment = np.zeros((32, fragment_elements(fragment_buffer)), np.float16)
+@st.composite
+def _fragment_loads(draw):
+    """A fragment buffer, a tile of one, two or four 8x8 blocks placed anywhere in it on
+    8-element boundaries, and whether ldmatrix transposes."""
+    rows, columns = draw(st.sampled_from([(8, 8), (16, 8), (8, 16), (16, 16)]))
+    buffer_rows = draw(st.sampled_from([16, 24, 32]))
+    buffer_columns = draw(st.sampled_from([16, 24, 32]))
+    tiles = draw(st.integers(1, 3))
+    start = (draw(st.integers(0, tiles - 1)),
+             8 * draw(st.integers(0, (buffer_rows - rows) // 8)),
+             8 * draw(st.integers(0, (buffer_columns - columns) // 8)))
+    return (tiles, buffer_rows, buffer_columns), start, rows, columns, draw(st.booleans())
+
+
+@settings(max_examples=40, deadline=None)
+@given(_fragment_loads())
+def test_ldmatrix_places_every_element_where_the_layout_says(load):
+    """Element (i, j) of a fragment buffer lives in lane 4 (i % 8) + (j % 8) // 2, at slot
+    tile * rows * columns / 32 + 2 * block + j % 2, blocks numbered column-major."""
+    shape, start, rows, columns, transpose = load
+    buffer = Buffer("F", tuple(IntImm(extent) for extent in shape), "float16", "warp")
+    shared = np.arange(32 * 32, dtype=np.float16).reshape(32, 32)
+    source_start = (8, 16)
+    tile = _tile(buffer, start, rows, columns)
+    fragment = np.zeros((32, fragment_elements(buffer)), np.float16)
     _store_registers(fragment, _slots(tile),
-                     _hardware_ldmatrix(shared, start, rows, columns, transpose))
-    # Lane 4 i + j // 2 holds element (i, j) of each 8x8 block at slot 2 block + j % 2.
-    for block, slot in enumerate(_slots(tile)):
-        block_row, block_column = block % (rows // 8), block // (rows // 8)
-        for lane in LANES:
-            for element in range(2):
-                row = 8 * block_row + lane // 4
-                column = 8 * block_column + 2 * (lane % 4) + element
-                assert fragment[lane, slot + element] == expected[row, column]
+                     _hardware_ldmatrix(shared, source_start, rows, columns, transpose))
+    source_rows, source_columns = (columns, rows) if transpose else (rows, columns)
+    source = shared[source_start[0]:source_start[0] + source_rows,
+                    source_start[1]:source_start[1] + source_columns]
+    expected = source.T if transpose else source
+    tiles, buffer_rows, buffer_columns = shape
+    for i in range(rows):
+        for j in range(columns):
+            row, column = start[1] + i, start[2] + j
+            block = (column // 8) * (buffer_rows // 8) + row // 8
+            slot = start[0] * buffer_rows * buffer_columns // 32 + 2 * block + column % 2
+            lane = 4 * (row % 8) + (column % 8) // 2
+            assert fragment[lane, slot] == expected[i, j]
