@@ -64,7 +64,20 @@ def test_ascii_fits_one_hundred_columns_and_marks_the_phases(reports):
     copy_lane = next(line for line in lines if line.startswith("copy "))
     assert "=" in copy_lane and "~" in copy_lane
     assert lines[-2].rstrip().endswith("cycles")
-    assert lines[-1].startswith("legend:")
+    assert lines[-1].startswith("legend:") and lines[-1].endswith(": partly busy")
+
+
+def test_a_partly_busy_lane_is_not_drawn_saturated():
+    # On one 100-column scale a lane busy for a third of every column reads ":".
+    from tilepipe.sim.timing import Interval, TimingReport
+
+    report = estimate(copy_then_scale(2, 1))
+    step = report.total_cycles / 90
+    thirds = [Interval("tensor", column * step, column * step + step / 3, "compute", "mma",
+                       None, "body") for column in range(90)]
+    report.intervals = thirds
+    row = ascii_timeline(report).splitlines()[2]
+    assert row.startswith("tensor") and set(row.split(maxsplit=1)[1]) == {":"}
 
 
 def test_comparison_shares_one_scale(reports):

@@ -18,10 +18,13 @@ ASCII_WIDTH = 100
 _LABEL_WIDTH = 8
 _GLYPHS = {"transfer": "=", "flight": "~", "shared": "s", "compute": "#", "wait": ".",
            "issue": "i", "barrier": "|"}
-# When several kinds share a terminal column, the first that covers enough of it wins.
 _PRIORITY = ("compute", "transfer", "shared", "barrier", "wait", "issue", "flight")
+_PARTLY_BUSY = ":"
 _COLORS = {"transfer": "#3a7bd5", "flight": "#a9c8f0", "shared": "#8e6bbf",
            "compute": "#e07b39", "wait": "#d64545", "issue": "#9a9a9a", "barrier": "#222222"}
+_SHORT_LEGEND = {"transfer": "transfer", "flight": "in flight", "shared": "shared",
+                 "compute": "compute", "wait": "waiting", "issue": "issuing",
+                 "barrier": "barrier"}
 _LEGEND = {"transfer": "copy transferring", "flight": "copy in flight",
            "shared": "shared traffic", "compute": "compute", "wait": "waiting",
            "issue": "issuing", "barrier": "barrier"}
@@ -66,16 +69,20 @@ def ascii_timeline(report: TimingReport, width: int = ASCII_WIDTH,
         lines.append(f"{lane:<{_LABEL_WIDTH}} {row.rstrip()}")
     lines.append(" " * (_LABEL_WIDTH + 1) + _axis(columns, step))
     used = sorted({interval.kind for interval in report.intervals}, key=_PRIORITY.index)
-    lines.append("legend: " + "  ".join(f"{_GLYPHS[kind]} {_LEGEND[kind]}" for kind in used))
+    names = [f"{_GLYPHS[kind]} {_SHORT_LEGEND[kind]}" for kind in used]
+    lines.append("legend: " + "  ".join(names + [f"{_PARTLY_BUSY} partly busy"]))
     return "\n".join(line[:width] for line in lines)
 
 
 def _glyph(cover: dict[str, float], step: float) -> str:
-    for kind in _PRIORITY:
-        if cover[kind] >= 0.3 * step:
-            return _GLYPHS[kind]
-    busiest = max(cover, key=cover.get)
-    return _GLYPHS[busiest] if cover[busiest] > 0 else " "
+    """The busiest kind of work in a column; ``:`` where the lane is only partly busy
+    (so that a 60%-busy unit does not look saturated), ``~`` where copies only travel."""
+    kind = max((kind for kind in _PRIORITY if kind != "flight"), key=cover.get)
+    if cover[kind] >= 0.6 * step:
+        return _GLYPHS[kind]
+    if cover[kind] >= 0.15 * step:
+        return _PARTLY_BUSY
+    return _GLYPHS["flight"] if cover["flight"] >= 0.3 * step else " "
 
 
 def _phase_ruler(report: TimingReport, columns: int, step: float) -> str:
@@ -83,7 +90,7 @@ def _phase_ruler(report: TimingReport, columns: int, step: float) -> str:
     ruler = [" "] * columns
     for name, start, end in iter_phases(report):
         first, last = int(start / step), min(int(end / step), columns - 1)
-        if last <= first:
+        if last - first < 2:  # too short to mark at this scale
             continue
         ruler[first] = "|"
         room = last - first - 1
