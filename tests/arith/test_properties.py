@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from expression_evaluation import evaluate
 from tilepipe.arith import Analyzer
+from tilepipe.ir import structural_equal
 from tilepipe.ir import (
     EQ, GE, GT, LE, LT, NE, Add, And, FloorDiv, FloorMod, IntImm, Max, Min, Mul, Not, Or, Select,
     Sub, Var,
@@ -101,6 +102,16 @@ def test_simplify_keeps_every_value(expr, ranges):
     simplified = _analyzer(ranges).simplify(expr)
     for env in _points(ranges):
         assert evaluate(simplified, env) == evaluate(expr, env)
+
+
+@SETTINGS
+@given(st.one_of(GENERAL, AFFINE_CONDITIONS), st.tuples(RANGES, RANGES, RANGES),
+       st.booleans())
+def test_simplify_is_idempotent(expr, ranges, bound):
+    """A simplified expression is already canonical, so printed programs are stable."""
+    analyzer = _analyzer(ranges) if bound else Analyzer()
+    once = analyzer.simplify(expr)
+    assert structural_equal(analyzer.simplify(once), once)
 
 
 @SETTINGS
