@@ -93,7 +93,7 @@ class _Demo:
         post_order_visit(self.pipelined.body, collect)
         return [f"planned from num_stages: {'; '.join(reversed(plans))}",
                 f"prologue / body / epilogue emitted in {elapsed:.2f} s: {len(commits)} commit "
-                f"groups, wait counts {', '.join(dict.fromkeys(waits))}",
+                f"sites, wait counts {', '.join(dict.fromkeys(waits))}",
                 f"shared memory {shared_memory_bytes(self.pipelined):,} bytes "
                 f"({NUM_STAGES}-deep rings for the A and B tiles)"]
 

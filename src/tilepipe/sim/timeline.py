@@ -21,7 +21,7 @@ _GLYPHS = {"transfer": "=", "flight": "~", "shared": "s", "compute": "#", "wait"
 _PRIORITY = ("compute", "transfer", "shared", "barrier", "wait", "issue", "flight")
 _PARTLY_BUSY = ":"
 _COLORS = {"transfer": "#3a7bd5", "flight": "#a9c8f0", "shared": "#8e6bbf",
-           "compute": "#e07b39", "wait": "#d64545", "issue": "#9a9a9a", "barrier": "#222222"}
+           "compute": "#e07b39", "wait": "#eba3a3", "issue": "#9a9a9a", "barrier": "#222222"}
 _SHORT_LEGEND = {"transfer": "transfer", "flight": "in flight", "shared": "shared",
                  "compute": "compute", "wait": "waiting", "issue": "issuing",
                  "barrier": "barrier"}
