@@ -12,7 +12,7 @@ from tilepipe import parse
 from tilepipe.errors import PipelineError, RaceError
 from tilepipe.ir import assert_structural_equal
 from tilepipe.sim import random_inputs, simulate, verify
-from tilepipe.transform.warp_specialize import warp_specialize
+from tilepipe.transform.warp_specialize import register_split, warp_specialize
 
 BEFORE = '''
 from tilepipe import script as T
@@ -53,7 +53,6 @@ def scaled_rows(A: T.Buffer((12, 64), "float32"), C: T.Buffer((12, 64), "float32
                     T.mbarrier_init(empty, slot, 128)
             T.tvm_storage_sync("shared")
             if tx < 128:
-                T.setmaxnreg(232, "inc")
                 for k in T.serial(6):
                     T.mbarrier_wait_parity(full, k % 3, k // 3)
                     with T.block("compute"):
@@ -61,7 +60,6 @@ def scaled_rows(A: T.Buffer((12, 64), "float32"), C: T.Buffer((12, 64), "float32
                             A_shared[k % 3, tx // 64, tx % 64] * T.float32(3)
                     T.mbarrier_arrive(empty, k % 3)
             else:
-                T.setmaxnreg(40, "dec")
                 if tx == 128:
                     for k in T.serial(6):
                         T.mbarrier_wait_parity(empty, k % 3, (k // 3 + 1) % 2)
@@ -102,7 +100,7 @@ def test_specialized_program_is_race_free():
 @given(pipelines(), st.sampled_from(["eager", "lazy", "random:9"]))
 def test_generated_pipelines_specialize_to_the_same_results(config, schedule):
     func = parse(pipeline_source(**config))
-    specialized = warp_specialize(func, producer_registers=None, consumer_registers=None)
+    specialized = warp_specialize(func)
     inputs = random_inputs(func, seed=2)
     expected = simulate(func, inputs)
     outputs = simulate(specialized, inputs, schedule=schedule)
@@ -124,13 +122,32 @@ def test_consumer_that_never_releases_deadlocks_both_roles():
     assert "thread(s) 128 wait on empty[0] for parity 0 (phase 0)" in message
 
 
+def test_register_split_gives_consumers_what_the_producer_leaves():
+    assert register_split(256) == (40, 232)  # 384 threads start with 168 each
+    assert register_split(512) == (40, 112)  # (65536 - 128 * 40) // 512 = 118
+    assert register_split(256, consumer=200) == (40, 200)
+    assert register_split(128) is None  # 256 threads already start with 256 each
+
+
+def test_two_consumer_warpgroups_take_the_producer_registers():
+    text = source(4).replace("T.thread_binding(128", "T.thread_binding(256").replace(
+        "tx // 64", "tx // 64 % 2").replace("A_shared[0:2, 0:64]", "A_shared[0:2, 0:64]")
+    specialized = warp_specialize(parse(text))
+    script = specialized.script()
+    assert 'T.setmaxnreg(232, "inc")' in script and 'T.setmaxnreg(40, "dec")' in script
+    assert "T.thread_binding(384" in script
+    func = parse(text)
+    inputs = random_inputs(func, seed=3)
+    np.testing.assert_array_equal(simulate(specialized, inputs)["C"],
+                                  simulate(func, inputs)["C"])
+
+
 def test_register_reallocation_needs_whole_consumer_warpgroups():
-    text = source(4).replace("T.thread_binding(128", "T.thread_binding(64").replace(
-        "tx // 64", "tx // 32").replace("tx % 64", "tx % 32")
+    text = source(4).replace("T.thread_binding(128", "T.thread_binding(320").replace(
+        "tx // 64", "tx // 64 % 2")
     with pytest.raises(PipelineError, match="multiple of 128"):
         warp_specialize(parse(text))
-    specialized = warp_specialize(parse(text), producer_registers=None,
-                                  consumer_registers=None)
+    specialized = warp_specialize(parse(text), reallocate_registers=False)
     assert "setmaxnreg" not in specialized.script()
 
 

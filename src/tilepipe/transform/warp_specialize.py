@@ -4,10 +4,10 @@ copies and the original threads consuming, synchronized only through mbarriers.
 The barrier plan is the one of :mod:`tilepipe.transform.barriers` (one ``full`` and one
 ``empty`` barrier per ring slot and stage of copies). The block gains one warpgroup of
 ``PRODUCER_THREADS`` threads after the original ones; the statements around the loop
-stay with the original threads. The producer gives registers back
-(``T.setmaxnreg(producer_registers, "dec")``) and one elected producer thread runs
+stay with the original threads. Where it pays (see :func:`register_split`) the producer
+gives registers back (``T.setmaxnreg(producer, "dec")``); one elected producer thread runs
 every instance of the loop, waiting for a slot to be released before refilling it; the
-consumers take the registers (``T.setmaxnreg(consumer_registers, "inc")``) and run
+consumers take them (``T.setmaxnreg(consumer, "inc")``) and run
 every instance of the loop body in the order of the body, waiting for the data before
 its first use and releasing the slot after its last. Each role runs exactly the loop's trip count, so a trip count
 below the number of slots, or zero, needs no special tail.
@@ -29,6 +29,9 @@ from .pipeline.annotations import is_pipelined, other_annotations
 
 PRODUCER_THREADS = 128  # one warpgroup: setmaxnreg reallocates per warpgroup
 WARPGROUP_THREADS = 128
+REGISTER_FILE = 65536  # 32-bit registers of an SM, for one block
+MAX_THREAD_REGISTERS = 256
+PRODUCER_REGISTERS = 40
 AXES_SLOWEST_FIRST = ("threadIdx.z", "threadIdx.y", "threadIdx.x")
 
 
@@ -66,6 +69,13 @@ def _roles(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyzer,
     producer = IfThenElse(EQ(linear, IntImm(consumers)), producer_loop)
     consumer: Stmt = consumer_loop
     if registers is not None:
+        registers = register_split(consumers, *registers)
+    if registers is not None:
+        if consumers % WARPGROUP_THREADS:
+            raise PipelineError(
+                f"setmaxnreg reallocates registers per warpgroup: the {consumers} consumer "
+                f"threads must be a multiple of {WARPGROUP_THREADS} (or pass "
+                "reallocate_registers=False)", loop.span)
         producer_registers, consumer_registers = registers
         producer = seq(call("setmaxnreg", IntImm(producer_registers), StringImm("dec")),
                        producer)
@@ -83,10 +93,9 @@ class _Specializer(BarrierLowering):
     """Lowers each pipelined loop to roles, widens the slowest thread axis around it by
     a producer warpgroup and keeps every other statement with the original threads."""
 
-    def __init__(self, registers: tuple[int, int] | None):
+    def __init__(self, registers: tuple[int, int | None] | None):
         super().__init__(lambda plan, threads, analyzer: _roles(plan, threads, analyzer,
                                                                  registers))
-        self.registers = registers
         self.splits: list[_RoleSplit] = []
 
     def visit_for(self, node: For) -> Stmt:
@@ -113,10 +122,6 @@ class _Specializer(BarrierLowering):
         split = self.splits.pop()
         scope = split.threads
         consumers = scope.num_threads
-        if consumers % WARPGROUP_THREADS and self.registers is not None:
-            raise PipelineError(
-                f"setmaxnreg reallocates registers per warpgroup: the {consumers} consumer "
-                f"threads must be a multiple of {WARPGROUP_THREADS}", outermost.span)
         slowest = min(scope.loops, key=lambda loop: AXES_SLOWEST_FIRST.index(loop.thread_tag))
         faster = consumers // as_int(slowest.extent)
         if PRODUCER_THREADS % faster:
@@ -159,14 +164,32 @@ def _contains(stmt: Stmt, target: Stmt) -> bool:
     return bool(found)
 
 
-def warp_specialize(func: PrimFunc, producer_registers: int | None = 40,
-                    consumer_registers: int | None = 232) -> PrimFunc:
+def register_split(consumers: int, producer: int = PRODUCER_REGISTERS,
+                   consumer: int | None = None) -> tuple[int, int] | None:
+    """``(producer, consumer)`` registers per thread for ``setmaxnreg``, or None when
+    the consumers would not gain any over the even split the block starts with.
+
+    A block (one per SM) of ``consumers + 128`` threads starts with the register file
+    shared evenly; the producer warpgroup keeps ``producer`` and the consumers share the
+    rest (``consumer``, if given, caps it), in multiples of 8 as ``setmaxnreg`` needs.
+    """
+    threads = consumers + PRODUCER_THREADS
+    start = min(MAX_THREAD_REGISTERS, REGISTER_FILE // threads) // 8 * 8
+    share = (REGISTER_FILE - PRODUCER_THREADS * producer) // consumers
+    granted = min(MAX_THREAD_REGISTERS, share if consumer is None else consumer) // 8 * 8
+    if granted <= start or producer >= start:
+        return None
+    return producer, granted
+
+
+def warp_specialize(func: PrimFunc, reallocate_registers: bool = True,
+                    producer_registers: int = PRODUCER_REGISTERS,
+                    consumer_registers: int | None = None) -> PrimFunc:
     """Every pipelined loop of ``func`` as a producer warpgroup and consumer threads.
 
-    ``producer_registers`` / ``consumer_registers`` are the ``setmaxnreg`` counts (None
-    for no reallocation, which also lifts the warpgroup-multiple requirement).
+    With ``reallocate_registers`` the roles exchange registers with ``setmaxnreg`` where
+    :func:`register_split` finds a gain (the consumer threads must then be whole
+    warpgroups); ``consumer_registers`` caps what the consumers take.
     """
-    registers = None
-    if producer_registers is not None and consumer_registers is not None:
-        registers = (producer_registers, consumer_registers)
+    registers = (producer_registers, consumer_registers) if reallocate_registers else None
     return _Specializer(registers).run(func)

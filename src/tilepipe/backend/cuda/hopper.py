@@ -17,32 +17,34 @@ IR intrinsic                                               PTX
 ``T.setmaxnreg(count, "inc" | "dec")``                     ``setmaxnreg``
 =========================================================  ==============================
 
-The warpgroup MMA computes ``D[64, n] (+)= A[64, 16] @ B[n, 16]^T`` with both operands
-K-major in shared memory under the 128-byte swizzle that TMA writes (rows of 64 fp16),
-described by matrix descriptors; :func:`wgmma_function` generates the instruction
-wrapper for one ``n``.
+``T.wgmma(accumulator, a, b, accumulate)`` issues ``D[64, n] (+)= A[64, k] @ B[n, k]^T``
+as k / 16 ``wgmma.mma_async.m64n<n>k16`` instructions on the ``n / 2`` fp32 registers
+per thread of ``accumulator``, with both operands K-major in shared memory under the
+swizzle TMA writes them with (32, 64 or 128 bytes: the operand row), described by matrix
+descriptors. :class:`HopperEmitter` is the emitter ``codegen`` uses for ``sm_90a``: it
+adds a ``const __grid_constant__ CUtensorMap`` parameter per global buffer that TMA copies
+from (``KernelSource.tensor_maps`` says how to encode each at launch, see :mod:`.tma`),
+aligns TMA and wgmma tiles to the 1024-byte swizzle atom and asks for one block per SM
+when the kernel reallocates registers.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ...errors import LoweringError
-from ...ir import Buffer, Call, StringImm, as_int
+from ...ir import Buffer, BufferLoad, BufferRegion, Call, StringImm, as_int, post_order_visit
+from .codegen import CudaEmitter
 from .intrinsics import register_intrinsic
-
-if TYPE_CHECKING:
-    from .codegen import CudaEmitter
+from .tma import DTYPE_BYTES, TensorMapSpec, tensor_map_spec
 
 ARCH = "sm_90a"
 BARRIER_DTYPE = "uint64"
 SHARED_SCOPES = ("shared", "shared.dyn")
 NVCC_GENCODE = "-gencode=arch=compute_90a,code=sm_90a"
 
-# wgmma operands use the 128-byte swizzle: tile rows of 128 bytes, 8-row atoms of 1024
-# bytes (shared buffers holding them must be aligned to an atom).
-SWIZZLE_BYTES = 128
-SWIZZLE_ATOM_BYTES = 1024
+# Swizzle widths (bytes of an operand row) and their matrix-descriptor codes; a swizzle
+# atom is 8 rows, and tiles are aligned to the largest atom.
+DESCRIPTOR_SWIZZLE = {128: 1, 64: 2, 32: 3}
+TILE_ALIGNMENT = 1024
 WGMMA_M = 64
 WGMMA_K = 16
 WGMMA_N_CHOICES = tuple(range(8, 257, 8))
@@ -51,9 +53,6 @@ MAX_TMA_RANK = 5
 
 _LIBRARY_CORE = r"""
 namespace tilepipe_hopper {
-
-constexpr uint32_t SWIZZLE_ATOM_BYTES = 1024;
-constexpr uint64_t SWIZZLE_DESCRIPTOR_CODE = 1;  // 128-byte swizzle
 
 __device__ __forceinline__ uint32_t shared_address(const void* pointer) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
@@ -112,13 +111,16 @@ __device__ __forceinline__ void setmaxnreg_decrease() {
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" :: "n"(Count));
 }
 
-// A K-major operand tile under the 128-byte swizzle: 8-row atoms 1024 bytes apart.
+// A K-major operand tile whose rows are RowBytes (32, 64 or 128) under the swizzle of that
+// width: 8-row atoms 8 * RowBytes apart.
+template <int RowBytes>
 __device__ __forceinline__ uint64_t wgmma_descriptor(const void* tile) {
+  constexpr uint64_t code = RowBytes == 128 ? 1 : RowBytes == 64 ? 2 : 3;
   uint64_t address = shared_address(tile);
   uint64_t descriptor = (address & 0x3FFFF) >> 4;
-  descriptor |= static_cast<uint64_t>(1) << 16;                    // leading byte offset
-  descriptor |= static_cast<uint64_t>(SWIZZLE_ATOM_BYTES >> 4) << 32;  // stride byte offset
-  descriptor |= static_cast<uint64_t>(SWIZZLE_DESCRIPTOR_CODE) << 62;
+  descriptor |= static_cast<uint64_t>(1) << 16;                   // leading byte offset
+  descriptor |= static_cast<uint64_t>((8 * RowBytes) >> 4) << 32;  // stride byte offset
+  descriptor |= code << 62;
   return descriptor;
 }
 
@@ -182,26 +184,13 @@ def device_library(tma_ranks=(2,), wgmma_widths=()) -> str:
     return "".join(parts)
 
 
-def accumulator_position(thread: int, register: int) -> tuple[int, int]:
-    """Row and column of the 64 x n accumulator held by ``thread`` in ``register``.
-
-    The wgmma f32 accumulator layout: warp ``w`` owns rows ``16 w .. 16 w + 15``; within
-    a warp, lane ``l`` holds rows ``l // 4`` and ``l // 4 + 8`` and two adjacent columns
-    ``2 (l % 4)`` of every 8-column group.
-    """
-    warp, lane = divmod(thread, 32)
-    row = 16 * warp + lane // 4 + 8 * ((register // 2) % 2)
-    column = 8 * (register // 4) + 2 * (lane % 4) + register % 2
-    return row, column
-
-
 # Emission -----------------------------------------------------------------------------
 def _check_arity(call: Call, count: int, form: str) -> None:
     if len(call.args) != count:
         raise LoweringError(f"T.{call.op} takes {count} arguments: T.{form}", call.span)
 
 
-def _barrier_pointer(call: Call, position: int, emitter: "CudaEmitter") -> str:
+def _barrier_pointer(call: Call, position: int, emitter: CudaEmitter) -> str:
     """``&barriers[index]`` as the ``uint64_t*`` the device functions take."""
     barriers, index = call.args[position], call.args[position + 1]
     if not isinstance(barriers, Buffer) or barriers.dtype != BARRIER_DTYPE or \
@@ -212,17 +201,17 @@ def _barrier_pointer(call: Call, position: int, emitter: "CudaEmitter") -> str:
     return f"reinterpret_cast<uint64_t*>({emitter.address_of(barriers, (index,))})"
 
 
-def _use_library(emitter: "CudaEmitter", key: str, text: str) -> None:
+def _use_library(emitter: CudaEmitter, key: str, text: str) -> None:
     emitter.headers.add("cuda.h")
     emitter.libraries.setdefault(key, text)
 
 
-def _use_core_library(emitter: "CudaEmitter") -> None:
+def _use_core_library(emitter: CudaEmitter) -> None:
     _use_library(emitter, "hopper", _LIBRARY_CORE)
 
 
 @register_intrinsic("mbarrier_init")
-def emit_mbarrier_init(call: Call, emitter: "CudaEmitter") -> str:
+def emit_mbarrier_init(call: Call, emitter: CudaEmitter) -> str:
     _check_arity(call, 3, "mbarrier_init(barriers, index, arrival_count)")
     _use_core_library(emitter)
     return (f"tilepipe_hopper::mbarrier_init({_barrier_pointer(call, 0, emitter)}, "
@@ -230,14 +219,14 @@ def emit_mbarrier_init(call: Call, emitter: "CudaEmitter") -> str:
 
 
 @register_intrinsic("mbarrier_arrive")
-def emit_mbarrier_arrive(call: Call, emitter: "CudaEmitter") -> str:
+def emit_mbarrier_arrive(call: Call, emitter: CudaEmitter) -> str:
     _check_arity(call, 2, "mbarrier_arrive(barriers, index)")
     _use_core_library(emitter)
     return f"tilepipe_hopper::mbarrier_arrive({_barrier_pointer(call, 0, emitter)})"
 
 
 @register_intrinsic("mbarrier_arrive_expect_tx")
-def emit_mbarrier_arrive_expect_tx(call: Call, emitter: "CudaEmitter") -> str:
+def emit_mbarrier_arrive_expect_tx(call: Call, emitter: CudaEmitter) -> str:
     _check_arity(call, 3, "mbarrier_arrive_expect_tx(barriers, index, bytes)")
     _use_core_library(emitter)
     return (f"tilepipe_hopper::mbarrier_arrive_expect_tx("
@@ -245,7 +234,7 @@ def emit_mbarrier_arrive_expect_tx(call: Call, emitter: "CudaEmitter") -> str:
 
 
 @register_intrinsic("mbarrier_wait_parity")
-def emit_mbarrier_wait_parity(call: Call, emitter: "CudaEmitter") -> str:
+def emit_mbarrier_wait_parity(call: Call, emitter: CudaEmitter) -> str:
     _check_arity(call, 3, "mbarrier_wait_parity(barriers, index, parity)")
     _use_core_library(emitter)
     return (f"tilepipe_hopper::mbarrier_wait_parity({_barrier_pointer(call, 0, emitter)}, "
@@ -253,21 +242,21 @@ def emit_mbarrier_wait_parity(call: Call, emitter: "CudaEmitter") -> str:
 
 
 @register_intrinsic("wgmma_fence")
-def emit_wgmma_fence(call: Call, emitter: "CudaEmitter") -> str:
+def emit_wgmma_fence(call: Call, emitter: CudaEmitter) -> str:
     _check_arity(call, 0, "wgmma_fence()")
     _use_core_library(emitter)
     return "tilepipe_hopper::wgmma_fence()"
 
 
 @register_intrinsic("wgmma_commit_group")
-def emit_wgmma_commit_group(call: Call, emitter: "CudaEmitter") -> str:
+def emit_wgmma_commit_group(call: Call, emitter: CudaEmitter) -> str:
     _check_arity(call, 0, "wgmma_commit_group()")
     _use_core_library(emitter)
     return "tilepipe_hopper::wgmma_commit_group()"
 
 
 @register_intrinsic("wgmma_wait_group")
-def emit_wgmma_wait_group(call: Call, emitter: "CudaEmitter") -> str:
+def emit_wgmma_wait_group(call: Call, emitter: CudaEmitter) -> str:
     _check_arity(call, 1, "wgmma_wait_group(in_flight)")
     count = as_int(call.args[0])
     if count is None or count < 0:
@@ -277,7 +266,7 @@ def emit_wgmma_wait_group(call: Call, emitter: "CudaEmitter") -> str:
 
 
 @register_intrinsic("setmaxnreg")
-def emit_setmaxnreg(call: Call, emitter: "CudaEmitter") -> str:
+def emit_setmaxnreg(call: Call, emitter: CudaEmitter) -> str:
     _check_arity(call, 2, 'setmaxnreg(count, "inc" or "dec")')
     count = as_int(call.args[0])
     direction = call.args[1].value if isinstance(call.args[1], StringImm) else None
@@ -288,3 +277,148 @@ def emit_setmaxnreg(call: Call, emitter: "CudaEmitter") -> str:
     _use_core_library(emitter)
     function = "setmaxnreg_increase" if direction == "inc" else "setmaxnreg_decrease"
     return f"tilepipe_hopper::{function}<{count}>()"
+
+
+@register_intrinsic("tma_load")
+def emit_tma_load(call: Call, emitter: CudaEmitter) -> str:
+    """``cp.async.bulk.tensor`` of the source tile at its first element's coordinates."""
+    _check_arity(call, 4, "tma_load(destination, source, barriers, index)")
+    destination, source = call.args[0], call.args[1]
+    if not isinstance(emitter, HopperEmitter):
+        raise LoweringError("T.tma_load needs the sm_90a target", call.span)
+    if not (isinstance(destination, BufferRegion) and isinstance(source, BufferRegion)):
+        raise LoweringError("T.tma_load copies a buffer region to a buffer region", call.span)
+    map_name = emitter.tensor_map(call, source, destination)
+    rank = len(source.region)
+    _use_core_library(emitter)
+    _use_library(emitter, f"tma_load_{rank}d", tma_load_function(rank))
+    coordinates = ", ".join(f"static_cast<int32_t>({emitter.expr(r.min)})"
+                            for r in reversed(source.region))
+    target = emitter.address_of(destination.buffer, tuple(r.min for r in destination.region))
+    return (f"tilepipe_hopper::tma_load_{rank}d({target}, &{map_name}, "
+            f"{_barrier_pointer(call, 2, emitter)}, {coordinates})")
+
+
+def _operand(call: Call, position: int, what: str, emitter: CudaEmitter):
+    """A K-major fp16 operand tile: its region, rows and k extent, and row bytes."""
+    region = call.args[position]
+    if not isinstance(region, BufferRegion) or region.buffer.scope not in SHARED_SCOPES or \
+            region.buffer.dtype != "float16":
+        raise LoweringError(f"T.wgmma reads its {what} as a float16 region of shared memory",
+                            call.span)
+    extents = [as_int(emitter.analyzer.simplify(r.extent)) for r in region.region]
+    shape = [as_int(extent) for extent in region.buffer.shape]
+    if None in extents or None in shape or any(extent != 1 for extent in extents[:-2]):
+        raise LoweringError(f"T.wgmma: the {what} must be a 2-D tile of constant extents",
+                            call.span)
+    rows, depth = extents[-2:]
+    row_bytes = shape[-1] * 2
+    if extents[-1] != shape[-1] or row_bytes not in DESCRIPTOR_SWIZZLE or depth % WGMMA_K:
+        raise LoweringError(
+            f"T.wgmma: the {what} {region.buffer.name} must span whole rows of 32, 64 or 128 "
+            f"bytes (the TMA swizzle width), k a multiple of {WGMMA_K}; got a "
+            f"{rows} x {depth} tile of rows of {row_bytes} bytes", call.span)
+    return region, rows, depth, row_bytes
+
+
+@register_intrinsic("wgmma")
+def emit_wgmma(call: Call, emitter: CudaEmitter) -> str:
+    """One ``wgmma.mma_async.m64n<n>k16`` per 16-wide slice of k, descriptors advancing
+    32 bytes along the (swizzled) operand rows."""
+    _check_arity(call, 4, "wgmma(accumulator, a, b, accumulate)")
+    accumulator = call.args[0]
+    if not isinstance(accumulator, BufferRegion) or accumulator.buffer.scope != "local" or \
+            accumulator.buffer.dtype != "float32" or len(accumulator.region) != 1:
+        raise LoweringError("T.wgmma accumulates into a float32 region of a local buffer",
+                            call.span)
+    a, rows, depth, a_row_bytes = _operand(call, 1, "A operand", emitter)
+    b, n, b_depth, b_row_bytes = _operand(call, 2, "B operand", emitter)
+    registers = as_int(emitter.analyzer.simplify(accumulator.region[0].extent))
+    if rows != WGMMA_M or b_depth != depth or registers is None or 2 * registers != n:
+        raise LoweringError(
+            f"T.wgmma multiplies a {WGMMA_M} x k A tile by an n x k B tile into n / 2 "
+            f"registers per thread; got {rows} x {depth}, {n} x {b_depth} and {registers}",
+            call.span)
+    _use_core_library(emitter)
+    _use_library(emitter, f"wgmma_m64n{n}k16", wgmma_function(n))
+    pointer = emitter.address_of(accumulator.buffer, (accumulator.region[0].min,))
+    accumulate = emitter.expr(call.args[3])
+    lines = []
+    for step in range(depth // WGMMA_K):
+        descriptors = []
+        for region, row_bytes in ((a, a_row_bytes), (b, b_row_bytes)):
+            first = [r.min for r in region.region]
+            first[-1] = first[-1] + step * WGMMA_K
+            descriptors.append(f"tilepipe_hopper::wgmma_descriptor<{row_bytes}>("
+                               f"{emitter.address_of(region.buffer, tuple(first))})")
+        flag = accumulate if step == 0 else "1"
+        lines.append(f"tilepipe_hopper::wgmma_m64n{n}k16({pointer}, {descriptors[0]}, "
+                     f"{descriptors[1]}, {flag});")
+    return "{ " + " ".join(lines) + " }"
+
+
+class HopperEmitter(CudaEmitter):
+    """The sm_90a emitter: tensor-map parameters, aligned TMA/wgmma tiles, and one block
+    per SM when warpgroups reallocate registers (``setmaxnreg`` needs the count known)."""
+
+    def __init__(self, func, arch):
+        super().__init__(func, arch)
+        self.maps: dict[Buffer, TensorMapSpec] = {}
+        calls: list[Call] = []
+        post_order_visit(func.body, lambda node: calls.append(node)
+                         if isinstance(node, Call) else None)
+        self.reallocates = any(call.op == "setmaxnreg" for call in calls)
+        self.tiles = {call.args[0].buffer for call in calls
+                      if call.op == "tma_load" and isinstance(call.args[0], BufferRegion)}
+        self.tiles |= {arg.buffer for call in calls if call.op == "wgmma"
+                       for arg in call.args[1:3] if isinstance(arg, BufferRegion)}
+        self.swizzled = {buffer for buffer in self.tiles if _only_wgmma_reads(buffer, calls,
+                                                                              func.body)}
+
+    def launch_bounds(self, threads: int) -> str:
+        if threads and self.reallocates:
+            return f"__launch_bounds__({threads}, 1) "
+        return super().launch_bounds(threads)
+
+    def shared_alignment(self, buffer: Buffer) -> int:
+        return TILE_ALIGNMENT if buffer in self.tiles else super().shared_alignment(buffer)
+
+    def extra_parameters(self) -> list[str]:
+        return [f"const __grid_constant__ CUtensorMap {spec.parameter_name}"
+                for spec in self.maps.values()]
+
+    def tensor_maps(self) -> tuple:
+        return tuple(self.maps.values())
+
+    def tensor_map(self, call: Call, source: BufferRegion, destination: BufferRegion) -> str:
+        """The parameter name of the tensor map that copies ``source`` tiles, checked
+        against the earlier copies of the same buffer (one box per buffer)."""
+        buffer = source.buffer
+        if buffer.scope != "global" or destination.buffer.scope not in SHARED_SCOPES:
+            raise LoweringError("T.tma_load copies a global tile into shared memory", call.span)
+        shape = [as_int(extent) for extent in buffer.shape]
+        box = [as_int(self.analyzer.simplify(r.extent)) for r in source.region]
+        if None in shape or None in box:
+            raise LoweringError(
+                f"T.tma_load of {buffer.name} needs constant buffer and tile shapes", call.span)
+        row_bytes = box[-1] * DTYPE_BYTES[buffer.dtype]
+        swizzle = f"{row_bytes}B" if destination.buffer in self.swizzled and \
+            row_bytes in DESCRIPTOR_SWIZZLE else "none"
+        spec = tensor_map_spec(self.name_of(buffer), buffer.dtype, shape, box, swizzle,
+                               call.span)
+        previous = self.maps.setdefault(buffer, spec)
+        if previous != spec:
+            raise LoweringError(
+                f"TMA copies of {buffer.name} use tiles {list(previous.box)} and {box}: one "
+                "tensor map per buffer needs one tile shape", call.span)
+        return spec.parameter_name
+
+
+def _only_wgmma_reads(buffer: Buffer, calls: list[Call], body) -> bool:
+    """Whether nothing but wgmma operands reads ``buffer`` (so it may be swizzled)."""
+    loads = []
+    post_order_visit(body, lambda node: loads.append(node)
+                     if isinstance(node, BufferLoad) and node.buffer is buffer else None)
+    other_calls = [call for call in calls if call.op not in ("tma_load", "wgmma") and any(
+        getattr(arg, "buffer", arg) is buffer for arg in call.args)]
+    return not loads and not other_calls
