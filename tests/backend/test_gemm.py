@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from tilepipe import simulate, verify
+from tilepipe.arith import Analyzer
 from tilepipe.backend.cuda import lower
 from tilepipe.backend.cuda.codegen import generate
 from tilepipe.backend.cuda.compiler import compile_source, find_nvcc
 from tilepipe.backend.cuda.sass import disassemble, find_cuobjdump
-from tilepipe.arith import Analyzer
 from tilepipe.ir import (
     AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Call, Evaluate, IntImm, IRMutator, Var, as_int,
     assert_structural_equal, post_order_visit, seq, substitute,
@@ -53,6 +53,38 @@ def _inputs(seed: int):
 
 def _reference(inputs):
     return inputs["A"].astype(np.float32) @ inputs["B"].astype(np.float32)
+
+
+def _nodes(stmt, kind) -> list:
+    found = []
+    post_order_visit(stmt, lambda node: found.append(node) if isinstance(node, kind) else None)
+    return found
+
+
+class _Loosen(IRMutator):
+    """The lowered program with the wait at position ``target`` allowing one more group
+    in flight, or with the barrier that follows that wait removed."""
+
+    def __init__(self, target: int, drop_barrier: bool):
+        self.target = target
+        self.drop_barrier = drop_barrier
+        self.position = 0
+
+    def visit_async_wait_queue(self, node: AsyncWaitQueue):
+        body = self.visit(node.body)
+        in_flight = node.in_flight
+        if self.position == self.target and self.drop_barrier:
+            assert _is_barrier(body.stmts[0])
+            body = seq(*body.stmts[1:])
+        elif self.position == self.target:
+            in_flight = IntImm(as_int(in_flight) + 1)
+        self.position += 1
+        return AsyncWaitQueue(node.queue, in_flight, body, node.span)
+
+
+def _is_barrier(stmt) -> bool:
+    return isinstance(stmt, Evaluate) and isinstance(stmt.value, Call) and \
+        stmt.value.op == "tvm_storage_sync"
 
 
 def test_gemm_prints_and_parses_back(small):
@@ -119,32 +151,6 @@ def test_gemm_variants_are_correct_race_free_and_exact(sizes, tiles, num_stages)
     assert all(wait.used == (wait.max_safe,) for wait in max_safe_counts(program))
 
 
-class _Loosen(IRMutator):
-    """The lowered program with the wait at position ``target`` allowing one more group
-    in flight, or with the barrier that follows that wait removed."""
-
-    def __init__(self, target: int, drop_barrier: bool):
-        self.target = target
-        self.drop_barrier = drop_barrier
-        self.position = 0
-
-    def visit_async_wait_queue(self, node: AsyncWaitQueue):
-        body = self.visit(node.body)
-        in_flight = node.in_flight
-        if self.position == self.target and self.drop_barrier:
-            assert _is_barrier(body.stmts[0])
-            body = seq(*body.stmts[1:])
-        elif self.position == self.target:
-            in_flight = IntImm(as_int(in_flight) + 1)
-        self.position += 1
-        return AsyncWaitQueue(node.queue, in_flight, body, node.span)
-
-
-def _is_barrier(stmt) -> bool:
-    return isinstance(stmt, Evaluate) and isinstance(stmt.value, Call) and \
-        stmt.value.op == "tvm_storage_sync"
-
-
 @pytest.mark.parametrize("drop_barrier", [False, True])
 def test_a_looser_body_wait_or_a_missing_barrier_is_a_race_on_the_ldmatrix_reads(
         lowered, drop_barrier):
@@ -174,12 +180,6 @@ def test_benchmark_tiles_simulate_to_the_product_race_free():
     assert verify(program).ok
 
 
-def _nodes(stmt, kind) -> list:
-    found = []
-    post_order_visit(stmt, lambda node: found.append(node) if isinstance(node, kind) else None)
-    return found
-
-
 def test_pipelined_gemm_has_the_seeds_groups_and_counts(pipelined):
     """The RFC's nested GEMM: the A and B copies of a stage form one commit group; the
     outer loop waits with 2 groups in flight in the prologue and the body, and with
@@ -201,7 +201,7 @@ def test_lowered_gemm_waits_are_immediates_in_execution_order(lowered):
 
 
 # Compilation ------------------------------------------------------------------------
-_SASS_OPCODE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9]*)")
+_SASS_OPCODE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9.]*)")
 
 
 @pytest.fixture(scope="session")
@@ -218,9 +218,16 @@ def benchmark_sass():
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_compiled_gemm_uses_tensor_cores_ldmatrix_and_cp_async(benchmark_sass, arch):
     opcodes = Counter(_SASS_OPCODE.findall(benchmark_sass[arch]))
-    # Per k slice each warp issues 4 x 8 m16n8k16 MMAs (two HMMA.16816 on sm_80/90 are
-    # one each) and 4 + 4 ldmatrix.x4; per stage each thread issues 4 + 4 cp.async.
-    assert opcodes["HMMA"] >= 32
-    assert opcodes["LDSM"] >= 8
-    assert opcodes["LDGSTS"] >= 8
-    assert opcodes["LDL"] == 0 and opcodes["STL"] == 0, "fragments spilled to local memory"
+    by_kind = Counter()
+    for opcode, count in opcodes.items():
+        by_kind[opcode.split(".")[0]] += count
+    # Every mma is one m16n8k16 fp32 HMMA; the A fragments load with ldmatrix.x4, the B
+    # fragments with ldmatrix.x4.trans, the same number of each (4 tiles of each per
+    # k slice of a warp); the tiles arrive by 16-byte cp.async.cg (bypassing L1).
+    assert by_kind["HMMA"] == opcodes["HMMA.16816.F32"] > 0
+    assert by_kind["LDSM"] == 2 * opcodes["LDSM.16.M88.4"] == 2 * opcodes["LDSM.16.MT88.4"] > 0
+    copies = [opcode for opcode in opcodes if opcode.startswith("LDGSTS")]
+    assert copies and all(".BYPASS" in opcode and opcode.endswith(".128") for opcode in copies)
+    # A whole k slice of a warp's 4 x 8 MMAs per 4 + 4 ldmatrix, and no spilled fragment.
+    assert by_kind["HMMA"] * 8 == by_kind["LDSM"] * 32
+    assert by_kind["LDL"] == by_kind["STL"] == 0, "fragments spilled to local memory"
