@@ -53,7 +53,7 @@ def _load_extensions() -> None:
                 raise
 
 
-_EXTENSION_MODULES = (".tensor_core",)
+_EXTENSION_MODULES = (".tensor_core", ".hopper")
 _EXTENSIONS_LOADED = False
 
 
