@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from ...arith import infer_regions
 from ...ir import (
     LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferLoad,
-    BufferRegion, BufferStore, Call, EQ, Evaluate, FloorDiv, FloorMod, For, ForKind, IRMutator, IntImm,
+    BufferRegion, BufferStore, Call, EQ, Evaluate, FloorDiv, FloorMod, For, ForKind, IRMutator,
+    IRVisitor, IntImm,
     Max, Mul, Or, PrimExpr, Range, Select, Stmt, Sub, Var, seq, substitute,
 )
 from .schedule import PipelineStatement, Schedule
@@ -137,10 +137,8 @@ class Emitter:
         self.remap = versioned_buffers(schedule)
         ring = RingIndex(self.loop.loop_var, self.remap)
         self.bodies = [ring.visit(statement.stmt) for statement in schedule.statements]
-        self.reads = [tuple(ring.visit(region) for region in statement.reads)
-                      for statement in schedule.statements]
-        self.writes = [tuple(ring.visit(region) for region in statement.writes)
-                       for statement in schedule.statements]
+        self.substituters = [_LoopVarSubstituter(body, self.loop.loop_var)
+                             for body in self.bodies]
 
     def sections(self, plan: SyncPlan, frames: Sequence[tuple[PrimExpr, PrimExpr]],
                  body_annotations: Mapping) -> list[Stmt]:
@@ -181,14 +179,8 @@ class Emitter:
                 return
             statement, _, predicate = pending_group[0]
             group = self.schedule.groups[self.schedule.group_of[statement.position]]
-            reads = tuple(region for member, _, _ in pending_group
-                          for region in self._regions(self.reads, member, iterator, delta,
-                                                      is_unit))
-            writes = tuple(region for member, _, _ in pending_group
-                           for region in self._regions(self.writes, member, iterator, delta,
-                                                       is_unit))
             body = AsyncCommitQueue(group.queue, seq(*(body for _, body, _ in pending_group)))
-            stmts.append(Block("", body, reads, writes, predicate=predicate))
+            stmts.append(Block("", body, predicate=predicate))
             pending_group.clear()
 
         for statement in self.schedule.statements:
@@ -236,14 +228,8 @@ class Emitter:
     def _instance(self, statement: PipelineStatement, iterator: PrimExpr, delta: PrimExpr,
                   is_unit: bool) -> Stmt:
         iteration = self._iteration(statement, iterator, delta, is_unit)
-        instance = substitute(self.bodies[statement.position], {self.loop.loop_var: iteration})
+        instance = self.substituters[statement.position].apply(iteration)
         return _ConstantFolder().visit(instance) if is_unit else instance
-
-    def _regions(self, table, statement: PipelineStatement, iterator: PrimExpr,
-                 delta: PrimExpr, is_unit: bool) -> tuple[BufferRegion, ...]:
-        iteration = self._iteration(statement, iterator, delta, is_unit)
-        return tuple(substitute(region, {self.loop.loop_var: iteration})
-                     for region in table[statement.position])
 
     def _predicate(self, statement: PipelineStatement, pattern: Sequence[bool],
                    iterator: PrimExpr, delta: PrimExpr, is_unit: bool) -> PrimExpr | None:
@@ -273,10 +259,7 @@ class Emitter:
                 predicate = body.predicate if predicate is None else And(predicate, body.predicate)
             return Block(body.name, inner, body.reads, body.writes, body.alloc_buffers,
                          predicate, body.annotations, body.span)
-        inner = self._wrap_waits(body, waits, iterator)
-        return Block("", inner, self._regions(self.reads, statement, iterator, delta, is_unit),
-                     self._regions(self.writes, statement, iterator, delta, is_unit),
-                     predicate=predicate)
+        return Block("", self._wrap_waits(body, waits, iterator), predicate=predicate)
 
     def _copy(self, iterator: PrimExpr) -> PrimExpr:
         """The unrolled copy index of ``iterator``."""
@@ -294,6 +277,49 @@ class Emitter:
         waiting = AsyncWaitQueue(wait.queue, count_expression(wait.counts, copy),
                                  Evaluate(IntImm(0)))
         return Block("", waiting, predicate=copies_condition(wait.counts, copy))
+
+
+class _Mentions(IRVisitor):
+    """Collects the ids of the nodes under which a variable occurs."""
+
+    def __init__(self, var: Var):
+        self.var = var
+        self.path: list[int] = []
+        self.found: set[int] = set()
+
+    def visit(self, node) -> None:
+        self.path.append(id(node))
+        super().visit(node)
+        self.path.pop()
+
+    def visit_var(self, node: Var) -> None:
+        if node is self.var:
+            self.found.update(self.path)
+
+
+class _LoopVarSubstituter(IRMutator):
+    """Replaces the loop variable in one statement, again and again; subtrees without
+    it are kept as they are without being walked."""
+
+    def __init__(self, stmt: Stmt, loop_var: Var):
+        finder = _Mentions(loop_var)
+        finder.visit(stmt)
+        self.stmt = stmt
+        self.loop_var = loop_var
+        self.containing = finder.found
+        self.replacement: PrimExpr = loop_var
+
+    def apply(self, replacement: PrimExpr) -> Stmt:
+        self.replacement = replacement
+        return self.visit(self.stmt)
+
+    def visit(self, node):
+        if id(node) not in self.containing:
+            return node
+        return super().visit(node)
+
+    def visit_var(self, node: Var) -> PrimExpr:
+        return self.replacement if node is self.loop_var else node
 
 
 class _ConstantFolder(IRMutator):
@@ -316,9 +342,8 @@ class _ConstantFolder(IRMutator):
 
 
 def _block(body: Stmt) -> Block:
-    """An unnamed block around ``body`` declaring what it reads and writes."""
-    reads, writes = infer_regions(body)
-    return Block("", body, reads, writes)
+    """An unnamed block around ``body`` (its regions are those of its statements)."""
+    return Block("", body)
 
 
 def _unwrap(body: Stmt) -> Stmt:

@@ -17,7 +17,6 @@ from ...ir import (
     EQ, GE, Block, Buffer, For, IfThenElse, IntImm, IRMutator, PrimExpr, PrimFunc, SeqStmt, Stmt,
     seq,
 )
-from ...arith import infer_regions
 from .annotations import is_pipelined, other_annotations, read_annotation
 from .emit import Emitter, fold_sub
 from .schedule import Schedule, compute_schedule
@@ -81,8 +80,7 @@ def pipeline_loop(loop: For, results: set[Block] = frozenset()) -> Block:
         body = _guarded(schedule, emitter, kept)
     remap = emitter.remap
     allocs = tuple(remap[buffer][0] if buffer in remap else buffer for buffer in local)
-    reads, writes = infer_regions(body, allocs)
-    return Block("", body, reads, writes, allocs)
+    return Block("", body, alloc_buffers=allocs)
 
 
 def _frames(plan: SyncPlan, extent: PrimExpr | int, prologue_length: int, loop: For

@@ -98,47 +98,86 @@ class Schedule:
 
 # Access regions ------------------------------------------------------------------------
 class _RegionTest:
-    """Decides whether two regions of one buffer may overlap when their loop-variable
-    instances are ``distance`` iterations apart; cached, sound (unknown means overlap)."""
+    """Decides whether two accesses to one buffer may overlap when their statements'
+    instances are ``distance`` iterations apart: constant indices that differ never
+    overlap; accesses that move with the loop variable are compared over their relaxed
+    regions by the analyzer. Sound: what is not proved disjoint overlaps. Cached."""
 
     def __init__(self, loop: For):
         self.loop_var = loop.loop_var
         self.analyzer = Analyzer()
+        self.relaxed: dict[int, dict[Buffer, BufferRegion]] = {}
+        self.moving: dict[int, bool] = {}
         self.cache: dict[tuple[int, int, int], bool] = {}
 
-    def _mentions_loop_var(self, region: BufferRegion) -> bool:
-        found = []
+    def _moves(self, region: BufferRegion) -> bool:
+        known = self.moving.get(id(region))
+        if known is None:
+            known = self.moving[id(region)] = mentions(region, self.loop_var)
+        return known
 
-        class _Finder(IRVisitor):
-            def visit_var(inner, node):
-                if node is self.loop_var:
-                    found.append(node)
-
-        _Finder().visit(region)
-        return bool(found)
-
-    def may_overlap(self, producer: BufferRegion, consumer: BufferRegion, distance: int) -> bool:
-        if distance != 0 and not (self._mentions_loop_var(producer)
-                                  or self._mentions_loop_var(consumer)):
-            distance = 0
-        key = (id(producer), id(consumer), distance)
+    def may_overlap(self, producer: "PipelineStatement", producer_region: BufferRegion,
+                    consumer: "PipelineStatement", consumer_region: BufferRegion,
+                    distance: int) -> bool:
+        moving = self._moves(producer_region) or self._moves(consumer_region)
+        if not moving:
+            return not _constant_disjoint_regions(producer_region, consumer_region)
+        if distance == 0:
+            return True
+        key = (id(producer_region), id(consumer_region), distance)
         known = self.cache.get(key)
         if known is None:
-            known = self._decide(producer, consumer, distance)
+            known = self._relaxed_overlap(producer, consumer, producer_region.buffer, distance)
             self.cache[key] = known
         return known
 
-    def _decide(self, producer: BufferRegion, consumer: BufferRegion, distance: int) -> bool:
-        if distance:
-            producer = substitute(producer, {self.loop_var: self.loop_var - distance})
-        for left, right in zip(producer.region, consumer.region):
-            if _constant_disjoint(left, right):
+    def _relaxed_region(self, statement: "PipelineStatement", buffer: Buffer
+                        ) -> BufferRegion | None:
+        table = self.relaxed.get(id(statement))
+        if table is None:
+            reads, writes = infer_regions(statement.stmt)
+            table = {}
+            for region in reads + writes:
+                table.setdefault(region.buffer, region)
+            self.relaxed[id(statement)] = table
+        return table.get(buffer)
+
+    def _relaxed_overlap(self, producer: "PipelineStatement", consumer: "PipelineStatement",
+                         buffer: Buffer, distance: int) -> bool:
+        left = self._relaxed_region(producer, buffer)
+        right = self._relaxed_region(consumer, buffer)
+        if left is None or right is None:
+            return True
+        left = substitute(left, {self.loop_var: self.loop_var - distance})
+        for first, second in zip(left.region, right.region):
+            if _constant_disjoint(first, second):
                 return False
-        for left, right in zip(producer.region, consumer.region):
-            if (self.analyzer.can_prove(left.min + left.extent <= right.min)
-                    or self.analyzer.can_prove(right.min + right.extent <= left.min)):
+            if (self.analyzer.can_prove(first.min + first.extent <= second.min)
+                    or self.analyzer.can_prove(second.min + second.extent <= first.min)):
                 return False
         return True
+
+
+class _VarFinder(IRVisitor):
+    def __init__(self, var: Var):
+        self.var = var
+        self.found = False
+
+    def visit_var(self, node: Var) -> None:
+        if node is self.var:
+            self.found = True
+
+
+def mentions(node, var: Var) -> bool:
+    """Whether ``var`` occurs in ``node``."""
+    finder = _VarFinder(var)
+    finder.visit(node)
+    return finder.found
+
+
+def _constant_disjoint_regions(left: BufferRegion, right: BufferRegion) -> bool:
+    return any(_constant_disjoint(first, second)
+               for first, second in zip(left.region, right.region))
 
 
 def _constant_disjoint(left: Range, right: Range) -> bool:
@@ -180,10 +219,49 @@ def _double_buffered(stmts: Iterable[Stmt]) -> set[Buffer]:
     return chosen
 
 
+class _Accesses(IRVisitor):
+    """Every access of a statement as a region of single elements (loop variables of
+    the statement left free), in order; a block that declares its regions gives those."""
+
+    def __init__(self) -> None:
+        self.reads: list[BufferRegion] = []
+        self.writes: list[BufferRegion] = []
+
+    @staticmethod
+    def _point(buffer: Buffer, indices) -> BufferRegion:
+        return BufferRegion(buffer, tuple(Range(index, IntImm(1, index.dtype))
+                                          for index in indices))
+
+    def visit_buffer_load(self, node) -> None:
+        super().visit_buffer_load(node)
+        self.reads.append(self._point(node.buffer, node.indices))
+
+    def visit_buffer_store(self, node) -> None:
+        super().visit_buffer_store(node)
+        self.writes.append(self._point(node.buffer, node.indices))
+
+    def visit_call(self, node) -> None:
+        # An opaque call may read or write any buffer it is given.
+        for arg in node.args:
+            region = BufferRegion.full(arg) if isinstance(arg, Buffer) else arg
+            if isinstance(region, BufferRegion):
+                self.reads.append(region)
+                self.writes.append(region)
+            elif isinstance(arg, PrimExpr):
+                self.visit(arg)
+
+    def visit_block(self, node: Block) -> None:
+        if node.reads or node.writes:
+            self.reads.extend(node.reads)
+            self.writes.extend(node.writes)
+        else:
+            super().visit_block(node)
+
+
 def _regions(stmt: Stmt) -> tuple[tuple[BufferRegion, ...], tuple[BufferRegion, ...]]:
-    if isinstance(stmt, Block) and (stmt.reads or stmt.writes):
-        return stmt.reads, stmt.writes
-    return infer_regions(stmt)
+    accesses = _Accesses()
+    accesses.visit(stmt)
+    return tuple(accesses.reads), tuple(accesses.writes)
 
 
 def _check_dependencies(loop: For, statements: Sequence[PipelineStatement]) -> None:
@@ -249,23 +327,29 @@ def _versions(statements: Sequence[PipelineStatement], local_buffers: Sequence[B
     wait), so ``use - def + 1`` copies keep every live value apart. Two copies reduce to
     one when no writer's next instance runs before a reader of the current one is done.
     """
+    local = set(local_buffers)
+    writers: dict[Buffer, list] = {}
+    readers: dict[Buffer, list] = {}
+    for statement in statements:
+        for table, regions_of in ((writers, statement.writes), (readers, statement.reads)):
+            for region in regions_of:
+                if region.buffer in local:
+                    table.setdefault(region.buffer, []).append((statement, region))
     versions: dict[Buffer, int] = {}
     for buffer in local_buffers:
-        writers = [(statement, region) for statement in statements
-                   for region in statement.writes if region.buffer is buffer]
-        if not writers:
+        written = writers.get(buffer)
+        if not written:
             continue
-        readers = [(statement, region) for statement in statements
-                   for region in statement.reads if region.buffer is buffer]
-        define = min(statement.stage for statement, _ in writers)
-        use = max((statement.stage + int(statement.is_async) for statement, _ in readers),
+        read = readers.get(buffer, [])
+        define = min(statement.stage for statement, _ in written)
+        use = max((statement.stage + int(statement.is_async) for statement, _ in read),
                   default=define)
         count = max(use - define + 1, 1)
         if count == 2 and not any(
                 (reader.stage + int(reader.is_async) == writer.stage + 1)
                 and (reader.is_async or writer.position < reader.position)
-                and regions.may_overlap(write, read, -1)
-                for writer, write in writers for reader, read in readers):
+                and regions.may_overlap(writer, write, reader, region, -1)
+                for writer, write in written for reader, region in read):
             count = 1
         if count == 1 and buffer in double_buffered:
             count = 2
@@ -298,6 +382,8 @@ def _commit_groups(statements: Sequence[PipelineStatement], queues: Mapping[int,
     groups: list[CommitGroup] = []
     group_of: list[int | None] = [None] * len(statements)
     current: list[PipelineStatement] = []
+    written: set[Buffer] = set()
+    read: set[Buffer] = set()
 
     def close() -> None:
         if current:
@@ -307,15 +393,21 @@ def _commit_groups(statements: Sequence[PipelineStatement], queues: Mapping[int,
             for member in current:
                 group_of[member.position] = len(groups) - 1
             current.clear()
+            written.clear()
+            read.clear()
 
     for statement in statements:
         if not statement.is_async:
             close()
             continue
-        if current and (current[0].stage != statement.stage or any(
-                True for member in current for _ in _conflicts(member, statement))):
+        reads = {region.buffer for region in statement.reads}
+        writes = {region.buffer for region in statement.writes}
+        if current and (current[0].stage != statement.stage or reads & written
+                        or writes & (written | read)):
             close()
         current.append(statement)
+        written.update(writes)
+        read.update(buffer for buffer in reads if buffer.scope != "global")
     close()
     return tuple(groups), tuple(group_of)
 
@@ -323,21 +415,38 @@ def _commit_groups(statements: Sequence[PipelineStatement], queues: Mapping[int,
 def _dependencies(statements: Sequence[PipelineStatement], versions: Mapping[Buffer, int],
                   regions: _RegionTest, horizon: int) -> tuple[Dependency, ...]:
     """Every (asynchronous producer, consumer) pair with the distances they conflict at."""
+    accesses: dict[Buffer, list[tuple[PipelineStatement, BufferRegion, bool]]] = {}
+    for statement in statements:
+        for region in statement.reads:
+            accesses.setdefault(region.buffer, []).append((statement, region, False))
+        for region in statement.writes:
+            accesses.setdefault(region.buffer, []).append((statement, region, True))
     found = []
     for producer in statements:
         if not producer.is_async:
             continue
-        for consumer in statements:
+        # (consumer position, buffer, kind) -> distances
+        distances: dict[tuple[int, Buffer, str], set[int]] = {}
+        pairs = [(region, consumer, other, "read" if not writes else "write")
+                 for region in producer.writes
+                 for consumer, other, writes in accesses[region.buffer]]
+        pairs += [(region, consumer, other, "write")
+                  for region in producer.reads if region.buffer.scope != "global"
+                  for consumer, other, writes in accesses[region.buffer] if writes]
+        for region, consumer, other, kind in pairs:
             # The producer's instance j - d precedes the consumer's instance j from here on.
             first = producer.stage - consumer.stage + int(producer.position >= consumer.position)
-            for buffer, producer_region, consumer_region, kind in _conflicts(producer, consumer):
-                count = versions.get(buffer, 1)
-                distances = tuple(
-                    distance for distance in range(first, first + horizon)
-                    if (count == 1 or distance % count == 0)
-                    and (count > 1 or regions.may_overlap(producer_region, consumer_region,
-                                                          distance)))
-                if distances:
-                    found.append(Dependency(producer.position, consumer.position, buffer,
-                                            distances, kind))
+            count = versions.get(region.buffer, 1)
+            chosen = distances.setdefault((consumer.position, region.buffer, kind), set())
+            chosen.update(
+                distance for distance in range(first, first + horizon)
+                if distance not in chosen
+                and (count == 1 or distance % count == 0)
+                and (count > 1 or regions.may_overlap(producer, region, consumer, other,
+                                                      distance)))
+        for (consumer, buffer, kind), chosen in sorted(distances.items(),
+                                                       key=lambda item: item[0][0]):
+            if chosen:
+                found.append(Dependency(producer.position, consumer, buffer,
+                                        tuple(sorted(chosen)), kind))
     return tuple(found)
