@@ -18,8 +18,8 @@ from tilepipe.backend.cuda.codegen import generate
 from tilepipe.backend.cuda.compiler import compile_source, find_nvcc
 from tilepipe.backend.cuda.sass import disassemble, find_cuobjdump
 from tilepipe.ir import (
-    AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Call, Evaluate, IntImm, IRMutator, Var, as_int,
-    assert_structural_equal, post_order_visit, seq, substitute,
+    AsyncCommitQueue, AsyncScope, AsyncWaitQueue, BufferRegion, Call, Evaluate, IntImm,
+    IRMutator, Var, as_int, assert_structural_equal, post_order_visit, seq, substitute,
 )
 from tilepipe.kernels.gemm import KernelConfigError, gemm, gemm_small
 from tilepipe.script import parse
@@ -194,6 +194,20 @@ def test_pipelined_gemm_has_the_seeds_groups_and_counts(pipelined):
     values = [as_int(Analyzer().simplify(substitute(epilogue, {copy: IntImm(k)})))
               for k in range(3)]
     assert values == [1, 0, 0]
+
+
+def test_pipeline_rings_the_intrinsics_buffer_arguments(pipelined):
+    """ldmatrix and mma address the shared tiles in a 4-deep ring and the fragments in a
+    double buffer, through the leading dimension the transform adds to their regions."""
+    shapes = {}
+    for call in _nodes(pipelined.body, Call):
+        for region in call.args:
+            if isinstance(region, BufferRegion):
+                assert len(region.region) == len(region.buffer.shape)
+                shapes[region.buffer.name] = tuple(as_int(extent) for extent in region.buffer.shape)
+    assert shapes == {"A_shared": (4, 32, 40), "B_shared": (4, 32, 40),
+                      "A_warp": (2, 1, 16, 16), "B_warp": (2, 1, 16, 16),
+                      "C_warp": (1, 2, 16, 8), "C": (64, 64)}
 
 
 def test_lowered_gemm_waits_are_immediates_in_execution_order(lowered):
