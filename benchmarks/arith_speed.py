@@ -1,7 +1,7 @@
 """Speed of the arithmetic layer on the questions the pipeline transform asks.
 
-Prints one row per workload: calls per second (median of repeated timed runs) and the
-time of one call. Run: ``python3 benchmarks/arith_speed.py [--repeats N]``.
+Prints one row per workload: calls per second and microseconds per call (median of
+repeated timed runs, wall clock), and the CPU time per call. Run: ``python3 benchmarks/arith_speed.py [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ from tilepipe.ir import (
 )
 
 
-def _timed(call: Callable[[], object], calls: int, repeats: int) -> float:
-    """Median seconds per call over ``repeats`` runs of ``calls`` calls."""
-    samples = []
+def _timed(call: Callable[[], object], calls: int, repeats: int) -> tuple[float, float]:
+    """Median wall-clock and CPU seconds per call over ``repeats`` runs of ``calls`` calls
+    (CPU time is the steadier figure on a shared machine)."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
         for _ in range(calls):
             call()
-        samples.append((time.perf_counter() - start) / calls)
-    return statistics.median(samples)
+        wall.append((time.perf_counter() - start_wall) / calls)
+        cpu.append((time.process_time() - start_cpu) / calls)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def _workloads():
@@ -81,12 +83,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    print(f"{'workload':44} {'calls/s':>12} {'us/call':>10}")
-    print("-" * 68)
+    print(f"{'workload':44} {'calls/s':>10} {'us/call':>9} {'cpu us/call':>12}")
+    print("-" * 78)
     for name, per_call, call, calls in _workloads():
         call()  # warm caches that every later call would also find warm
-        seconds = _timed(call, calls, args.repeats) / per_call
-        print(f"{name:44} {1 / seconds:12,.0f} {seconds * 1e6:10.1f}")
+        wall, cpu = (seconds / per_call for seconds in _timed(call, calls, args.repeats))
+        print(f"{name:44} {1 / wall:10,.0f} {wall * 1e6:9.1f} {cpu * 1e6:12.1f}")
     print(f"\nislpy answers cached: {presburger.cached_answers()}")
 
 

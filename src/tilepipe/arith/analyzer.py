@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from ..ir import (
-    EQ, GE, GT, LE, LT, And, FloorDiv, FloorMod, IntImm, Max, Min, Not, Or, PrimExpr, Range,
+    EQ, GE, GT, LE, LT, NE, And, FloorDiv, FloorMod, IntImm, Max, Min, Not, Or, PrimExpr, Range,
     Var, convert, is_int_dtype,
 )
 from . import interval, presburger
@@ -16,6 +16,7 @@ from .linear import LinearForm, structural_key, variables_of
 from .simplify import Simplifier
 
 _PRESBURGER_ATOMS = (FloorDiv, FloorMod, Min, Max)
+_ORDERINGS = (LT, LE, GT, GE, EQ, NE)
 
 
 class Analyzer:
@@ -35,7 +36,7 @@ class Analyzer:
         self._constraint_bounds: dict[Var, Interval] = {}
         self._symbolic: set[Var] = set()
         self._bounds: dict[Var, Interval] = {}
-        self._proofs: dict[tuple, bool] = {}
+        self._proofs: dict[tuple, tuple[PrimExpr, bool]] = {}
         self._evaluator = BoundEvaluator(self.var_bound)
         self._simplifier = Simplifier(self)
 
@@ -100,7 +101,12 @@ class Analyzer:
 
     def can_prove(self, cond: PrimExpr | bool) -> bool:
         """True only if ``cond`` holds for every value of the bound variables."""
-        simplified = self._simplifier.simplify(convert(cond))
+        cond = convert(cond)
+        if type(cond) in _ORDERINGS and is_int_dtype(cond.a.dtype) and is_int_dtype(cond.b.dtype):
+            # The common case, decided without building the simplified expression.
+            difference = self._simplifier.linear(cond.a).add(self._simplifier.linear(cond.b), -1)
+            return self._simplifier.decide(type(cond), difference) is True
+        simplified = self._simplifier.simplify(cond)
         if isinstance(simplified, IntImm):
             return simplified.value != 0
         if isinstance(simplified, And):
@@ -160,12 +166,13 @@ class Analyzer:
     def prove_exact(self, cond: PrimExpr) -> bool:
         """The islpy proof of ``cond`` under the ranges and constraints."""
         key = structural_key(cond)
-        answer = self._proofs.get(key)
-        if answer is None:
+        known = self._proofs.get(key)
+        if known is None:
             answer = presburger.prove(cond, self._ranges, self._constraints,
                                       self._evaluator.expr_bound)
-            self._proofs[key] = answer
-        return answer
+            # The condition is kept so that the identities in its key stay unique.
+            known = self._proofs[key] = (cond, answer)
+        return known[1]
 
     def _forget_derived(self) -> None:
         """Drop what was derived from the ranges and constraints before they changed."""

@@ -16,7 +16,7 @@ from ..ir import (
     EQ, GE, GT, LE, LT, NE, Add, And, FloorDiv, FloorMod, IntImm, Max, Min, Mul, Not, Or,
     PrimExpr, Range, Sub, Var, is_int_dtype,
 )
-from .interval import Interval
+from .interval import Interval, dtype_interval
 from .linear import structural_key
 
 _RELATIONS = {LT: "<", LE: "<=", GT: ">", GE: ">=", EQ: "=", NE: "!="}
@@ -86,6 +86,9 @@ class _SetText:
             name, new = self._dimension(("var", id(expr)))
             if new:
                 self.new_vars.append(expr)
+                low, high = dtype_interval(expr.dtype)
+                if low is not None:
+                    self.domain.append(f"{low} <= {name} <= {high}")
             return name
         # Every operand is parenthesized: ISL's parser gives unary minus and mod
         # surprising precedence (it reads "-2*-1 mod 2" as 2).

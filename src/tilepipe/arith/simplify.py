@@ -172,14 +172,14 @@ class Simplifier:
         right = self.linear(expr.b)
         difference = left.add(right, -1)
         is_min = type(expr) is Min
-        left_smaller = self._decide(LE, difference)
+        left_smaller = self.decide(LE, difference)
         if left_smaller is not None:
             return left if left_smaller == is_min else right
-        if self._decide(GE, difference) is True:
+        if self.decide(GE, difference) is True:
             return right if is_min else left
         return self._atom(type(expr)(left.to_expr(dtype), right.to_expr(dtype)))
 
-    def _decide(self, kind: type, difference: LinearForm) -> bool | None:
+    def decide(self, kind: type, difference: LinearForm) -> bool | None:
         """The truth of ``difference <op> 0`` for all bound values, if it can be decided."""
         decided = decide_comparison(kind, self.analyzer.form_bound(difference))
         if decided is not None or not self.analyzer.exact_may_help(
@@ -225,7 +225,7 @@ class Simplifier:
             return kind(left, right, expr.span)
         left = self.linear(expr.a)
         right = self.linear(expr.b)
-        decided = self._decide(kind, left.add(right, -1))
+        decided = self.decide(kind, left.add(right, -1))
         if decided is not None:
             return _true(decided)
         if right.is_constant and left.constant != 0:
