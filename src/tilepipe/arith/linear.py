@@ -143,6 +143,25 @@ class LinearForm:
                     del terms[key]
         return LinearForm(terms, self.constant + other.constant * factor)
 
+    def add_term(self, key: tuple, atom: PrimExpr, coefficient: int) -> None:
+        """Add ``coefficient * atom`` in place."""
+        entry = self.terms.get(key)
+        if entry is None:
+            if coefficient:
+                self.terms[key] = [atom, coefficient]
+        else:
+            entry[1] += coefficient
+            if entry[1] == 0:
+                del self.terms[key]
+
+    def add_in_place(self, other: "LinearForm", factor: int = 1) -> None:
+        """Add ``factor * other`` to this form."""
+        if factor == 0:
+            return
+        for key, (atom, coefficient) in other.terms.items():
+            self.add_term(key, atom, coefficient * factor)
+        self.constant += other.constant * factor
+
     def scaled(self, factor: int) -> "LinearForm":
         if factor == 0:
             return LinearForm.of_constant(0)

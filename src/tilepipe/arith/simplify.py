@@ -66,23 +66,40 @@ class Simplifier:
     # Integer expressions -----------------------------------------------------------------
     def linear(self, expr: PrimExpr) -> LinearForm:
         """The canonical affine form of an integer expression."""
+        form = LinearForm()
+        self._accumulate(expr, 1, form)
+        return form
+
+    def _accumulate(self, expr: PrimExpr, factor: int, form: LinearForm) -> None:
+        """Add ``factor * expr`` to ``form`` in place (sums are walked, not rebuilt)."""
         kind = type(expr)
         if kind is IntImm:
-            return LinearForm.of_constant(expr.value)
-        if kind is Var:
-            return LinearForm.of_atom(expr)
-        if kind is Add:
-            return self.linear(expr.a).add(self.linear(expr.b))
-        if kind is Sub:
-            return self.linear(expr.a).add(self.linear(expr.b), -1)
-        if kind is Mul:
-            left = self.linear(expr.a)
+            form.constant += factor * expr.value
+        elif kind is Var:
+            form.add_term(("var", id(expr)), expr, factor)
+        elif kind is Add:
+            self._accumulate(expr.a, factor, form)
+            self._accumulate(expr.b, factor, form)
+        elif kind is Sub:
+            self._accumulate(expr.a, factor, form)
+            self._accumulate(expr.b, -factor, form)
+        elif kind is Mul:
             right = self.linear(expr.b)
             if right.is_constant:
-                return left.scaled(right.constant)
+                self._accumulate(expr.a, factor * right.constant, form)
+                return
+            left = self.linear(expr.a)
             if left.is_constant:
-                return right.scaled(left.constant)
-            return self._atom(Mul(left.to_expr(expr.dtype), right.to_expr(expr.dtype)))
+                form.add_in_place(right, factor * left.constant)
+            else:
+                product = Mul(left.to_expr(expr.dtype), right.to_expr(expr.dtype))
+                form.add_in_place(self._atom(product), factor)
+        else:
+            form.add_in_place(self._nonlinear(expr), factor)
+
+    def _nonlinear(self, expr: PrimExpr) -> LinearForm:
+        """The form of an expression that is not a sum or a product."""
+        kind = type(expr)
         if kind is FloorDiv or kind is FloorMod:
             return self._division(expr)
         if kind is Min or kind is Max:
