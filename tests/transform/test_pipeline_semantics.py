@@ -120,3 +120,44 @@ def test_async_last_stage_is_drained():
     func = producer_consumer(1, False, [0, 1], [0, 1], [0, 1], 0, 6)
     pipelined = check_pipeline(func)
     assert "T.evaluate(0)" in pipelined.script()
+
+
+ATTENTION = '''from tilepipe import script as T
+
+
+@T.prim_func
+def attention(Q: T.Buffer((4, 8), "float32"), K: T.Buffer((4, 64), "float32"), O: T.Buffer((4, 8), "float32"), S: T.Buffer((4, 1), "float32"){params}):
+    for tx in T.thread_binding(4, thread="threadIdx.x"):
+        with T.block():
+            Q_shared = T.alloc_buffer((4, 8), dtype="float32", scope="shared")
+            with T.attr(0, "async_scope", 1):
+                for e in T.serial(8):
+                    Q_shared[tx, e] = Q[tx, e]
+{between}            for k in T.serial({extent}, annotations={{"software_pipeline_stage": [0, 2], "software_pipeline_order": [0, 1], "software_pipeline_async_stages": [0]}}):
+                with T.block():
+                    K_shared = T.alloc_buffer((4, 8), dtype="float32", scope="shared")
+                    for e in T.serial(8):
+                        K_shared[tx, e] = K[tx, k * 8 + e]
+                    for e in T.serial(8):
+                        O[tx, e] = O[tx, e] + Q_shared[tx, e] * K_shared[tx, e]
+'''
+
+READ_Q_BEFORE_LOOP = '''            S[tx, 0] = T.float32(1)
+            S[tx, 0] = S[tx, 0] + Q_shared[tx, 0]
+'''
+
+
+@pytest.mark.parametrize("between", ["", READ_Q_BEFORE_LOOP], ids=["loop-reads", "read-before"])
+@pytest.mark.parametrize("extent, dims", [("8", None), ("1", None), ("n", {"n": 3})])
+def test_async_statement_before_the_loop(between, extent, dims):
+    """The Q tile copied asynchronously before the loop: its own commit group, waited
+    for right before the first statement that reads it; the loop's counts include it."""
+    params = ", n: T.int32" if extent == "n" else ""
+    func = parse(ATTENTION.format(params=params, between=between, extent=extent))
+    pipelined = check_pipeline(func, dims)
+    text = pipelined.script()
+    copy = text.index("Q_shared[tx, e] = Q[tx, e]")
+    assert text.rfind('"async_commit_queue_scope", 0', 0, copy) > text.rfind("T.block", 0, copy)
+    if between:
+        read = text.index("S[tx, 0] + Q_shared[tx, 0]")
+        assert text.rfind('"async_wait_inflight_count", 0', 0, read) > copy

@@ -17,7 +17,7 @@ from ...ir import (
     LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferLoad,
     BufferRegion, BufferStore, Call, EQ, Evaluate, FloorDiv, FloorMod, For, ForKind, IRMutator,
     IRVisitor, IntImm,
-    Max, Mul, Or, PrimExpr, Range, Select, Stmt, Sub, Var, seq, substitute,
+    Max, Mul, Or, PrimExpr, Range, Select, Stmt, Sub, Var, seq,
 )
 from .schedule import PipelineStatement, Schedule
 from .sync import BODY, SectionPlan, SyncPlan, Wait

@@ -12,14 +12,15 @@ pipeline of that constant extent, so that every wait is exact for every ``n``.
 
 from __future__ import annotations
 
-from ...errors import PipelineError
+from typing import Sequence
+
 from ...ir import (
-    EQ, GE, Block, Buffer, For, IfThenElse, IntImm, IRMutator, PrimExpr, PrimFunc, SeqStmt, Stmt,
-    seq,
+    EQ, GE, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, For, IfThenElse,
+    IntImm, IRMutator, PrimExpr, PrimFunc, SeqStmt, Stmt, seq,
 )
 from .annotations import is_pipelined, other_annotations, read_annotation
 from .emit import Emitter, fold_sub
-from .schedule import Schedule, compute_schedule
+from .schedule import PipelineStatement, Schedule, compute_schedule, conflicts, regions_of
 from .sync import (
     BODY, PROLOGUE, SyncPlan, plan_synchronization, steady_prologue_length, steady_window,
 )
@@ -41,9 +42,30 @@ class _Injector(IRMutator):
         loop = super().visit_for(node)
         if not is_pipelined(loop):
             return loop
-        result = pipeline_loop(loop, self.results)
+        result, _ = pipeline_loop(loop, self.results)
         self.results.add(result)
         return result
+
+    def visit_seq_stmt(self, node: SeqStmt) -> Stmt:
+        """Loops in a sequence: asynchronous statements before one are committed as
+        groups of its first queue and waited for before the first statement that needs
+        them (in between, or in the pipeline whose counts include them)."""
+        stmts: list[Stmt] = []
+        changed = False
+        for child in node.stmts:
+            if not (isinstance(child, For) and is_pipelined(child)):
+                stmts.append(self.visit(child))
+                changed = changed or stmts[-1] is not child
+                continue
+            loop = super().visit_for(child)
+            preloop = [index for index, stmt in enumerate(stmts) if isinstance(stmt, AsyncScope)]
+            result, queue = pipeline_loop(loop, self.results, [stmts[i] for i in preloop])
+            self.results.add(result)
+            if preloop:
+                stmts = _commit_preloop(stmts, preloop, queue)
+            stmts.append(result)
+            changed = True
+        return SeqStmt(tuple(stmts), node.span) if changed else node
 
 
 def _loop_body(loop: For, results: set[Block]) -> tuple[list[Stmt], list[Buffer]]:
@@ -64,11 +86,13 @@ def _loop_body(loop: For, results: set[Block]) -> tuple[list[Stmt], list[Buffer]
     return stmts, local
 
 
-def pipeline_loop(loop: For, results: set[Block] = frozenset()) -> Block:
-    """The pipeline of one annotated loop whose inner loops are already pipelined."""
+def pipeline_loop(loop: For, results: set[Block] = frozenset(), preloop: Sequence[Stmt] = ()
+                  ) -> tuple[Block, int]:
+    """The pipeline of one annotated loop whose inner loops are already pipelined, and
+    the queue that the asynchronous statements ``preloop`` before it are committed to."""
     stmts, local = _loop_body(loop, results)
     annotation = read_annotation(loop, len(stmts))
-    schedule = compute_schedule(loop, stmts, local, annotation)
+    schedule = compute_schedule(loop, stmts, local, annotation, preloop)
     emitter = Emitter(schedule, loop.extent)
     kept = other_annotations(loop.annotations)
     stages = schedule.max_stage
@@ -80,7 +104,36 @@ def pipeline_loop(loop: For, results: set[Block] = frozenset()) -> Block:
         body = _guarded(schedule, emitter, kept)
     remap = emitter.remap
     allocs = tuple(remap[buffer][0] if buffer in remap else buffer for buffer in local)
-    return Block("", body, alloc_buffers=allocs)
+    queue = schedule.preloop[0].queue if schedule.preloop else 0
+    return Block("", body, alloc_buffers=allocs), queue
+
+
+def _commit_preloop(stmts: list[Stmt], preloop: Sequence[int], queue: int) -> list[Stmt]:
+    """Each asynchronous statement before the loop in a group of its own, and a wait
+    before each later statement (before the loop) that touches what a group in flight
+    may still access."""
+    result: list[Stmt] = []
+    groups: list[PipelineStatement] = []  # committed so far, oldest first
+    in_flight = 0
+    for index, stmt in enumerate(stmts):
+        if index in preloop:
+            reads, writes = regions_of(stmt)
+            groups.append(PipelineStatement(index, -1, stmt, 0, -1, True, reads, writes))
+            result.append(AsyncCommitQueue(queue, stmt))
+            in_flight += 1
+            continue
+        if groups:
+            reads, writes = regions_of(stmt)
+            statement = PipelineStatement(index, -1, stmt, 0, -1, False, reads, writes)
+            newest = max((number for number, group in enumerate(groups)
+                          if any(True for _ in conflicts(group, statement))), default=None)
+            if newest is not None:
+                count = len(groups) - 1 - newest
+                if in_flight > count:
+                    stmt = AsyncWaitQueue(queue, IntImm(count), stmt)
+                    in_flight = count
+        result.append(stmt)
+    return result
 
 
 def _frames(plan: SyncPlan, extent: PrimExpr | int, prologue_length: int, loop: For

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from ...arith import Analyzer, infer_regions
-from ...errors import PipelineError
 from ...ir import (
     AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, For, IRVisitor, IntImm,
     PrimExpr, Range, Stmt, Var, substitute,
@@ -80,6 +79,19 @@ class Dependency:
 
 
 @dataclass(frozen=True, eq=False)
+class PreloopProducer:
+    """An asynchronous statement before the loop, committed as a group of its own on
+    ``queue`` before the prologue; ``consumers`` are the loop statements (emission
+    positions) whose accesses conflict with it, with the kind of conflict."""
+
+    stmt: Stmt
+    queue: int
+    reads: tuple[BufferRegion, ...]
+    writes: tuple[BufferRegion, ...]
+    consumers: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True, eq=False)
 class Schedule:
     """Everything the emission and the synchronization need to know about a loop."""
 
@@ -94,6 +106,15 @@ class Schedule:
     dependencies: tuple[Dependency, ...]
     horizon: int
     consumers: Mapping[int, tuple[Dependency, ...]] = field(default_factory=dict)
+    preloop: tuple[PreloopProducer, ...] = ()
+
+    def waited_queues(self, position: int) -> set[int]:
+        """The queues the statement at ``position`` may have to wait on."""
+        queues = {self.groups[self.group_of[dependency.producer]].queue
+                  for dependency in self.consumers.get(position, ())}
+        queues.update(producer.queue for producer in self.preloop
+                      if any(consumer == position for consumer, _ in producer.consumers))
+        return queues
 
 
 # Access regions ------------------------------------------------------------------------
@@ -258,7 +279,7 @@ class _Accesses(IRVisitor):
             super().visit_block(node)
 
 
-def _regions(stmt: Stmt) -> tuple[tuple[BufferRegion, ...], tuple[BufferRegion, ...]]:
+def regions_of(stmt: Stmt) -> tuple[tuple[BufferRegion, ...], tuple[BufferRegion, ...]]:
     accesses = _Accesses()
     accesses.visit(stmt)
     return tuple(accesses.reads), tuple(accesses.writes)
@@ -290,14 +311,15 @@ def _check_dependencies(loop: For, statements: Sequence[PipelineStatement]) -> N
 
 
 def compute_schedule(loop: For, stmts: Sequence[Stmt], local_buffers: Sequence[Buffer],
-                     annotation: PipelineAnnotation) -> Schedule:
+                     annotation: PipelineAnnotation, preloop: Sequence[Stmt] = ()) -> Schedule:
     """The schedule of ``loop`` whose body is ``stmts`` (in original order) and whose
-    body block allocates ``local_buffers``; raises :class:`PipelineError` when the
-    annotation breaks a dependency."""
+    body block allocates ``local_buffers``; ``preloop`` are asynchronous statements
+    before the loop. Raises :class:`PipelineError` when the annotation breaks a
+    dependency."""
     emission = sorted(range(len(stmts)), key=lambda index: annotation.orders[index])
     statements = []
     for position, index in enumerate(emission):
-        reads, writes = _regions(stmts[index])
+        reads, writes = regions_of(stmts[index])
         stage = annotation.stages[index]
         statements.append(PipelineStatement(
             index, position, stmts[index], stage, annotation.orders[index],
@@ -313,9 +335,23 @@ def compute_schedule(loop: For, stmts: Sequence[Stmt], local_buffers: Sequence[B
     consumers: dict[int, list[Dependency]] = {}
     for dependency in dependencies:
         consumers.setdefault(dependency.consumer, []).append(dependency)
+    preloop_queue = queues[min(queues)] if queues else base
+    producers = tuple(_preloop_producer(stmt, preloop_queue, statements) for stmt in preloop)
     return Schedule(loop, tuple(statements), annotation.max_stage, tuple(local_buffers),
                     versions, queues, groups, group_of, dependencies, horizon,
-                    {key: tuple(value) for key, value in consumers.items()})
+                    {key: tuple(value) for key, value in consumers.items()}, producers)
+
+
+def _preloop_producer(stmt: Stmt, queue: int, statements: Sequence[PipelineStatement]
+                      ) -> PreloopProducer:
+    reads, writes = regions_of(stmt)
+    producer = PipelineStatement(-1, -1, stmt, 0, -1, True, reads, writes)
+    consumers = []
+    for statement in statements:
+        kinds = {kind for _, _, _, kind in conflicts(producer, statement)}
+        if kinds:
+            consumers.append((statement.position, "read" if "read" in kinds else "write"))
+    return PreloopProducer(stmt, queue, reads, writes, tuple(consumers))
 
 
 def _versions(statements: Sequence[PipelineStatement], local_buffers: Sequence[Buffer],
@@ -331,8 +367,8 @@ def _versions(statements: Sequence[PipelineStatement], local_buffers: Sequence[B
     writers: dict[Buffer, list] = {}
     readers: dict[Buffer, list] = {}
     for statement in statements:
-        for table, regions_of in ((writers, statement.writes), (readers, statement.reads)):
-            for region in regions_of:
+        for table, accesses in ((writers, statement.writes), (readers, statement.reads)):
+            for region in accesses:
                 if region.buffer in local:
                     table.setdefault(region.buffer, []).append((statement, region))
     versions: dict[Buffer, int] = {}
@@ -357,7 +393,7 @@ def _versions(statements: Sequence[PipelineStatement], local_buffers: Sequence[B
     return versions
 
 
-def _conflicts(first: PipelineStatement, second: PipelineStatement
+def conflicts(first: PipelineStatement, second: PipelineStatement
                ) -> Iterable[tuple[Buffer, BufferRegion, BufferRegion, str]]:
     """Pairs of regions of one buffer where ``first`` and ``second`` may conflict."""
     for write in first.writes:

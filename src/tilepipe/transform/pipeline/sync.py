@@ -93,6 +93,15 @@ class _Replay:
                             for index, group in enumerate(schedule.groups)}
         self.counter = {queue: 0 for queue in schedule.queues.values()}
         self.marks: dict[tuple[int, int], int] = {}
+        self.preloop_marks: list[int] = []
+        for producer in schedule.preloop:
+            self.counter[producer.queue] = self.counter.get(producer.queue, 0) + 1
+            self.preloop_marks.append(self.counter[producer.queue])
+        self.preloop_needs: dict[int, list[tuple[int, int, str]]] = {}
+        for index, producer in enumerate(schedule.preloop):
+            for position, kind in producer.consumers:
+                self.preloop_needs.setdefault(position, []).append(
+                    (producer.queue, self.preloop_marks[index], kind))
         # needs[(slot, position)] = {queue: largest safe in-flight count}
         self.needs: dict[tuple[int, int], dict[int, int]] = {}
         self.kinds: dict[tuple[int, int], dict[int, bool]] = {}
@@ -111,9 +120,15 @@ class _Replay:
         if not self.runs(slot, position):
             return
         dependencies = schedule.consumers.get(position, ())
-        if dependencies:
+        preloop = self.preloop_needs.get(position, ())
+        if dependencies or preloop:
             needs: dict[int, int] = {}
             reads: dict[int, bool] = {}
+            for queue, mark, kind in preloop:
+                count = self.counter[queue] - mark
+                if queue not in needs or count < needs[queue]:
+                    needs[queue] = count
+                reads[queue] = reads.get(queue, False) or kind == "read"
             iteration = slot - statement.stage
             for dependency in dependencies:
                 producer = schedule.statements[dependency.producer]
@@ -148,9 +163,7 @@ def _sites(schedule: Schedule, replay: _Replay, section: Section
     open_site: dict[int, int | None] = {}
     sites: dict[tuple[int, int], list[int]] = {}
     for position in present:
-        queues = {schedule.groups[schedule.group_of[dependency.producer]].queue
-                  for dependency in schedule.consumers.get(position, ())}
-        for queue in sorted(queues):
+        for queue in sorted(schedule.waited_queues(position)):
             first = open_site.get(queue)
             if first is None or not all(
                     runs[first][copy] for copy, running in enumerate(runs[position]) if running):
@@ -228,11 +241,18 @@ def steady_prologue_length(schedule: Schedule) -> int:
         for site in _kept_sites(schedule, replay, sections):
             if site.section.kind != BODY:
                 continue
+            values = {}
             for slot in range(site.section.start, site.section.start + site.section.length):
                 found = [replay.needs[(slot, position)][site.queue] for position in site.covered
                          if site.queue in replay.needs.get((slot, position), {})]
-                if not found or min(found) != site.counts[0]:
-                    transient = max(transient, slot + 1)
+                if found:
+                    values[slot] = min(found)
+            # Every run of the body starts at its first slot: that one must need the wait,
+            # with the smallest count of all.
+            if values:
+                smallest = min(values.values())
+                first = min(slot for slot, value in values.items() if value == smallest)
+                transient = max(transient, first)
         if transient == length:
             return length
         length = transient
@@ -287,6 +307,8 @@ def _in_flight(schedule: Schedule, replay: _Replay, sections: Sequence[Section],
         for slot, value in site.per_slot.items():
             at.setdefault((slot, site.first), []).append((site.queue, value))
     flight = {queue: 0 for queue in schedule.queues.values()}
+    for producer in schedule.preloop:
+        flight[producer.queue] = flight.get(producer.queue, 0) + 1
     seen: dict[tuple[int, int], dict] = {}
     for section in sections:
         for slot in range(section.start, section.start + section.length):
