@@ -327,28 +327,46 @@ def _keys_conflict(first: _Key, second: _Key) -> bool:
     return all(a is None or b is None or a == b for a, b in zip(first[1], second[1]))
 
 
-def _classify(leaf: Stmt, elements: float, env: Mapping[Var, int]) -> _Operation | None:
-    """The operation a leaf statement performs ``elements`` times (None: a barrier)."""
+@dataclass(frozen=True)
+class _LeafAccesses:
+    """What a leaf statement touches, independent of loop values (computed once)."""
+
+    loads: tuple[BufferLoad, ...]
+    regions: tuple[BufferRegion, ...]
+    products: tuple[str, ...]
+
+
+def _leaf_accesses(leaf: Stmt) -> _LeafAccesses:
     collector = _Loads()
     if isinstance(leaf, BufferStore):
         collector.visit(leaf.value)
         for index in leaf.indices:
             collector.visit(index)
+        products = tuple(_multiplied_dtypes(leaf.value))
+    else:
+        collector.visit(leaf.value)
+        products = ()
+    return _LeafAccesses(tuple(collector.loads), tuple(collector.regions), products)
+
+
+def _classify(leaf: Stmt, accesses: _LeafAccesses, elements: float,
+              env: Mapping[Var, int]) -> _Operation | None:
+    """The operation a leaf statement performs ``elements`` times (None: a barrier)."""
+    if isinstance(leaf, BufferStore):
         destination = leaf.buffer
         writes = (_key(destination, leaf.indices, env),)
-        reads = tuple(_key(load.buffer, load.indices, env) for load in collector.loads)
-        sources = [load.buffer for load in collector.loads]
+        reads = tuple(_key(load.buffer, load.indices, env) for load in accesses.loads)
+        sources = [load.buffer for load in accesses.loads]
         label = destination.name
-        products = _multiplied_dtypes(leaf.value)
-        if products:
-            unit = "tensor" if all(d in _TENSOR_DTYPES for d in products) else "alu"
+        if accesses.products:
+            unit = ("tensor" if all(d in _TENSOR_DTYPES for d in accesses.products)
+                    else "alu")
             return _Operation(unit, 2 * elements, False, reads, writes, label)
     else:
         call = leaf.value
         if isinstance(call, Call) and call.op in _BARRIERS:
             return None
-        collector.visit(call)
-        regions = collector.regions
+        regions = accesses.regions
         keys = tuple(_region_key(region, env) for region in regions)
         label = call.op if isinstance(call, Call) else "evaluate"
         if not regions:
@@ -471,6 +489,8 @@ class _Model:
         self.body_start: float | None = None
         self.body_end: float | None = None
         self.occurrences: dict[tuple[str, str], int] = {}
+        self.leaves: dict[Stmt, tuple[list[For], Stmt] | None] = {}
+        self.accesses: dict[Stmt, _LeafAccesses] = {}
 
     # Bookkeeping ----------------------------------------------------------------------
     def _record(self, unit: str, start: float, end: float, kind: str, label: str,
@@ -514,7 +534,9 @@ class _Model:
             except _Unknown as unknown:
                 raise ModelError(f"loop extent depends on '{unknown}', which is not bound",
                                  loop.span) from None
-        operation = _classify(leaf, elements, env)
+        if leaf not in self.accesses:
+            self.accesses[leaf] = _leaf_accesses(leaf)
+        operation = _classify(leaf, self.accesses[leaf], elements, env)
         machine = self.machine
         if operation is None:
             start = self.now
@@ -573,8 +595,11 @@ class _Model:
 
     # Statements -----------------------------------------------------------------------
     def run(self, stmt: Stmt, env: dict, threads: float) -> None:
-        leaf = _leaf_statement(stmt)
-        if leaf is not None and not _contains_async(stmt):
+        if stmt not in self.leaves:  # statements repeat every iteration: classify once
+            leaf = _leaf_statement(stmt)
+            self.leaves[stmt] = leaf if leaf is not None and not _contains_async(stmt) else None
+        leaf = self.leaves[stmt]
+        if leaf is not None:
             self._run_leaf(stmt, leaf, env, threads)
             return
         if isinstance(stmt, SeqStmt):
