@@ -181,3 +181,13 @@ def test_negative_constants_reach_islpy_with_their_precedence():
     analyzer.add_constraint(FloorMod(const(-1) * const(-2), const(2)) <= x)
     assert not analyzer.can_prove(j < x)
     assert analyzer.can_prove(j <= x)
+
+
+def test_rebinding_a_range_does_not_leave_stale_bounds():
+    analyzer = Analyzer()
+    analyzer.bind(i, (0, 8))
+    analyzer.add_constraint(k + i // 8 >= 3)
+    assert analyzer.can_prove(k >= 3)
+    analyzer.bind(i, (8, 8))
+    assert analyzer.can_prove(k >= 2)
+    assert not analyzer.can_prove(k >= 3)

@@ -184,7 +184,9 @@ class Analyzer:
         kind = type(cond)
         if kind not in (LT, LE, GT, GE, EQ) or not is_int_dtype(cond.a.dtype):
             return
-        difference = self._simplifier.linear(cond.a).add(self._simplifier.linear(cond.b), -1)
+        # Canonicalized without ranges: the bound must stay true if a range is rebound.
+        unbounded = Analyzer()
+        difference = unbounded.linear_form(cond.a).add(unbounded.linear_form(cond.b), -1)
         if len(difference.terms) != 1:
             return
         ((var, coefficient),) = difference.terms.values()
