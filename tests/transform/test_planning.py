@@ -32,7 +32,7 @@ def simple_compute(num_stages, extent=16, tile=16):
     return PrimFunc("simple_compute", (A, C), body)
 
 
-def register_gemm(num_stages, tile_m=64, tile_k=32):
+def register_gemm(num_stages, tile_m=64, tile_k=32, inner_kind=ForKind.SERIAL):
     """The RFC's GEMM shape: shared copies of A and B, then an inner loop of register
     copies (ldmatrix-like calls) and an mma on the register tiles."""
     A = Buffer("A", (IntImm(1024), IntImm(1024)), "float16", "global")
@@ -49,7 +49,7 @@ def register_gemm(num_stages, tile_m=64, tile_k=32):
             c, IntImm(0), shared.shape[1], ForKind.VECTORIZED,
             BufferStore(shared, BufferLoad(source, (row + r, column + c)), (r, c))))
 
-    inner = For(ki, IntImm(0), IntImm(tile_k // 16), ForKind.SERIAL, seq(
+    inner = For(ki, IntImm(0), IntImm(tile_k // 16), inner_kind, seq(
         Evaluate(Call("handle", "ldmatrix", (A_warp[0:16, 0:16],
                                              A_shared[0:16, ki * 16:ki * 16 + 16]))),
         Evaluate(Call("handle", "ldmatrix", (B_warp[0:16, 0:16],
@@ -98,6 +98,19 @@ def test_register_copy_is_pipelined_between_copies_and_compute(num_stages):
     assert planned["ko"] == {STAGE: (0, 0, last - 1, last, last), ORDER: (0, 1, 3, 2, 4),
                              ASYNC: (0,)}
     assert planned["ki"] == {STAGE: (0, 0, 1), ORDER: (0, 1, 2)}
+
+
+def test_unrolled_inner_loop_is_a_register_pipeline_too():
+    planned = loops_of(plan_pipeline(register_gemm(4, inner_kind=ForKind.UNROLLED)))
+    assert planned["ko"][STAGE] == (0, 0, 2, 3, 3)
+    assert planned["ki"] == {STAGE: (0, 0, 1), ORDER: (0, 1, 2)}
+
+
+def test_single_slice_inner_loop_is_left_alone():
+    # One 16-wide slice: no register double buffer to pipeline; the loop is a consumer.
+    planned = loops_of(plan_pipeline(register_gemm(4, tile_k=16)))
+    assert planned["ko"] == {STAGE: (0, 0, 3), ORDER: (0, 1, 2), ASYNC: (0,)}
+    assert planned["ki"] == {}
 
 
 def test_two_stages_keep_the_register_pipeline_in_the_consumer_stage():

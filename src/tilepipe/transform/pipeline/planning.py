@@ -156,6 +156,8 @@ def _inner_register_pipeline(loop: For, shared: set[Buffer]) -> list[int] | None
     copies ``shared`` tiles into registers and then computes on them; else None."""
     if STAGE in loop.annotations or NUM_STAGES in loop.annotations:
         return None
+    if not (isinstance(loop.extent, IntImm) and loop.extent.value >= 2):
+        return None  # a prologue, a body and an epilogue need two iterations or more
     statements = _loop_statements(loop)
     stages = []
     registers: set[Buffer] = set()
