@@ -11,11 +11,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tilepipe import simulate, verify
+from tilepipe import build, simulate, verify
 from tilepipe.arith import Analyzer
 from tilepipe.backend.cuda import lower
 from tilepipe.backend.cuda.codegen import generate
 from tilepipe.backend.cuda.compiler import compile_source, find_nvcc
+from tilepipe.backend.cuda.runtime import DeviceError, _present_arch
 from tilepipe.backend.cuda.sass import disassemble, find_cuobjdump
 from tilepipe.ir import (
     AsyncCommitQueue, AsyncScope, AsyncWaitQueue, BufferRegion, Call, Evaluate, IntImm,
@@ -245,3 +246,36 @@ def test_compiled_gemm_uses_tensor_cores_ldmatrix_and_cp_async(benchmark_sass, a
     # A whole k slice of a warp's 4 x 8 MMAs per 4 + 4 ldmatrix, and no spilled fragment.
     assert by_kind["HMMA"] * 8 == by_kind["LDSM"] * 32
     assert by_kind["LDL"] == by_kind["STL"] == 0, "fragments spilled to local memory"
+
+
+@pytest.fixture(scope="module")
+def compiled_gemm():
+    """The 128x128x32 four-stage GEMM on a 256x256x128 problem, built for the GPU here
+    (sm_80 where there is none)."""
+    if find_nvcc() is None:
+        pytest.skip("needs nvcc")
+    return build(inject_software_pipeline(gemm(256, 256, 128)))
+
+
+def _problem(seed: int):
+    random = np.random.default_rng(seed)
+    return (random.uniform(-1, 1, (256, 128)).astype(np.float16),
+            random.uniform(-1, 1, (128, 256)).astype(np.float16),
+            np.zeros((256, 256), np.float32))
+
+
+@pytest.mark.nvcc
+def test_built_gemm_without_a_gpu_keeps_its_cubin_and_says_why_it_cannot_run(compiled_gemm):
+    if _present_arch() is not None:
+        pytest.skip("a GPU is present")
+    assert compiled_gemm.cubin[:4] == b"\x7fELF"
+    with pytest.raises(DeviceError, match="GPU|driver|cuda-python"):
+        compiled_gemm(*_problem(seed=0))
+
+
+@pytest.mark.gpu
+def test_gemm_on_the_gpu_equals_the_product(compiled_gemm):
+    a, b, c = _problem(seed=0)
+    compiled_gemm(a, b, c)
+    np.testing.assert_allclose(c, a.astype(np.float32) @ b.astype(np.float32),
+                               rtol=1e-3, atol=1e-3)
