@@ -59,6 +59,7 @@ def scaled_rows(A: T.Buffer((12, 64), "float32"), C: T.Buffer((12, 64), "float32
                         C[2 * k + tx // 64, tx % 64] = \\
                             A_shared[k % 3, tx // 64, tx % 64] * T.float32(3)
                     T.mbarrier_arrive(empty, k % 3)
+                C[tx // 64, tx % 64] = C[tx // 64, tx % 64] + T.float32(1)
             else:
                 if tx == 128:
                     for k in T.serial(6):
@@ -66,8 +67,6 @@ def scaled_rows(A: T.Buffer((12, 64), "float32"), C: T.Buffer((12, 64), "float32
                         T.mbarrier_arrive_expect_tx(full, k % 3, 512)
                         T.tma_load(A_shared[k % 3, 0:2, 0:64], A[k * 2:k * 2 + 2, 0:64],
                                    full, k % 3)
-            if tx < 128:
-                C[tx // 64, tx % 64] = C[tx // 64, tx % 64] + T.float32(1)
 '''
 
 

@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import RaceError, Span
+from ..ir import BufferRegion, IntImm, Range
 from .interpreter import Observer
 from .intrinsics import register
 from .memory import BLOCK
@@ -654,6 +655,14 @@ def _tile(context, region, what: str, span) -> tuple[tuple[slice, ...], tuple[in
     return tuple(slices), tuple(extents)
 
 
+def _concrete(context, region, what: str, span):
+    """``region`` with its bounds evaluated to numbers (equal for all of ``context``)."""
+    slices, _ = _tile(context, region, what, span)
+    return BufferRegion(region.buffer, tuple(
+        Range(IntImm(part.start), IntImm(part.stop - part.start)) for part in slices),
+        region.span)
+
+
 def _poison(array: np.ndarray) -> object:
     if array.dtype.kind == "f":
         return np.nan
@@ -694,7 +703,7 @@ def _tma_load(call, args, context):
             raise BarrierError(
                 f"T.tma_load copies a {list(source_extents)} tile of {source.buffer.name} "
                 f"into a {list(target_extents)} tile of {destination.buffer.name}", call.span)
-        values = issuer.read_region(source, call.span)
+        values = issuer.read_region(_concrete(issuer, source, "source", call.span), call.span)
         storage = memory.storage(destination.buffer, call.span)
         target = storage.array
         element = int(lanes[position])
@@ -820,7 +829,8 @@ def _wgmma_queues(context) -> WarpgroupQueues:
 
 
 def _matrix(context, region, what: str, call) -> np.ndarray:
-    tile = np.asarray(context.read_region(region, call.span))
+    tile = np.asarray(context.read_region(_concrete(context, region, what, call.span),
+                                          call.span))
     shape = _squeezed(tile.shape)
     if len(shape) != 2:
         raise BarrierError(f"T.wgmma: the {what} must be a 2-D tile, got extents "

@@ -142,8 +142,14 @@ def _guard_outside(stmt: Stmt, split: Stmt, condition: PrimExpr, widened_loop: F
     if not _contains(stmt, split):
         return IfThenElse(condition, stmt)
     if isinstance(stmt, SeqStmt):
+        children = list(stmt.stmts)
+        if split in children:  # what follows the loop joins the consumers' branch
+            position = children.index(split)
+            children = children[:position] + [
+                _with_consumer_tail(split, seq(*children[position + 1:]))]
+            split = children[-1]
         return seq(*[_guard_outside(child, split, condition, widened_loop, extent)
-                     for child in stmt.stmts])
+                     for child in children])
     if isinstance(stmt, Block):
         return Block(stmt.name, _guard_outside(stmt.body, split, condition, widened_loop,
                                                extent), stmt.reads, stmt.writes,
@@ -156,6 +162,16 @@ def _guard_outside(stmt: Stmt, split: Stmt, condition: PrimExpr, widened_loop: F
     raise PipelineError(
         "warp specialization needs the pipelined loop directly inside blocks under the "
         f"thread bindings, not inside a {type(stmt).__name__}", getattr(stmt, "span", None))
+
+
+def _with_consumer_tail(split: Stmt, tail: Stmt) -> Stmt:
+    """The roles with ``tail`` run by the consumers after their loop, so that what the
+    consumers keep in registers (accumulators) is not live in the producer's branch."""
+    if isinstance(tail, SeqStmt) and not tail.stmts:
+        return split
+    *initialization, roles = split.stmts
+    return seq(*initialization, IfThenElse(roles.condition, seq(roles.then_case, tail),
+                                           roles.else_case, roles.span))
 
 
 def _contains(stmt: Stmt, target: Stmt) -> bool:
