@@ -14,7 +14,7 @@ from typing import Any
 
 from .buffer import Buffer
 from .expr import FloatImm, IntImm, Node, StringImm, Var
-from .stmt import PrimFunc
+from .stmt import For, PrimFunc
 
 
 class _Mismatch(Exception):
@@ -40,6 +40,17 @@ class _Comparer:
         self.compare_regions = compare_regions
         self.left_to_right: dict[int, Any] = {}
         self.right_to_left: dict[int, Any] = {}
+
+    def rebind(self, left: Var, right: Var) -> None:
+        """A loop variable is defined anew by each loop: forget earlier pairings."""
+        for side, other in ((self.left_to_right, self.right_to_left),
+                            (self.right_to_left, self.left_to_right)):
+            node = left if side is self.left_to_right else right
+            partner = side.pop(id(node), None)
+            if partner is not None:
+                other.pop(id(partner), None)
+        self.left_to_right[id(left)] = right
+        self.right_to_left[id(right)] = left
 
     def bind(self, left: Any, right: Any, path: str) -> None:
         mapped = self.left_to_right.get(id(left))
@@ -72,6 +83,11 @@ class _Comparer:
                 if left.value != right.value or left.dtype != right.dtype:
                     raise _Mismatch(path, f"{_describe(left)} vs {_describe(right)}")
                 return
+            if isinstance(left, For):
+                if left.loop_var.dtype != right.loop_var.dtype:
+                    raise _Mismatch(f"{path}.loop_var",
+                                    f"dtype {left.loop_var.dtype} vs {right.loop_var.dtype}")
+                self.rebind(left.loop_var, right.loop_var)
             for name in _fields(type(left)):
                 if not self.compare_regions and name in ("reads", "writes"):
                     continue
@@ -144,6 +160,8 @@ def structural_hash(node: Any) -> int:
             return ("buffer", walk(value.shape), value.dtype, value.scope)
         if isinstance(value, (IntImm, FloatImm, StringImm)):
             return (type(value).__name__, value.value, value.dtype)
+        if isinstance(value, For):
+            numbering[id(value.loop_var)] = len(numbering)
         if isinstance(value, Node):
             return (type(value).__name__,) + tuple(walk(getattr(value, name))
                                                   for name in _fields(type(value)))
