@@ -39,7 +39,8 @@ def test_a_tighter_wait_is_safe_but_not_exact(num_stages):
 
 
 @pytest.mark.parametrize("source", [programs.pipelined(1), programs.pipelined(3),
-                                    programs.EXCHANGE])
+                                    programs.EXCHANGE],
+                         ids=["pipelined-1", "pipelined-3", "exchange"])
 def test_every_loosened_or_removed_wait_is_rejected(source):
     """Each wait is exact, so allowing one more group in flight (or not waiting at all)
     must be a race; where it changes the lazily scheduled results, that is independent

@@ -30,7 +30,7 @@ from ..ir import (
 from . import intrinsics
 from .context import Context, is_lanes
 from .launch import BLOCK_AXES, THREAD_AXES, WARP_SIZE, launch_of
-from .memory import BLOCK, GLOBAL, THREAD, WARP, AccessError, Memory, Storage, numpy_dtype
+from .memory import THREAD, WARP, AccessError, Memory, Storage, numpy_dtype
 from .queues import AsyncQueues
 from .schedule import RANDOM, Schedule
 
