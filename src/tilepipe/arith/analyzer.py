@@ -57,9 +57,9 @@ class Analyzer:
             self._symbolic.add(var)
         self._forget_derived()
 
-    def add_constraint(self, cond: PrimExpr) -> None:
+    def add_constraint(self, cond: PrimExpr | bool) -> None:
         """Assume ``cond`` (a boolean expression) holds from now on."""
-        for part in _conjuncts(cond):
+        for part in _conjuncts(convert(cond)):
             variables = variables_of(part)
             self._constraints.append((part, variables))
             self._constrained.update(variables)

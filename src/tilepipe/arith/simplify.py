@@ -212,6 +212,7 @@ class Simplifier:
 
     # Conditions --------------------------------------------------------------------------
     def boolean(self, expr: PrimExpr) -> PrimExpr:
+        """A condition with decided comparisons folded and constants moved right."""
         kind = type(expr)
         if kind is IntImm:
             return expr
@@ -289,13 +290,9 @@ class Simplifier:
 
     # Everything else: floating point, loads, calls ---------------------------------------
     def general(self, expr: PrimExpr) -> PrimExpr:
+        """Floating-point arithmetic, loads, calls and casts: the operands simplified and
+        operations on constants folded exactly."""
         kind = type(expr)
-        if isinstance(expr, CompareOp) and kind in _FLIPPED:
-            return self._comparison(expr)
-        if kind is And or kind is Or:
-            return self._logic(expr)
-        if kind is Not:
-            return self._negation(expr)
         if isinstance(expr, BinaryOp):
             left = self.simplify(expr.a)
             right = self.simplify(expr.b)
