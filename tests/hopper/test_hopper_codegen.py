@@ -100,3 +100,31 @@ def test_tma_needs_the_sm90a_target():
 def test_sizes_the_kernel_cannot_tile_are_rejected():
     with pytest.raises(HopperGemmError, match="block_m = 96 must be a positive multiple of 64"):
         hopper_gemm(192, 128, 128, block_m=96)
+
+
+def test_build_keeps_the_cubin_and_says_there_is_no_gpu():
+    from tilepipe.backend.cuda.hopper import build_hopper
+    from tilepipe.backend.cuda.runtime import DeviceError, _present_arch
+
+    if find_nvcc() is None:
+        pytest.skip("nvcc is not installed")
+    kernel = build_hopper(lower(hopper_gemm(256, 256, 256)))
+    assert kernel.cubin and "cp.async.bulk.tensor.2d" in kernel.source
+    if _present_arch() is None:
+        inputs = random_inputs(kernel.lowered, seed=0)
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
+            kernel(inputs["A"], inputs["B"], inputs["C"])
+
+
+@pytest.mark.gpu
+def test_gemm_on_a_hopper_gpu_matches_numpy():
+    from tilepipe.backend.cuda.hopper import build_hopper
+    from tilepipe.backend.cuda.runtime import _present_arch
+
+    if _present_arch() not in ("sm_90", "sm_90a"):
+        pytest.skip("needs a Hopper GPU")
+    kernel = build_hopper(lower(hopper_gemm(512, 512, 512)))
+    inputs = random_inputs(kernel.lowered, seed=0)
+    kernel(inputs["A"], inputs["B"], inputs["C"])
+    expected = inputs["A"].astype(np.float32) @ inputs["B"].astype(np.float32).T
+    np.testing.assert_allclose(inputs["C"], expected, rtol=1e-2, atol=1e-2)

@@ -422,3 +422,17 @@ def _only_wgmma_reads(buffer: Buffer, calls: list[Call], body) -> bool:
     other_calls = [call for call in calls if call.op not in ("tma_load", "wgmma") and any(
         getattr(arg, "buffer", arg) is buffer for arg in call.args)]
     return not loads and not other_calls
+
+
+def build_hopper(func):
+    """Compile a barrier-form program (already lowered by
+    :func:`tilepipe.transform.barriers.lower_to_barriers` or
+    :func:`tilepipe.transform.warp_specialize.warp_specialize`) for sm_90a; the result
+    launches like :func:`tilepipe.backend.cuda.build`'s, encoding the tensor maps over
+    the arguments' device addresses. The CUDA lowering passes (cp.async waits, block
+    barriers) do not apply: mbarriers already order everything."""
+    from .compiler import compile_source
+    from .runtime import CompiledKernel
+
+    kernel = HopperEmitter(func, ARCH).emit()
+    return CompiledKernel(func, kernel, compile_source(kernel.source, ARCH))

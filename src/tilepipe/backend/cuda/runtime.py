@@ -67,7 +67,8 @@ class CompiledKernel:
         sizes = {param: value for param, value in values.items() if isinstance(param, Var)}
         grid = tuple(_evaluate(extent, sizes) for extent in self.kernel.grid)
         block = tuple(_evaluate(extent, sizes) for extent in self.kernel.block)
-        with _DeviceArguments(driver, self.kernel.params, values) as arguments:
+        with _DeviceArguments(driver, self.kernel.params, values,
+                              self.kernel.tensor_maps) as arguments:
             _check(driver, driver.cuLaunchKernel(
                 function, *grid, *block, self.kernel.dynamic_shared_bytes, 0,
                 arguments.pointers(), 0), "launch the kernel")
@@ -208,10 +209,11 @@ def _evaluate(expr: PrimExpr, values: dict[Var, int]) -> int:
 class _DeviceArguments:
     """Device pointers for the kernel arguments; NumPy arrays copied in and back out."""
 
-    def __init__(self, driver, params, values):
+    def __init__(self, driver, params, values, tensor_maps=()):
         self.driver = driver
         self.params = params
         self.values = values
+        self.tensor_maps = tensor_maps
         self.copies: list[tuple[Any, np.ndarray, np.ndarray]] = []
         self.holders: list[np.ndarray] = []
         self.addresses: np.ndarray | None = None
@@ -223,6 +225,13 @@ class _DeviceArguments:
                 self.holders.append(np.array([self._address(param, value)], dtype=np.uint64))
             else:
                 self.holders.append(np.array([value], dtype=NUMPY_DTYPES[param.dtype]))
+        # TMA descriptors follow the parameters, encoded over their buffers' addresses.
+        from .tma import tensor_map_argument
+
+        names = [getattr(param, "name", None) for param in self.params]
+        for spec in self.tensor_maps:
+            address = int(self.holders[names.index(spec.buffer)][0])
+            self.holders.append(tensor_map_argument(spec, address))
         return self
 
     def _address(self, buffer: Buffer, value) -> int:

@@ -145,3 +145,18 @@ def encode(spec: TensorMapSpec, address: int):
     if result != driver.CUresult.CUDA_SUCCESS:
         raise TilepipeError(f"cuTensorMapEncodeTiled failed for {spec.buffer}: {result}")
     return tensor_map
+
+
+TENSOR_MAP_BYTES = 128
+
+
+def tensor_map_argument(spec: TensorMapSpec, address: int):
+    """The 128 bytes of the encoded tensor map, as the kernel argument cuLaunchKernel
+    copies (a ``const __grid_constant__ CUtensorMap`` parameter)."""
+    import ctypes
+
+    import numpy as np
+
+    tensor_map = encode(spec, address)
+    return np.frombuffer(ctypes.string_at(tensor_map.getPtr(), TENSOR_MAP_BYTES),
+                         dtype=np.uint8).copy()
