@@ -106,3 +106,10 @@ def test_run_command_saves_every_buffer(tmp_path, capsys):
     assert sorted(saved.files) == ["A", "C"]
     np.testing.assert_array_equal(saved["C"], simulate(func, inputs)["C"])
     np.testing.assert_array_equal(saved["C"], programs.expected_exchange(inputs["A"]))
+
+
+def test_trace_of_a_thread_that_does_not_exist(tmp_path, capsys):
+    path = _write(tmp_path, programs.EXCHANGE)
+    assert cli.main(["trace", path, "--no-pipeline", "--thread", "16"]) == 2
+    assert "thread 16 does not exist: a block of 'exchange' has 16 thread(s)" in \
+        capsys.readouterr().err

@@ -538,7 +538,7 @@ class Interpreter:
         value = self.evaluate(expr, context.subset(lanes))
         if not is_lanes(value):
             value = np.full(int(lanes.sum()), value)
-        result = np.full(len(lanes), fill, dtype=np.result_type(value.dtype, type(fill)))
+        result = np.full(len(lanes), fill, dtype=value.dtype)
         result[lanes] = value
         return result
 

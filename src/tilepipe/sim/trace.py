@@ -15,9 +15,10 @@ import numpy as np
 
 from ..errors import TilepipeError
 from ..ir import PrimFunc
-from .interpreter import Observer
+from .interpreter import Interpreter, Observer
 from .memory import GLOBAL, THREAD, WARP
-from .simulate import random_inputs, run
+from .schedule import EAGER, parse_schedule
+from .simulate import bind, global_arrays, random_inputs
 
 
 class _Tracer(Observer):
@@ -73,9 +74,12 @@ class _Tracer(Observer):
 
 def trace(func: PrimFunc, thread: int = 0, dims=None) -> Iterator[dict]:
     """The events of thread ``thread`` (linear index in block 0), in execution order."""
+    func = bind(func, dims)
     tracer = _Tracer(thread)
-    run(func, random_inputs(func, dims=dims), dims, observer=tracer, blocks=range(1))
-    if not 0 <= thread < tracer.interpreter.num_threads:
+    interpreter = Interpreter(func, global_arrays(func, random_inputs(func)),
+                              parse_schedule(EAGER), tracer, blocks=range(1))
+    if not 0 <= thread < interpreter.num_threads:
         raise TilepipeError(f"thread {thread} does not exist: a block of '{func.name}' has "
-                            f"{tracer.interpreter.num_threads} thread(s)", func.span)
+                            f"{interpreter.num_threads} thread(s)", func.span)
+    interpreter.run()
     return iter(tracer.events)
