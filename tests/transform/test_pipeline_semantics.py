@@ -12,10 +12,16 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import sys
+from pathlib import Path
+
 from tilepipe.ir import PrimFunc
 from tilepipe.script import parse
 from tilepipe.sim import max_safe_counts, random_inputs, simulate, verify
 from tilepipe.transform import inject_software_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline_programs import programs  # noqa: E402
 
 
 def check_pipeline(func: PrimFunc, dims: dict[str, int] | None = None) -> PrimFunc:
@@ -98,6 +104,16 @@ def pipelines(draw):
 def test_random_pipelines(case):
     func, dims = case
     check_pipeline(func, dims)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(programs())
+def test_generated_pipelines(program):
+    """The shared generator's programs whose threads keep to their own data (those that
+    share need the barriers of a later pass, checked with it in tests/sim)."""
+    assume(not program.shares_across_threads)
+    check_pipeline(parse(program.source), program.dims or None)
 
 
 @pytest.mark.parametrize("extent", [1, 2, 3, 4, 7])

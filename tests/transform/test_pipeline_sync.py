@@ -11,7 +11,7 @@ import pytest
 from pipeline_helpers import annotate, program, seed, waits
 from test_pipeline_semantics import check_pipeline, producer_consumer
 
-from tilepipe.ir import AsyncWaitQueue, Block, IfThenElse, IRVisitor, assert_structural_equal
+from tilepipe.ir import IfThenElse, assert_structural_equal
 from tilepipe.transform import inject_software_pipeline
 
 
