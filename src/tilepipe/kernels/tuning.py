@@ -34,6 +34,10 @@ def pipelined(func: PrimFunc, machine: str | Machine = "A100") -> PrimFunc:
 
 
 # The knob ----------------------------------------------------------------------------
+def _is_pipelined(loop: For) -> bool:
+    return any(key in loop.annotations for key in (NUM_STAGES, *EXPLICIT_KEYS))
+
+
 class _Knob(IRMutator):
     """Sets ``num_stages`` on the outermost pipelined loops and drops the explicit
     annotations of those loops and of the loops inside them."""
@@ -43,8 +47,7 @@ class _Knob(IRMutator):
         self.depth = 0
 
     def visit_for(self, node: For) -> Stmt:
-        pipelined_loop = NUM_STAGES in node.annotations or any(
-            key in node.annotations for key in EXPLICIT_KEYS)
+        pipelined_loop = _is_pipelined(node)
         outermost = pipelined_loop and self.depth == 0
         self.depth += pipelined_loop
         new = super().visit_for(node)
@@ -66,7 +69,7 @@ def with_num_stages(func: PrimFunc, num_stages: int) -> PrimFunc:
 
     class _Finder(IRVisitor):
         def visit_for(self, node: For) -> None:
-            if NUM_STAGES in node.annotations or EXPLICIT_KEYS[0] in node.annotations:
+            if _is_pipelined(node):
                 has_pipeline.append(node)
             super().visit_for(node)
 
