@@ -8,6 +8,11 @@ the median TFLOP/s over repeated launches of
 * ``cuBLAS``: ``torch.matmul`` on fp16 tensors (needs PyTorch; its result is fp16);
 * ``Triton s3`` / ``Triton s4``: a Triton matmul with the same 128x128x32 tiles and
   ``num_stages`` 3 and 4 (needs Triton and PyTorch),
+* ``tilepipe Hopper`` (on compute capability 9.x only):
+  :func:`tilepipe.kernels.hopper_gemm.hopper_gemm` warp-specialized (TMA copies into a
+  4-slot ring, mbarriers, two consumer warpgroups issuing wgmma on 128x128x64 tiles), built
+  for sm_90a with :func:`tilepipe.backend.cuda.hopper.build_hopper`; it computes
+  ``A @ B^T`` from a K-major ``B``, so it is given ``B`` transposed once, before timing,
 
 each with its error against an fp32 reference, and tilepipe's speed as a fraction of the
 others'. A time is the wall time of one call followed by a device synchronization, so it
@@ -116,6 +121,53 @@ def triton_matmul(triton, num_stages: int):
     return run
 
 
+# The Hopper path (sm_90a: TMA, mbarriers, wgmma, warp specialization) -----------------
+HOPPER_BLOCK_K = 64
+
+
+def compute_capability_major() -> int | None:
+    """The major compute capability of GPU 0 (None without one)."""
+    try:
+        from cuda.bindings import driver
+
+        error, device = driver.cuDeviceGet(0)
+        attribute = driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+        error, major = driver.cuDeviceGetAttribute(attribute, device)
+    except (ImportError, RuntimeError):
+        return None
+    return major if error == driver.CUresult.CUDA_SUCCESS else None
+
+
+def measure_hopper(size: int, repeats: int, warmup: int) -> dict[str, tuple[float, float]]:
+    """``{"tilepipe Hopper": (TFLOP/s, relative error)}`` for one ``size``^3 problem, on
+    device arrays when PyTorch is there (else host arrays, copies included)."""
+    from tilepipe.backend.cuda.hopper import build_hopper
+    from tilepipe.kernels.hopper_gemm import hopper_gemm, lower
+
+    torch = optional_module("torch")
+    random = np.random.default_rng(size)
+    a_host = random.uniform(-1, 1, (size, size)).astype(np.float16)
+    b_host = random.uniform(-1, 1, (size, size)).astype(np.float16)
+    reference = a_host.astype(np.float32) @ b_host.astype(np.float32)
+    b_transposed = np.ascontiguousarray(b_host.T)
+    kernel = build_hopper(lower(hopper_gemm(size, size, size, block_k=HOPPER_BLOCK_K)))
+    flops = 2.0 * size ** 3
+    if torch is not None:
+        a = torch.from_numpy(a_host).cuda()
+        b = torch.from_numpy(b_transposed).cuda()
+        c = torch.empty((size, size), dtype=torch.float32, device="cuda")
+        seconds = median_seconds(lambda: kernel(a, b, c), torch.cuda.synchronize, repeats,
+                                 warmup)
+        return {"tilepipe Hopper": (flops / seconds / 1e12,
+                                    relative_error(c.cpu().numpy(), reference))}
+    c_host = np.empty((size, size), np.float32)
+    kernel(a_host, b_transposed, c_host)
+    error = relative_error(c_host, reference)
+    seconds = median_seconds(lambda: kernel(a_host, b_transposed, c_host), lambda: None,
+                             repeats, warmup)
+    return {"tilepipe Hopper (with copies)": (flops / seconds / 1e12, error)}
+
+
 # The table ----------------------------------------------------------------------------
 def measure(size: int, repeats: int, warmup: int) -> dict[str, tuple[float, float]]:
     """``{contender: (TFLOP/s, relative error)}`` for one ``size``^3 problem."""
@@ -172,16 +224,16 @@ def measure(size: int, repeats: int, warmup: int) -> dict[str, tuple[float, floa
 
 def format_table(rows: dict[int, dict[str, tuple[float, float]]]) -> str:
     contenders = list(dict.fromkeys(name for row in rows.values() for name in row))
-    ours = next(name for name in contenders if name.startswith("tilepipe"))
-    others = [name for name in contenders if name != ours]
+    ours = [name for name in contenders if name.startswith("tilepipe")]
+    pairs = [(mine, name) for mine in ours for name in contenders if name not in ours]
     header = ["size"] + [f"{name} TFLOP/s" for name in contenders] + \
-        [f"{ours} / {name}" for name in others] + [f"{name} error" for name in contenders]
+        [f"{mine} / {name}" for mine, name in pairs] + [f"{name} error" for name in contenders]
     lines = [header]
     for size, row in rows.items():
         line = [f"{size}^3"]
         line += [f"{row[name][0]:.1f}" if name in row else "-" for name in contenders]
-        line += [f"{row[ours][0] / row[name][0]:.2f}" if name in row else "-"
-                 for name in others]
+        line += [f"{row[mine][0] / row[name][0]:.2f}" if mine in row and name in row else "-"
+                 for mine, name in pairs]
         line += [f"{row[name][1]:.1e}" if name in row else "-" for name in contenders]
         lines.append(line)
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
@@ -206,6 +258,9 @@ def main(argv=None) -> int:
         return 2
     print(f"GPU: {name}; fp16 inputs, fp32 accumulation; median of {args.repeats} runs")
     rows = {size: measure(size, args.repeats, args.warmup) for size in args.sizes}
+    if compute_capability_major() == 9:
+        for size in args.sizes:
+            rows[size].update(measure_hopper(size, args.repeats, args.warmup))
     print(format_table(rows))
     return 0
 
