@@ -50,3 +50,29 @@ def test_tune_prints_the_table_and_picks_a_depth(tmp_path, capsys, monkeypatch):
     chosen = int(out.split("chosen: num_stages = ")[1].split()[0])
     assert cycles[chosen - 1] <= 1.01 * min(cycles)
     assert "GPU ms: not measured" in out
+
+
+def test_tune_api_keeps_unfitting_depths_and_picks_the_shallowest_near_best():
+    from tilepipe.kernels.tuning import best, tune
+    from tilepipe.script import parse
+
+    tuning = tune(parse(PROGRAM), "A100", stages=range(1, 8), measure=False)
+    assert tuning.unmeasured_reason == "measurement not asked for"
+    by_depth = {candidate.num_stages: candidate for candidate in tuning.candidates}
+    assert by_depth[6].report is None and by_depth[6].shared_bytes == 6 * 32768
+    assert all(by_depth[depth].report is not None for depth in range(1, 6))
+    chosen = best(tuning.candidates)
+    fewest = min(by_depth[depth].report.total_cycles for depth in range(1, 6))
+    assert chosen.report.total_cycles <= 1.01 * fewest
+    assert all(by_depth[depth].report.total_cycles > 1.01 * fewest
+               for depth in range(1, chosen.num_stages))
+
+
+def test_a_function_without_a_pipelined_loop_cannot_be_tuned():
+    from tilepipe.errors import PipelineError
+    from tilepipe.kernels.tuning import with_num_stages
+    from tilepipe.script import parse
+
+    plain = parse(PROGRAM.replace(', annotations={"software_pipeline_num_stages": 2}', ""))
+    with pytest.raises(PipelineError, match="has no pipelined loop"):
+        with_num_stages(plain, 3)
