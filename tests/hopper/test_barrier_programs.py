@@ -132,3 +132,24 @@ def test_barrier_used_before_init_is_reported_with_its_line():
     with pytest.raises(BarrierError, match=r"<string>:\d+:\d+: .*full\[0\] before "
                                            r"T.mbarrier_init"):
         simulate(func, random_inputs(func))
+
+
+def test_verify_reports_a_deadlock_instead_of_raising():
+    report = verify(ring([(RELEASE, "")]))
+    assert not report.ok
+    assert "the run stopped: deadlock" in report.format()
+    assert "wait on empty[0] for parity 0 (phase 0)" in report.format()
+
+
+def test_verify_reports_a_barrier_race():
+    report = verify(ring([(CONSUMER_WAIT, "T.evaluate(0)")]))
+    assert not report.ok and isinstance(report.stopped, BarrierRace)
+
+
+def test_verify_command_exits_1_on_a_deadlock(tmp_path, capsys):
+    from tilepipe.cli import main
+
+    path = tmp_path / "ring.py"
+    path.write_text(RING.replace("PRODUCER_PARITY", "1 - k // 2 % 2").replace(RELEASE, ""))
+    assert main(["verify", str(path), "--no-pipeline"]) == 1
+    assert "deadlock" in capsys.readouterr().out

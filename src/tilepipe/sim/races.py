@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import Span
+from ..errors import RaceError, Span
 from ..ir import PrimFunc
 from .checker import (
     DIVERGENT_BARRIER, IN_FLIGHT_AT_END, KIND_MEANINGS, Checker, Conflict, leaf_of,
@@ -64,16 +64,22 @@ class Race:
 
 @dataclass(frozen=True)
 class VerifyReport:
+    """``stopped``: the synchronization error that ended the run before its end (a
+    deadlock, an mbarrier race or misuse found by :mod:`tilepipe.sim.mbarrier`)."""
+
     function: str
     races: tuple[Race, ...]
+    stopped: RaceError | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.races
+        return not self.races and self.stopped is None
 
     def format(self) -> str:
         if self.ok:
             return f"{self.function}: no race"
+        if self.stopped is not None:
+            return f"{self.function}: the run stopped: {self.stopped}"
         header = f"{self.function}: {len(self.races)} race(s)"
         return "\n".join([header] + [race.format() for race in self.races])
 
@@ -88,7 +94,10 @@ def check(func: PrimFunc, dims=None, seed: int = 0) -> Checker:
 def verify(func: PrimFunc, dims=None) -> VerifyReport:
     """Whether ``func`` is race-free under the asynchronous model, with a report of each
     race found. ``verify.max_safe_counts`` checks its waits."""
-    checker = check(func, dims)
+    try:
+        checker = check(func, dims)
+    except RaceError as error:  # a deadlock or barrier error ends the run
+        return VerifyReport(func.name, (), error)
     races = tuple(_race(checker, conflict) for conflict in checker.conflicts.values())
     return VerifyReport(func.name, races)
 
