@@ -204,3 +204,43 @@ def test_registers_are_read_when_an_mma_starts():
     assert first.end - first.start == 16 * 16 * 2 / 128
     assert compute.start == first.end
     assert second.start == 3 * ISSUE < compute.end  # issued, not held back by the mma
+
+
+TMA_LOOP = """
+from tilepipe import script as T
+
+
+@T.prim_func
+def tma_loop(A: T.Buffer((1024, 64), "float16")):
+    for tx in T.thread_binding(128, thread="threadIdx.x"):
+        with T.block("root"):
+            ring = T.alloc_buffer((2, 64, 64), "float16", scope="shared.dyn")
+            full = T.alloc_buffer((2,), "uint64", scope="shared")
+            acc = T.alloc_buffer((32,), "float32", scope="local")
+            for k in T.serial(17):
+                if k < 16:
+                    if tx == 0:
+                        T.mbarrier_arrive_expect_tx(full, k % 2, 8192)
+                        T.tma_load(ring[k % 2, 0:64, 0:64], A[k * 64:k * 64 + 64, 0:64], full, k % 2)
+                if k >= 1:
+                    T.mbarrier_wait_parity(full, (k - 1) % 2, (k - 1) // 2 % 2)
+                    T.wgmma(acc[0:32], ring[(k - 1) % 2, 0:64, 0:64], ring[(k - 1) % 2, 0:64, 0:64], 1)
+"""
+
+
+def test_tma_copies_complete_on_their_mbarrier_slot():
+    from tilepipe.script import parse
+
+    machine = replace(ROUND, has_tma=True, tensor_tflops=1.024)
+    report = estimate(parse(TMA_LOOP), machine)
+    transfers = [i for i in report.intervals if i.kind == "transfer"]
+    assert {i.unit for i in transfers} == {"tma"} and len(transfers) == 16
+    assert all(i.end - i.start == 8192 / 16 for i in transfers)  # one issue per tile
+    waits = [i for i in report.intervals if i.label == "mbarrier full"]
+    # Tile 0 is issued at 4 (the arrive costs nothing), lands 512 + 100 later.
+    assert waits[0].end == ISSUE + 512 + LATENCY
+    # One 64 x 64 x 64 warpgroup MMA per tile (the accumulator is 32 registers x 128).
+    assert report.flops == 16 * 2 * 64 * 64 * 64
+    assert report.body_start is not None and report.total_cycles >= report.bound_cycles
+    # Copies stream back to back while the previous tile is multiplied.
+    assert report.total_cycles < 16 * 512 + LATENCY + 4 * 512

@@ -247,6 +247,10 @@ _REGISTER_SCOPES = ("local", "warp", "wmma.matrix_a", "wmma.matrix_b", "wmma.acc
 WARP_SIZE = 32
 _TENSOR_DTYPES = ("float16", "bfloat16", "int8", "uint8")
 _BARRIERS = ("tvm_storage_sync", "syncthreads", "barrier")
+# Calls that only order work (mbarrier arrivals, wgmma fences and groups): no cost here.
+_ORDERING_PREFIXES = ("mbarrier_init", "mbarrier_arrive", "wgmma_fence", "wgmma_commit",
+                      "wgmma_wait", "fence")
+WARPGROUP_SIZE = 128
 
 _Key = tuple  # (buffer, index value or None per dimension)
 
@@ -261,6 +265,7 @@ class _Operation:
     reads: tuple[_Key, ...]
     writes: tuple[_Key, ...]
     label: str
+    completes_on: _Key | None = None  # the mbarrier slot an asynchronous TMA copy signals
 
 
 class _Loads(IRVisitor):
@@ -300,14 +305,15 @@ def _multiplied_dtypes(expr: Any) -> list[str]:
     return found
 
 
+def _evaluate_or_none(expr: Any, env: Mapping[Var, int]) -> Any:
+    try:
+        return _evaluate(expr, env)
+    except _Unknown:
+        return None
+
+
 def _key(buffer: Buffer, indices: tuple, env: Mapping[Var, int]) -> _Key:
-    values = []
-    for index in indices:
-        try:
-            values.append(_evaluate(index, env))
-        except _Unknown:
-            values.append(None)
-    return (buffer, tuple(values))
+    return (buffer, tuple(_evaluate_or_none(index, env) for index in indices))
 
 
 def _region_key(region: BufferRegion, env: Mapping[Var, int]) -> _Key:
@@ -350,8 +356,8 @@ def _leaf_accesses(leaf: Stmt) -> _LeafAccesses:
 
 
 def _classify(leaf: Stmt, accesses: _LeafAccesses, elements: float,
-              env: Mapping[Var, int]) -> _Operation | None:
-    """The operation a leaf statement performs ``elements`` times (None: a barrier)."""
+              env: Mapping[Var, int]) -> _Operation:
+    """The operation a leaf statement performs ``elements`` times."""
     if isinstance(leaf, BufferStore):
         destination = leaf.buffer
         writes = (_key(destination, leaf.indices, env),)
@@ -364,16 +370,26 @@ def _classify(leaf: Stmt, accesses: _LeafAccesses, elements: float,
             return _Operation(unit, 2 * elements, False, reads, writes, label)
     else:
         call = leaf.value
-        if isinstance(call, Call) and call.op in _BARRIERS:
-            return None
         regions = accesses.regions
         keys = tuple(_region_key(region, env) for region in regions)
         label = call.op if isinstance(call, Call) else "evaluate"
         if not regions:
             return _Operation("alu", elements, False, (), (), label)
+        sizes = [_region_elements(region, env) for region in regions]
+        if label == "tma_load" and len(call.args) >= 4:
+            # One thread issues the whole tile; it lands on mbarrier args[2][args[3]].
+            barrier = (call.args[2], (_evaluate_or_none(call.args[3], env),))
+            moved = regions[1].buffer
+            return _Operation("copy", sizes[0] * dtype_bytes(moved.dtype), True, keys[1:2],
+                              keys[:1], label, barrier)
+        if label == "wgmma" and len(sizes) >= 3:
+            # Warpgroup-collective; the accumulator region is one thread's registers.
+            groups = elements / WARPGROUP_SIZE
+            products = sizes[0] * WARPGROUP_SIZE * sizes[1] * sizes[2]
+            return _Operation("tensor", 2 * math.sqrt(products) * groups, False, keys,
+                              keys[:1], label)
         if any(region.buffer.scope == "warp" for region in regions):
             elements /= WARP_SIZE  # a warp-collective call: once per warp, not per thread
-        sizes = [_region_elements(region, env) for region in regions]
         if isinstance(call, Call) and ("mma" in call.op or "gemm" in call.op) and len(sizes) >= 3:
             flops = 2 * math.sqrt(sizes[0] * sizes[1] * sizes[2]) * elements
             return _Operation("tensor", flops, False, keys, keys[:1], label)
@@ -405,6 +421,7 @@ def _region_elements(region: BufferRegion, env: Mapping[Var, int]) -> float:
 
 # Program structure -------------------------------------------------------------------
 def _contains_async(stmt: Stmt) -> bool:
+    """Whether ``stmt`` issues or waits for asynchronous work (queues or TMA copies)."""
     found = False
 
     class _Finder(IRVisitor):
@@ -414,6 +431,10 @@ def _contains_async(stmt: Stmt) -> bool:
 
         visit_async_commit_queue = visit_async_scope
         visit_async_wait_queue = visit_async_scope
+
+        def visit_call(self, node: Call) -> None:
+            nonlocal found
+            found = found or node.op == "tma_load"
 
     _Finder().visit(stmt)
     return found
@@ -442,7 +463,7 @@ def _leaf_statement(stmt: Stmt) -> tuple[list[For], Stmt] | None:
 
 def _main_loop(body: Stmt) -> For | None:
     """The steady-state loop: the first serial loop holding asynchronous statements, or
-    (in a program not yet pipelined) the first serial loop that is not a leaf nest."""
+    (in a program not yet pipelined) the longest serial loop that is not a leaf nest."""
     serial: list[For] = []
 
     class _Loops(IRVisitor):
@@ -455,7 +476,8 @@ def _main_loop(body: Stmt) -> For | None:
     for loop in serial:
         if _contains_async(loop.body):
             return loop
-    return serial[0] if serial else None
+    extents = [loop.extent.value if isinstance(loop.extent, IntImm) else 0 for loop in serial]
+    return serial[extents.index(max(extents))] if serial else None
 
 
 # The model ---------------------------------------------------------------------------
@@ -491,6 +513,7 @@ class _Model:
         self.occurrences: dict[tuple[str, str], int] = {}
         self.leaves: dict[Stmt, tuple[list[For], Stmt] | None] = {}
         self.accesses: dict[Stmt, _LeafAccesses] = {}
+        self.barriers: dict[_Key, float] = {}  # mbarrier slot: when its TMA copies land
 
     # Bookkeeping ----------------------------------------------------------------------
     def _record(self, unit: str, start: float, end: float, kind: str, label: str,
@@ -534,16 +557,14 @@ class _Model:
             except _Unknown as unknown:
                 raise ModelError(f"loop extent depends on '{unknown}', which is not bound",
                                  loop.span) from None
+        call = leaf.value if isinstance(leaf, Evaluate) else None
+        if isinstance(call, Call) and self._synchronize(call, env):
+            return
         if leaf not in self.accesses:
             self.accesses[leaf] = _leaf_accesses(leaf)
         operation = _classify(leaf, self.accesses[leaf], elements, env)
         machine = self.machine
-        if operation is None:
-            start = self.now
-            self.now += machine.barrier_cycles
-            self._record("threads", start, self.now, "barrier", "barrier")
-            return
-        asynchronous = self.async_depth > 0
+        asynchronous = self.async_depth > 0 or operation.completes_on is not None
         resource = "global" if operation.unit == "copy" else operation.unit
         if operation.unit == "copy":
             duration = operation.amount / self.global_bytes_per_cycle
@@ -581,12 +602,33 @@ class _Model:
         self.read_done.update(
             (key, start if key[0].scope in _REGISTER_SCOPES else end) for key in operation.reads)
         self.finish = max(self.finish, landing)
-        if asynchronous:
+        if operation.completes_on is not None:
+            slot = operation.completes_on
+            self.barriers[slot] = max(self.barriers.get(slot, 0.0), landing)
+        elif asynchronous:
             if self.open_groups:
                 group = self.open_groups[-1]
                 group.completion = max(group.completion, landing)
         else:
             self.ready.update((key, landing) for key in operation.writes)
+
+    def _synchronize(self, call: Call, env: dict) -> bool:
+        """Carry out a synchronization call; False if ``call`` is work instead.
+
+        A block barrier costs ``barrier_cycles``. ``mbarrier_wait_parity(barrier, slot,
+        parity)`` waits for the TMA copies that signal that slot; in this one-block
+        model every other arrival has happened by the time it is waited for, so
+        arrivals, fences and wgmma groups only order work and cost nothing."""
+        if call.op in _BARRIERS:
+            start = self.now
+            self.now += self.machine.barrier_cycles
+            self._record("threads", start, self.now, "barrier", "barrier")
+            return True
+        if call.op == "mbarrier_wait_parity" and len(call.args) >= 2:
+            slot = (call.args[0], (_evaluate_or_none(call.args[1], env),))
+            self._wait_until(self.barriers.pop(slot, self.now), f"mbarrier {call.args[0].name}")
+            return True
+        return call.op.startswith(_ORDERING_PREFIXES)
 
     def _wait_until(self, time: float, label: str) -> None:
         if time > self.now:
