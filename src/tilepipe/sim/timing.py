@@ -11,8 +11,11 @@ longer being read or written: a scoreboard over buffers and constant indices), a
 busy unit queues it. So a register double buffer overlaps loads with compute as on
 hardware, and a single shared buffer serializes copy and compute. Asynchronous
 statements run in the background; a wait blocks the threads until the groups it names
-have landed. An intrinsic call writes its first buffer argument and reads the others
-(an ``mma`` also reads its accumulator); a call on ``warp`` buffers is warp-collective.
+have landed. In the Hopper form, a ``T.tma_load`` is one asynchronous tile copy that
+completes on its mbarrier slot and ``T.mbarrier_wait_parity`` waits for it. An intrinsic
+call writes its first buffer argument and reads the others (an ``mma`` also reads its
+accumulator); a call on ``warp`` buffers is warp-collective, a ``T.wgmma`` is
+warpgroup-collective.
 
 Costs come from statement sizes (elements times dtype bytes, two flops per
 multiply-accumulate) and a :class:`Machine`: A100 and H100 presets from public
