@@ -244,3 +244,16 @@ def test_tma_copies_complete_on_their_mbarrier_slot():
     assert report.body_start is not None and report.total_cycles >= report.bound_cycles
     # Copies stream back to back while the previous tile is multiplied.
     assert report.total_cycles < 16 * 512 + LATENCY + 4 * 512
+
+
+def test_branches_that_split_the_threads_are_refused():
+    from tilepipe.ir import IfThenElse
+
+    A = Buffer("A", (IntImm(128),), "float32", "global")
+    tx = Var("tx")
+    split = IfThenElse(tx < 64, BufferStore(A, A[tx] + 1.0, (tx,)),
+                       BufferStore(A, A[tx] * 2.0, (tx,)))
+    body = For(tx, IntImm(0), IntImm(128), ForKind.THREAD_BINDING, split,
+               thread_tag="threadIdx.x")
+    with pytest.raises(ModelError, match="warp specialization"):
+        estimate(PrimFunc("roles", (A,), body))

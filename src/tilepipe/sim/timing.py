@@ -654,6 +654,12 @@ class _Model:
             if _holds(stmt.predicate, env):
                 self.run(stmt.body, env, threads)
         elif isinstance(stmt, IfThenElse):
+            if stmt.else_case is not None and _evaluate_or_none(stmt.condition, env) is None:
+                raise ModelError(
+                    "the timing model follows one group of threads, and this branch gives "
+                    "threads different work (a condition on the thread index, as in warp "
+                    "specialization, or on data); model the program before "
+                    "specialization", stmt.span)
             if _holds(stmt.condition, env):
                 self.run(stmt.then_case, env, threads)
             elif stmt.else_case is not None:
