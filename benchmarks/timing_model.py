@@ -5,7 +5,8 @@ the GEMM is planned from num_stages, pipelined and costed. The table shows the m
 cycles, the bound max(memory time, compute time), how far from the bound the block runs,
 the shared memory the pipeline allocates, and the median wall time of the model itself.
 
-    python3 benchmarks/timing_model.py [--m 256 --n 256 --k 4096] [--repeats 3]
+    python3 benchmarks/timing_model.py [--m 256 --n 256 --k 4096] [--memory l2|dram]
+                                       [--repeats 3]
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ def main() -> None:
     parser.add_argument("--m", type=int, default=256)
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--k", type=int, default=4096)
+    parser.add_argument("--memory", choices=["l2", "dram"], default="l2",
+                        help="where global reads are served from (default l2)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     base = gemm(args.m, args.n, args.k)
     print(f"GEMM {args.m}x{args.n}x{args.k}, fp16 -> fp32, 128x128x32 block tiles, 4 warps; "
-          "one thread block")
+          f"one thread block, global reads from {args.memory.upper()}")
     header = (f"{'machine':<8}{'stages':>7}{'cycles':>11}{'bound':>11}{'of bound':>10}"
               f"{'copy %':>8}{'tensor %':>9}{'shared B':>10}{'model s':>9}")
     print(header)
@@ -42,7 +45,7 @@ def main() -> None:
             times = []
             for _ in range(args.repeats):
                 started = time.perf_counter()
-                report = estimate(program, machine)
+                report = estimate(program, machine, memory=args.memory)
                 times.append(time.perf_counter() - started)
             copy_lane = "tma" if machine.has_tma and num_stages > 1 else "copy"
             print(f"{name:<8}{num_stages:>7}{report.total_cycles:>11,.0f}"
