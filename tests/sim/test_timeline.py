@@ -59,7 +59,10 @@ def test_ascii_fits_one_hundred_columns_and_marks_the_phases(reports):
     assert lines[0].startswith("scaled_sum on A100:")
     ruler = lines[1]
     assert "body" in ruler and "epilogue" in ruler and ruler.strip().startswith("|")
-    lanes = {line.split()[0] for line in lines[2:-2]}
+    # The steady-state loop's 9 iterations (12 tiles, 3 in the prologue) are numbered
+    # where each starts.
+    assert lines[2].split() == ["iter"] + [str(number) for number in range(9)]
+    lanes = {line.split()[0] for line in lines[3:-2]}
     assert lanes == {"threads", "copy", "shared"}
     copy_lane = next(line for line in lines if line.startswith("copy "))
     assert "=" in copy_lane and "~" in copy_lane
@@ -76,7 +79,7 @@ def test_a_partly_busy_lane_is_not_drawn_saturated():
     thirds = [Interval("tensor", column * step, column * step + step / 3, "compute", "mma",
                        None, "body") for column in range(90)]
     report.intervals = thirds
-    row = ascii_timeline(report).splitlines()[2]
+    row = ascii_timeline(report).splitlines()[3]
     assert row.startswith("tensor") and set(row.split(maxsplit=1)[1]) == {":"}
 
 

@@ -52,6 +52,8 @@ def ascii_timeline(report: TimingReport, width: int = ASCII_WIDTH,
     span = max(span or report.total_cycles, 1.0)
     step = span / columns
     lines = [_summary(report), " " * (_LABEL_WIDTH + 1) + _phase_ruler(report, columns, step)]
+    if report.iteration_starts:
+        lines.append(f"{'iter':<{_LABEL_WIDTH}} {_iteration_ruler(report, columns, step)}")
     by_lane: dict[str, list[Interval]] = {}
     for interval in report.intervals:
         by_lane.setdefault(interval.unit, []).append(interval)
@@ -98,6 +100,19 @@ def _phase_ruler(report: TimingReport, columns: int, step: float) -> str:
         for offset, char in enumerate(text):
             ruler[first + 1 + offset] = char
         ruler[last] = "|"
+    return "".join(ruler).rstrip()
+
+
+def _iteration_ruler(report: TimingReport, columns: int, step: float) -> str:
+    """The main loop's iteration numbers where each iteration starts, as many as fit."""
+    ruler = [" "] * columns
+    free_from = 0
+    for number, start in enumerate(report.iteration_starts):
+        column = int(start / step)
+        text = str(number)
+        if column >= free_from and column + len(text) <= columns:
+            ruler[column:column + len(text)] = text
+            free_from = column + len(text) + 1
     return "".join(ruler).rstrip()
 
 

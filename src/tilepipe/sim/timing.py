@@ -156,6 +156,7 @@ class TimingReport:
     intervals: list[Interval] = field(default_factory=list)
     body_start: float | None = None
     body_end: float | None = None
+    iteration_starts: list[float] = field(default_factory=list)  # of the main loop
 
     @property
     def bound_cycles(self) -> float:
@@ -513,6 +514,7 @@ class _Model:
         self.phase = "prologue" if self.main_loop is not None else "body"
         self.body_start: float | None = None
         self.body_end: float | None = None
+        self.iteration_starts: list[float] = []
         self.occurrences: dict[tuple[str, str], int] = {}
         self.leaves: dict[Stmt, tuple[list[For], Stmt] | None] = {}
         self.accesses: dict[Stmt, _LeafAccesses] = {}
@@ -732,6 +734,8 @@ class _Model:
             self.phase = "body"
             self.body_start = self.now
         for value in range(low, low + extent):
+            if is_main:
+                self.iteration_starts.append(self.now)
             self.run(loop.body, {**env, loop.loop_var: value}, threads)
         if is_main:
             self.phase = "epilogue"
@@ -778,7 +782,7 @@ def estimate(func: PrimFunc, machine: str | Machine = "A100",
         func_name=func.name, machine=machine, memory=memory, total_cycles=total, busy=model.busy,
         memory_cycles=memory_cycles, compute_cycles=compute, global_bytes=model.global_bytes,
         flops=model.flops, intervals=model.intervals, body_start=model.body_start,
-        body_end=model.body_end,
+        body_end=model.body_end, iteration_starts=model.iteration_starts,
     )
 
 
