@@ -102,12 +102,14 @@ def test_slots_cover_the_distance_to_the_last_consumer():
     assert group.num_slots == 4 and group.consumers == [1, 2]
 
 
-def test_consumer_before_producer_in_the_body_saves_a_slot():
-    config = dict(threads=32, rows=2, start=0, extent=5, stages=[0, 2], orders=[1, 0],
+@pytest.mark.parametrize("stages, orders, slots", [([0, 1], [0, 1], 2), ([0, 2], [1, 0], 3),
+                                                   ([0, 3], [0, 1], 4)])
+def test_rings_have_one_slot_per_stage_the_data_lives(stages, orders, slots):
+    """The pipeline schedule's buffer versions: consumer stage - producer stage + 1."""
+    config = dict(threads=32, rows=2, start=0, extent=5, stages=stages, orders=orders,
                   two_buffers=False, second_consumer=False)
-    loop = _loop(parse(pipeline_source(**config)))
-    (group,) = plan_barrier_pipeline(loop).groups
-    assert group.num_slots == 2
+    (group,) = plan_barrier_pipeline(_loop(parse(pipeline_source(**config)))).groups
+    assert group.num_slots == slots
 
 
 def _loop(func):
@@ -130,5 +132,5 @@ def test_consumer_in_an_earlier_stage_is_rejected():
     text = BEFORE.replace('"software_pipeline_stage": [0, 1]',
                           '"software_pipeline_stage": [1, 0]').replace(
         '"software_pipeline_async_stages": [0]', '"software_pipeline_async_stages": [1]')
-    with pytest.raises(PipelineError, match="does not run after it"):
+    with pytest.raises(PipelineError, match="schedules statement 1 .* before statement 0"):
         lower_to_barriers(parse(text))

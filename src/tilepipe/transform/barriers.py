@@ -35,6 +35,7 @@ from ..ir import (
     SeqStmt, Stmt, StringImm, Var, as_int, const, post_order_visit, seq, substitute,
 )
 from .pipeline.annotations import is_pipelined, other_annotations, read_annotation
+from .pipeline.schedule import compute_schedule
 
 BARRIER_DTYPE = "uint64"
 SHARED_SCOPES = ("shared", "shared.dyn")
@@ -200,55 +201,53 @@ def _tile_copy(loop: For, position: int, stmt: Stmt, analyzer: Analyzer) -> Tile
 
 
 def plan_barrier_pipeline(loop: For, analyzer: Analyzer | None = None) -> BarrierPlan:
-    """Read the annotation of ``loop`` and derive its copies, barrier groups and rings.
+    """The barrier plan of ``loop`` from its pipeline schedule.
 
-    Raises :class:`PipelineError` when an asynchronous statement is not a tile copy, a
-    consumer runs before its producer, or a copied buffer is also written elsewhere.
+    The schedule (:func:`tilepipe.transform.pipeline.schedule.compute_schedule`, the one
+    the count-based synchronization reads) gives the producer -> consumer dependencies
+    and the ring depth of every copied buffer; the copies of one stage share barriers.
+    Raises :class:`PipelineError` when an asynchronous statement is not a tile copy, the
+    annotation breaks a dependency, or a copied buffer is written by another statement.
     """
     analyzer = analyzer or Analyzer()
     statements = _loop_statements(loop)
     annotation = read_annotation(loop, len(statements))
-    stages, orders = annotation.stages, annotation.orders
     analyzer = analyzer.copy()
     analyzer.bind(loop.loop_var, Range(loop.min, loop.extent))
     groups: dict[int, BarrierGroup] = {}
-    for position, stmt in enumerate(statements):
-        if stages[position] in annotation.async_stages:
-            copy = _tile_copy(loop, position, stmt, analyzer)
-            groups.setdefault(stages[position], BarrierGroup(stages[position], [])
-                              ).copies.append(copy)
+    for index, stmt in enumerate(statements):
+        if annotation.stages[index] in annotation.async_stages:
+            copy = _tile_copy(loop, index, stmt, analyzer)
+            groups.setdefault(annotation.stages[index], BarrierGroup(
+                annotation.stages[index], [])).copies.append(copy)
     copied = {copy.destination.buffer: group for group in groups.values()
               for copy in group.copies}
-    for position, stmt in enumerate(statements):
-        if stages[position] in annotation.async_stages:
+    schedule = compute_schedule(loop, statements, list(copied), annotation)
+    for dependency in schedule.dependencies:
+        producer = schedule.statements[dependency.producer]
+        consumer = schedule.statements[dependency.consumer]
+        if not producer.is_async or consumer.is_async:
             continue
-        reads, writes = _buffers_touched(stmt)
-        for buffer in writes & set(copied):
+        # The schedule takes an opaque call as reading and writing its regions; only a
+        # store really overwrites what a copy fills.
+        if dependency.buffer in _buffers_touched(consumer.stmt)[1]:
             raise PipelineError(
-                f"pipelined loop '{loop.loop_var.name}': statement {position} writes "
-                f"{buffer.name}, which a TMA copy fills", getattr(stmt, "span", None))
-        for group in {id(copied[b]): copied[b] for b in reads & set(copied)}.values():
-            if (stages[position], orders[position]) <= (group.stage, min(
-                    orders[copy.position] for copy in group.copies)):
-                raise PipelineError(
-                    f"pipelined loop '{loop.loop_var.name}': statement {position} reads "
-                    f"what stage {group.stage} copies but does not run after it",
-                    getattr(stmt, "span", None) or loop.span)
-            group.consumers.append(position)
-    plan = BarrierPlan(loop, statements, stages, orders, [], {})
+                f"pipelined loop '{loop.loop_var.name}': statement {consumer.index} writes "
+                f"{dependency.buffer.name}, which a TMA copy fills",
+                getattr(consumer.stmt, "span", None) or loop.span)
+        group = copied[dependency.buffer]
+        if consumer.index not in group.consumers:
+            group.consumers.append(consumer.index)
+    plan = BarrierPlan(loop, statements, annotation.stages, annotation.orders, [], {})
     for stage in sorted(groups):
         group = groups[stage]
         if not group.consumers:
             raise PipelineError(
                 f"pipelined loop '{loop.loop_var.name}': nothing in the loop reads what "
                 f"stage {stage} copies", loop.span)
+        group.consumers.sort()
         plan.groups.append(group)
-        last = max(group.consumers, key=plan.pipelined_order)
-        distance = stages[last] - stage
-        producer_order = min(orders[copy.position] for copy in group.copies)
-        # The producer of instance j reuses the slot of j - num_slots, which its last
-        # consumer releases at iteration j - num_slots + distance: earlier in the body.
-        group.num_slots = distance + (0 if distance and orders[last] < producer_order else 1)
+        group.num_slots = max(schedule.versions.get(buffer, 1) for buffer in group.buffers)
         prefix = f"stage{stage}_" if len(groups) > 1 else ""
         group.full = Buffer(f"{prefix}full", (IntImm(group.num_slots),), BARRIER_DTYPE,
                             "shared")
