@@ -11,8 +11,6 @@ from tilepipe.sim import random_inputs, simulate, verify
 from tilepipe.transform import inject_software_pipeline
 from tilepipe.transform.pipeline.planning import plan_pipeline
 
-from test_planning import simple_compute
-
 
 def planned(func, num_stages):
     return inject_software_pipeline(plan_pipeline(with_num_stages(func, num_stages)))
@@ -34,9 +32,10 @@ def assert_exact_and_equal(written, program, pipelined=True):
 
 @pytest.mark.parametrize("num_stages", [2, 3, 5])
 @pytest.mark.parametrize("extent", [16, 3])
-def test_planned_simple_compute(num_stages, extent):
-    written = simple_compute(num_stages, extent=extent)
-    assert_exact_and_equal(written, planned(written, num_stages))
+def test_planned_copy_and_use(num_stages, extent):
+    written = copies_then_sum(1, extent, num_stages)
+    assert_exact_and_equal(plan_pipeline(with_num_stages(written, 1)),
+                           planned(written, num_stages))
 
 
 @pytest.mark.parametrize("num_stages", [2, 3, 4])
