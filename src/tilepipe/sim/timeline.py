@@ -18,7 +18,7 @@ ASCII_WIDTH = 100
 _LABEL_WIDTH = 8
 _GLYPHS = {"transfer": "=", "flight": "~", "shared": "s", "compute": "#", "wait": ".",
            "issue": "i", "barrier": "|"}
-_PRIORITY = ("compute", "transfer", "shared", "barrier", "wait", "issue", "flight")
+_KINDS = ("compute", "transfer", "shared", "barrier", "wait", "issue", "flight")  # legend order
 _PARTLY_BUSY = ":"
 _COLORS = {"transfer": "#3a7bd5", "flight": "#a9c8f0", "shared": "#8e6bbf",
            "compute": "#e07b39", "wait": "#eba3a3", "issue": "#9a9a9a", "barrier": "#222222"}
@@ -58,7 +58,7 @@ def ascii_timeline(report: TimingReport, width: int = ASCII_WIDTH,
     for interval in report.intervals:
         by_lane.setdefault(interval.unit, []).append(interval)
     for lane in _lanes(report):
-        cover = [dict.fromkeys(_PRIORITY, 0.0) for _ in range(columns)]
+        cover = [dict.fromkeys(_KINDS, 0.0) for _ in range(columns)]
         for interval in by_lane[lane]:
             first = int(interval.start / step)
             last = min(int(interval.end / step), columns - 1)
@@ -70,7 +70,7 @@ def ascii_timeline(report: TimingReport, width: int = ASCII_WIDTH,
         row = "".join(_glyph(column_cover, step) for column_cover in cover)
         lines.append(f"{lane:<{_LABEL_WIDTH}} {row.rstrip()}")
     lines.append(" " * (_LABEL_WIDTH + 1) + _axis(columns, step))
-    used = sorted({interval.kind for interval in report.intervals}, key=_PRIORITY.index)
+    used = sorted({interval.kind for interval in report.intervals}, key=_KINDS.index)
     names = [f"{_GLYPHS[kind]} {_SHORT_LEGEND[kind]}" for kind in used]
     lines.append("legend: " + "  ".join(names + [f"{_PARTLY_BUSY} partly busy"]))
     return "\n".join(line[:width] for line in lines)
@@ -79,7 +79,7 @@ def ascii_timeline(report: TimingReport, width: int = ASCII_WIDTH,
 def _glyph(cover: dict[str, float], step: float) -> str:
     """The busiest kind of work in a column; ``:`` where the lane is only partly busy
     (so that a 60%-busy unit does not look saturated), ``~`` where copies only travel."""
-    kind = max((kind for kind in _PRIORITY if kind != "flight"), key=cover.get)
+    kind = max((kind for kind in _KINDS if kind != "flight"), key=cover.get)
     if cover[kind] >= 0.6 * step:
         return _GLYPHS[kind]
     if cover[kind] >= 0.15 * step:
@@ -164,7 +164,7 @@ def draw_timeline(reports: Sequence[TimingReport], path: str | Path,
         _draw_panel(axes, report, title, span)
     axes_list[-1, 0].set_xlabel("cycles (one thread block)")
     used = sorted({interval.kind for report in reports for interval in report.intervals},
-                  key=_PRIORITY.index)
+                  key=_KINDS.index)
     figure.legend(handles=[Patch(color=_COLORS[kind], label=_LEGEND[kind]) for kind in used],
                   loc="lower center", ncol=len(used), frameon=False, fontsize=8)
     figure.tight_layout(rect=(0, 0.05, 1, 1))
