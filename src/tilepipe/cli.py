@@ -64,9 +64,36 @@ def _pipelined(func, args: argparse.Namespace):
     """The program the run-like commands act on: pipelined unless --no-pipeline."""
     if getattr(args, "no_pipeline", False):
         return func
+    return _apply_pipeline(func, args)
+
+
+SYNC_CHOICES = ("counts", "barriers", "warp-specialized")
+
+
+def _apply_pipeline(func, args: argparse.Namespace):
+    """The pipeline with the synchronization --sync asks for: commit groups and wait
+    counts (default), mbarrier phases with TMA copies, or warp specialization."""
+    sync = getattr(args, "sync", "counts")
+    if sync == "barriers":
+        from .transform.barriers import lower_to_barriers
+
+        return lower_to_barriers(func)
+    if sync == "warp-specialized":
+        from .transform.warp_specialize import warp_specialize
+
+        return warp_specialize(func)
     from .transform import inject_software_pipeline
 
     return inject_software_pipeline(func)
+
+
+def _lowered(program, args: argparse.Namespace):
+    """The CUDA lowering of a count-synchronized program (mbarrier programs need none)."""
+    if getattr(args, "sync", "counts") != "counts" and not getattr(args, "no_pipeline", False):
+        return program
+    from .backend.cuda import lower
+
+    return lower(program)
 
 
 def _as_printed(func):
@@ -89,9 +116,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
-    from .transform import inject_software_pipeline
-
-    funcs = [inject_software_pipeline(_bind(func, args)) for func in _load(args, single=False)]
+    funcs = [_apply_pipeline(_bind(func, args), args) for func in _load(args, single=False)]
     _print_module(funcs)
     return 0
 
@@ -132,18 +157,17 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _cmd_lower(args: argparse.Namespace) -> int:
-    from .backend.cuda import lower
-
-    funcs = [lower(_bind(_pipelined(func, args), args)) for func in _load(args, single=False)]
+    funcs = [_lowered(_bind(_pipelined(func, args), args), args)
+             for func in _load(args, single=False)]
     _print_module(funcs)
     return 0
 
 
 def _cmd_cuda(args: argparse.Namespace) -> int:
-    from .backend.cuda import codegen, lower
+    from .backend.cuda import codegen
 
     for func in _load(args, single=False):
-        program = lower(_bind(_pipelined(func, args), args))
+        program = _lowered(_bind(_pipelined(func, args), args), args)
         sys.stdout.write(codegen(program, arch=args.arch))
     return 0
 
@@ -206,8 +230,16 @@ def _file_command(sub, name: str, handler: Callable, help_text: str, pipeline_fl
     if pipeline_flag:
         parser.add_argument("--no-pipeline", action="store_true",
                             help="use the program as written, without pipelining it")
+        _sync_option(parser)
     parser.set_defaults(handler=handler)
     return parser
+
+
+def _sync_option(parser) -> None:
+    parser.add_argument("--sync", choices=SYNC_CHOICES, default="counts",
+                        help="how the pipeline synchronizes: commit groups and wait counts "
+                        "(default), mbarrier phases with TMA copies, or a warp-specialized "
+                        "producer and consumers (the last two for sm_90a)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,8 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _file_command(sub, "show", _cmd_show, "print the parsed program", pipeline_flag=False)
-    _file_command(sub, "pipeline", _cmd_pipeline, "print the software-pipelined program",
-                  pipeline_flag=False)
+    _sync_option(_file_command(sub, "pipeline", _cmd_pipeline,
+                               "print the software-pipelined program", pipeline_flag=False))
     run = _file_command(sub, "run", _cmd_run,
                         "simulate the pipelined program on seeded random inputs")
     run.add_argument("--out", required=True, metavar="OUT.npz", help="where to save the buffers")

@@ -1,0 +1,61 @@
+"""``--sync barriers|warp-specialized`` on the pipeline, verify and cuda commands."""
+
+import pytest
+
+from tilepipe import parse
+from tilepipe.cli import main
+
+PROGRAM = '''
+from tilepipe import script as T
+
+@T.prim_func
+def scaled_rows(A: T.Buffer((12, 64), "float32"), C: T.Buffer((12, 64), "float32")):
+    for tx in T.thread_binding(128, thread="threadIdx.x"):
+        with T.block("root"):
+            A_shared = T.alloc_buffer((2, 64), "float32", scope="shared")
+            for k in T.serial(6, annotations={"software_pipeline_stage": [0, 1],
+                                              "software_pipeline_order": [0, 1],
+                                              "software_pipeline_async_stages": [0]}):
+                with T.block("copy"):
+                    T.reads(A[2 * k:2 * k + 2, 0:64])
+                    T.writes(A_shared[0:2, 0:64])
+                    for r in T.serial(2):
+                        for c in T.serial(64):
+                            A_shared[r, c] = A[2 * k + r, c]
+                with T.block("compute"):
+                    C[2 * k + tx // 64, tx % 64] = A_shared[tx // 64, tx % 64] * T.float32(3)
+'''
+
+
+@pytest.fixture
+def program(tmp_path):
+    path = tmp_path / "scaled_rows.py"
+    path.write_text(PROGRAM)
+    return str(path)
+
+
+@pytest.mark.parametrize("sync, marker", [("barriers", "T.mbarrier_wait_parity(full"),
+                                          ("warp-specialized", "T.thread_binding(256")])
+def test_pipeline_prints_the_barrier_form_that_reads_back(program, capsys, sync, marker):
+    assert main(["pipeline", program, "--sync", sync]) == 0
+    printed = capsys.readouterr().out
+    assert marker in printed and "T.tma_load(" in printed
+    assert parse(printed).script() == printed
+
+
+@pytest.mark.parametrize("sync", ["barriers", "warp-specialized"])
+def test_verify_of_the_barrier_forms_finds_no_race(program, capsys, sync):
+    assert main(["verify", program, "--sync", sync]) == 0
+    assert "no race" in capsys.readouterr().out
+
+
+def test_cuda_for_sm90a_issues_tma_copies(program, capsys):
+    assert main(["cuda", program, "--sync", "warp-specialized", "--arch", "sm_90a"]) == 0
+    source = capsys.readouterr().out
+    assert "cp.async.bulk.tensor.2d" in source and "CUtensorMap A_tensor_map" in source
+
+
+def test_unknown_sync_is_a_usage_error(program):
+    with pytest.raises(SystemExit) as caught:
+        main(["pipeline", program, "--sync", "tokens"])
+    assert caught.value.code == 2
