@@ -1,7 +1,7 @@
 """Hopper (sm_90a) code generation: mbarrier phases, TMA tile copies, warpgroup MMA.
 
-:func:`device_library` is the C++ (inline PTX) that kernels using these intrinsics
-include; the ``emit_*`` functions turn the IR intrinsics into calls of it:
+The ``emit_*`` functions turn the IR intrinsics into calls of small device functions
+(inline PTX, namespace ``tilepipe_hopper``) that the kernel source includes once:
 
 =========================================================  ==============================
 IR intrinsic                                               PTX
@@ -39,16 +39,14 @@ from .tma import DTYPE_BYTES, TensorMapSpec, tensor_map_spec
 ARCH = "sm_90a"
 BARRIER_DTYPE = "uint64"
 SHARED_SCOPES = ("shared", "shared.dyn")
-NVCC_GENCODE = "-gencode=arch=compute_90a,code=sm_90a"
 
-# Swizzle widths (bytes of an operand row) and their matrix-descriptor codes; a swizzle
-# atom is 8 rows, and tiles are aligned to the largest atom.
-DESCRIPTOR_SWIZZLE = {128: 1, 64: 2, 32: 3}
+# Swizzle widths (bytes of an operand row); a swizzle atom is 8 rows, and tiles are
+# aligned to the largest atom.
+SWIZZLE_WIDTHS = (32, 64, 128)
 TILE_ALIGNMENT = 1024
 WGMMA_M = 64
 WGMMA_K = 16
 WGMMA_N_CHOICES = tuple(range(8, 257, 8))
-WARPGROUP_THREADS = 128
 MAX_TMA_RANK = 5
 
 _LIBRARY_CORE = r"""
@@ -174,14 +172,6 @@ __device__ __forceinline__ void wgmma_m64n{n}k16(float* d, uint64_t a, uint64_t 
 
 }}  // namespace tilepipe_hopper
 """
-
-
-def device_library(tma_ranks=(2,), wgmma_widths=()) -> str:
-    """The device functions, with TMA copies of the given ranks and wgmma of the widths."""
-    parts = ["#include <cuda.h>\n#include <cstdint>\n", _LIBRARY_CORE]
-    parts += [tma_load_function(rank) for rank in sorted(set(tma_ranks))]
-    parts += [wgmma_function(n) for n in sorted(set(wgmma_widths))]
-    return "".join(parts)
 
 
 # Emission -----------------------------------------------------------------------------
@@ -313,7 +303,7 @@ def _operand(call: Call, position: int, what: str, emitter: CudaEmitter):
                             call.span)
     rows, depth = extents[-2:]
     row_bytes = shape[-1] * 2
-    if extents[-1] != shape[-1] or row_bytes not in DESCRIPTOR_SWIZZLE or depth % WGMMA_K:
+    if extents[-1] != shape[-1] or row_bytes not in SWIZZLE_WIDTHS or depth % WGMMA_K:
         raise LoweringError(
             f"T.wgmma: the {what} {region.buffer.name} must span whole rows of 32, 64 or 128 "
             f"bytes (the TMA swizzle width), k a multiple of {WGMMA_K}; got a "
@@ -403,7 +393,7 @@ class HopperEmitter(CudaEmitter):
                 f"T.tma_load of {buffer.name} needs constant buffer and tile shapes", call.span)
         row_bytes = box[-1] * DTYPE_BYTES[buffer.dtype]
         swizzle = f"{row_bytes}B" if destination.buffer in self.swizzled and \
-            row_bytes in DESCRIPTOR_SWIZZLE else "none"
+            row_bytes in SWIZZLE_WIDTHS else "none"
         spec = tensor_map_spec(self.name_of(buffer), buffer.dtype, shape, box, swizzle,
                                call.span)
         previous = self.maps.setdefault(buffer, spec)
