@@ -112,3 +112,34 @@ def test_gpu_results_equal_the_simulator(name):
     kernel(**arrays)
     for key, value in expected.items():
         np.testing.assert_allclose(arrays[key], value, rtol=1e-5, atol=1e-5)
+
+
+def nvrtc_loads() -> bool:
+    try:
+        from cuda.bindings import nvrtc
+
+        nvrtc.nvrtcVersion()
+    except (ImportError, RuntimeError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(not nvrtc_loads(), reason="the NVRTC library is not installed")
+def test_nvrtc_compiles_when_nvcc_is_missing(monkeypatch, tmp_path, built):
+    from tilepipe.backend.cuda import compiler
+
+    monkeypatch.setattr(compiler, "find_nvcc", lambda: None)
+    monkeypatch.setenv("TILEPIPE_CACHE_DIR", str(tmp_path))
+    kernel = built["exchange", "sm_80"]
+    cubin = compiler.compile_source(kernel.source, "sm_80")
+    assert list(tmp_path.glob("cubin/*.cubin"))
+    found = async_instruction_counts(disassemble(cubin))
+    assert found == expected_instructions(kernel.lowered.body)
+
+
+def test_compiler_errors_are_reported(tmp_path, monkeypatch):
+    from tilepipe.backend.cuda import CompileError, compile_source
+
+    monkeypatch.setenv("TILEPIPE_CACHE_DIR", str(tmp_path))
+    with pytest.raises(CompileError, match="nvcc failed for sm_80"):
+        compile_source('extern "C" __global__ void k() { undefined_name(); }', "sm_80")

@@ -102,6 +102,7 @@ def _nvrtc(source: str, arch: str) -> bytes:
                            f"({failure})") from None
     _check_nvrtc(nvrtc, error, "create the program")
     options = [f"--gpu-architecture={arch}".encode(), b"-std=c++17", b"-default-device"]
+    options += [f"--include-path={directory}".encode() for directory in _include_directories()]
     (error,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
     if error != nvrtc.nvrtcResult.NVRTC_SUCCESS:
         _, size = nvrtc.nvrtcGetProgramLogSize(program)
@@ -115,6 +116,21 @@ def _nvrtc(source: str, arch: str) -> bytes:
     _check_nvrtc(nvrtc, error, "read the cubin")
     nvrtc.nvrtcDestroyProgram(program)
     return cubin
+
+
+def _include_directories() -> list[str]:
+    """Where the CUDA headers (cuda_fp16.h...) are: the toolkit's or the pip packages'."""
+    candidates = [Path(os.environ[variable]) / "include"
+                  for variable in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(variable)]
+    candidates += sorted(Path("/usr/local").glob("cuda*/include"))
+    try:
+        import nvidia
+
+        for root in nvidia.__path__:
+            candidates += sorted(Path(root).glob("*/include"))
+    except ImportError:
+        pass
+    return [str(path) for path in candidates if (path / "cuda_fp16.h").is_file()]
 
 
 def _check_nvrtc(nvrtc, error, what: str) -> None:

@@ -6,8 +6,10 @@ after it, so the merged count is N plus the groups of other queues committed aft
 needed group of q. That number is found by walking the commits backwards from the wait
 over a skeleton of the program (commits, loops with their trip-count bounds, statements
 that may or may not run), over every possible history; the wait takes the minimum (a
-smaller count is always safe, and the minimum over executions is the exact one). Commits
-under a condition that cannot be decided are counted both ways. Two waits in a row (a
+smaller count is always safe, and the minimum over executions is the exact one). Unrolled
+loops are walked one iteration at a time, so that their predicates are decided; commits
+under a condition that still cannot be decided are counted both ways. The function's last
+wait (outside loops) completes every group: nothing may be in flight at the end. Two waits in a row (a
 consumer of several queues) become one, with the smaller count.
 """
 
@@ -38,8 +40,12 @@ def merge_queues(func: PrimFunc) -> PrimFunc:
     if len(queues) > 1:
         skeleton = _SkeletonBuilder()
         skeleton.build(func.body)
-        for wait, path in skeleton.wait_paths.items():
-            counts[wait] = _merged_count(wait, path)
+        for wait, paths in skeleton.wait_paths.items():
+            counts[wait] = min(_merged_count(wait, path) for path in paths)
+        last = list(skeleton.wait_paths)[-1] if skeleton.wait_paths else None
+        if last is not None and not any(isinstance(owner, _Loop) for path in
+                                         skeleton.wait_paths[last] for _, _, owner in path):
+            counts[last] = 0  # nothing may be in flight when the function ends
     return func.with_body(_Renumber(counts).visit(func.body))
 
 
@@ -60,6 +66,17 @@ class _Renumber(IRMutator):
                 return AsyncWaitQueue(0, IntImm(min(inner, as_int(in_flight))), body.body,
                                       node.span)
         return AsyncWaitQueue(0, in_flight, body, node.span)
+
+
+# Unrolled loops up to this extent are walked one iteration at a time.
+MAX_UNROLLED = 64
+
+
+def _synchronizes(stmt: Stmt) -> bool:
+    found = []
+    post_order_visit(stmt, lambda node: found.append(node)
+                     if isinstance(node, (AsyncCommitQueue, AsyncWaitQueue)) else None)
+    return bool(found)
 
 
 # The skeleton: what matters for counting groups --------------------------------------------
@@ -97,7 +114,7 @@ class _SkeletonBuilder:
     def __init__(self):
         self.analyzer = Analyzer()
         self.root: list = []
-        self.wait_paths: dict[AsyncWaitQueue, list[tuple[list, int, object]]] = {}
+        self.wait_paths: dict[AsyncWaitQueue, list[list[tuple[list, int, object]]]] = {}
         self._stack: list[tuple[list, object]] = []
 
     def build(self, body: Stmt) -> None:
@@ -120,7 +137,8 @@ class _SkeletonBuilder:
             self._visit(stmt.body)
             self._items().append(_Commit(stmt.queue))
         elif isinstance(stmt, AsyncWaitQueue):
-            self.wait_paths[stmt] = [(items, len(items), owner) for items, owner in self._stack]
+            path = [(items, len(items), owner) for items, owner in self._stack]
+            self.wait_paths.setdefault(stmt, []).append(path)
             self._visit(stmt.body)
         elif isinstance(stmt, For):
             self.analyzer.bind(stmt.loop_var, Range(stmt.min, stmt.extent))
@@ -128,6 +146,14 @@ class _SkeletonBuilder:
                 self._visit(stmt.body)
                 return
             low, high = self.analyzer.const_int_bound(stmt.extent)
+            if (stmt.kind is ForKind.UNROLLED and low == high and low <= MAX_UNROLLED
+                    and _synchronizes(stmt.body)):
+                # One copy per iteration, so that conditions on the variable are decided.
+                start = self.analyzer.simplify(stmt.min)
+                for iteration in range(low):
+                    self.analyzer.bind(stmt.loop_var, Range(start + iteration, IntImm(1)))
+                    self._visit(stmt.body)
+                return
             loop = _Loop(max(low or 0, 0), None if high is None else max(high, 0))
             self._nested(loop.body, loop, stmt.body)
             self._items().append(loop)

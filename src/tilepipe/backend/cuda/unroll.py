@@ -1,7 +1,8 @@
 """Make every wait count an immediate, as ``cp.async.wait_group`` requires.
 
 An unrolled loop (``T.unroll``, the pipeline's prologue and epilogue) whose body holds a
-wait with a count depending on its variable is replaced by one copy of its body per
+wait with a count depending on its variable (or any wait, when several queues are to be
+merged: the merged counts differ per iteration) is replaced by one copy of its body per
 iteration, each simplified under the iteration's value (dead predicated blocks dropped).
 A count that stays dynamic (a serial loop's variable, a symbolic size) becomes a bounded
 switch over its possible values: ``if count <= lo: wait(lo) elif count == lo + 1: ...``,
@@ -14,9 +15,9 @@ from __future__ import annotations
 from ...arith import Analyzer
 from ...errors import LoweringError
 from ...ir import (
-    EQ, AsyncWaitQueue, Block, BufferLoad, BufferRegion, BufferStore, Evaluate, For, ForKind,
+    EQ, AsyncCommitQueue, AsyncWaitQueue, Block, BufferLoad, BufferRegion, BufferStore, Evaluate, For, ForKind,
     IfThenElse, IntImm, IRMutator, IRVisitor, PrimExpr, PrimFunc, Range, SeqStmt, Stmt, Var, as_int,
-    const, seq, substitute,
+    const, post_order_visit, seq, substitute,
 )
 
 # Dynamic counts are switched over at most this many values; larger ones wait with this.
@@ -25,21 +26,24 @@ MAX_SWITCH_COUNT = 8
 
 def unroll_waits(func: PrimFunc) -> PrimFunc:
     """``func`` with every wait count an integer immediate."""
-    return func.with_body(_WaitUnroller().visit(func.body))
+    queues: set[int] = set()
+    post_order_visit(func.body, lambda node: queues.add(node.queue)
+                     if isinstance(node, (AsyncCommitQueue, AsyncWaitQueue)) else None)
+    return func.with_body(_WaitUnroller(several_queues=len(queues) > 1).visit(func.body))
 
 
 def is_no_op(stmt: Stmt) -> bool:
     return isinstance(stmt, Evaluate) and isinstance(stmt.value, IntImm)
 
 
-def _loop_var_in_wait_count(body: Stmt, var: Var) -> bool:
-    """Whether a wait inside ``body`` has a count that mentions ``var``."""
+def _loop_var_in_wait_count(body: Stmt, var: Var | None) -> bool:
+    """Whether a wait inside ``body`` has a count that mentions ``var`` (any wait: None)."""
     found = False
 
     class _Finder(IRVisitor):
         def visit_async_wait_queue(self, node: AsyncWaitQueue) -> None:
             nonlocal found
-            found = found or _mentions(node.in_flight, var)
+            found = found or var is None or _mentions(node.in_flight, var)
             self.visit(node.body)
 
     _Finder().visit(body)
@@ -59,14 +63,20 @@ def _mentions(expr: PrimExpr, var: Var) -> bool:
 
 
 class _WaitUnroller(IRMutator):
-    def __init__(self):
+    """Unrolls the loops whose waits need one count per iteration: those whose count
+    mentions the loop variable and, when several queues will be merged into one (which
+    makes counts differ per iteration), every unrolled loop holding a wait."""
+
+    def __init__(self, several_queues: bool):
         self.analyzer = Analyzer()
+        self.several_queues = several_queues
 
     def visit_for(self, node: For) -> Stmt:
         self.analyzer.bind(node.loop_var, Range(node.min, node.extent))
         extent = as_int(self.analyzer.simplify(node.extent))
         if (node.kind is ForKind.UNROLLED and extent is not None
-                and _loop_var_in_wait_count(node.body, node.loop_var)):
+                and _loop_var_in_wait_count(node.body,
+                                            None if self.several_queues else node.loop_var)):
             copies = []
             for iteration in range(max(extent, 0)):
                 value = self.analyzer.simplify(node.min + iteration)
