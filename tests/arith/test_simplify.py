@@ -132,6 +132,23 @@ def test_conditions(analyzer, expr, expected):
     assert_structural_equal(analyzer.simplify(expr), expected)
 
 
+@pytest.mark.parametrize("expr, expected", [
+    (j * 4 + 4 < 16, j < 3),
+    (j * 4 < 15, j < 4),
+    (j * 4 <= 15, j <= 3),
+    (j * 4 > 15, j > 3),
+    (j * 4 >= 15, j >= 4),
+    (EQ(j * 4, const(6)), FALSE),
+    (NE(j * 4, const(6)), TRUE),
+    (NE(j * 2, const(6)), NE(j, const(3))),
+    (0 - j < 5, j > -5),
+    (const(3) < 0 - j, const(-3) > j),
+    (j * 6 + k * 4 < 9, j * 3 + k * 2 < 5),
+])
+def test_comparisons_with_a_constant_are_normalized(expr, expected):
+    assert_structural_equal(Analyzer().simplify(expr), expected)
+
+
 def test_constant_folding_of_every_operator():
     analyzer = Analyzer()
     cases = [

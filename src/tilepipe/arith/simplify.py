@@ -246,13 +246,48 @@ class Simplifier:
         decided = self.decide(kind, left.add(right, -1))
         if decided is not None:
             return _true(decided)
-        if right.is_constant and left.constant != 0:
-            right = LinearForm.of_constant(right.constant - left.constant)
-            left = left.add(LinearForm.of_constant(-left.constant))
-        elif left.is_constant and right.constant != 0:
-            left = LinearForm.of_constant(left.constant - right.constant)
-            right = right.add(LinearForm.of_constant(-right.constant))
+        if left.is_constant:
+            # c < x is read as x > c, normalized, and mirrored back.
+            folded = self._against_constant(_MIRRORED[kind], right, left.constant)
+            if isinstance(folded, IntImm):
+                return folded
+            normal_kind, terms, bound = folded
+            return _MIRRORED[normal_kind](IntImm(bound, expr.a.dtype),
+                                          terms.to_expr(expr.b.dtype), expr.span)
+        if right.is_constant:
+            folded = self._against_constant(kind, left, right.constant)
+            if isinstance(folded, IntImm):
+                return folded
+            normal_kind, terms, bound = folded
+            return normal_kind(terms.to_expr(expr.a.dtype), IntImm(bound, expr.b.dtype),
+                               expr.span)
         return kind(left.to_expr(expr.a.dtype), right.to_expr(expr.b.dtype), expr.span)
+
+    @staticmethod
+    def _against_constant(kind: type, form: LinearForm, bound: int
+                          ) -> "IntImm | tuple[type, LinearForm, int]":
+        """``form <op> bound`` as ``terms <op'> bound'``: the constant of ``form`` moved
+        over, signs flipped when every coefficient is negative (``0 - i < 5`` is
+        ``i > -5``) and the gcd of the coefficients divided out (``4*i + 4 < 16`` is
+        ``i < 3``); or a folded truth when the gcd decides an (in)equality."""
+        bound -= form.constant
+        terms = LinearForm(dict(form.terms), 0)
+        if all(coefficient < 0 for _, coefficient in terms.items()):
+            terms = terms.scaled(-1)
+            bound = -bound
+            kind = _MIRRORED[kind]
+        common = terms.coefficient_gcd()
+        if common <= 1:
+            return kind, terms, bound
+        if kind is EQ or kind is NE:
+            if bound % common:
+                return _true(kind is NE)
+            return kind, _divided(terms, common), bound // common
+        if kind is LT or kind is GE:
+            bound = -(-bound // common)  # ceiling: 4*i < 15 is i < 4, 4*i >= 15 is i >= 4
+        else:
+            bound //= common  # floor: 4*i <= 15 is i <= 3, 4*i > 15 is i > 3
+        return kind, _divided(terms, common), bound
 
     def _logic(self, expr: BinaryOp) -> PrimExpr:
         is_and = type(expr) is And
