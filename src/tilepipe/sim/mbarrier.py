@@ -426,7 +426,7 @@ class _Shadow:
         self.write_actor = np.full(size, -1, np.int64)
         self.write_epoch = np.zeros(size, np.int64)
         self.write_span = np.zeros(size, np.int64)
-        self.reads = np.zeros((size, num_threads), np.int64)
+        self.reads = np.zeros((size, num_threads), np.int32)  # epochs stay far below 2**31
         self.read_span = np.zeros(size, np.int64)
 
 
