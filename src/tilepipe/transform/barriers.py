@@ -19,8 +19,10 @@ Instances are numbered from the loop's start, so phases follow from the iteratio
 nothing is kept in registers. The result is one loop over ``extent + max_stage``
 iterations in which a statement of stage ``s`` runs instance ``i - s`` when that is an
 iteration of the original loop: any extent works, including zero and extents below the
-number of slots. :func:`plan_barrier_pipeline` is shared with warp specialization, which
-emits the same plan as a producer warp and consumer warpgroups.
+number of slots. A consumer that issues ``T.wgmma`` is fenced and committed as a wgmma
+group and waits for it (``T.wgmma_wait_group(0)``) before it releases its slots.
+:func:`plan_barrier_pipeline` is shared with warp specialization, which emits the same
+plan as a producer warpgroup and consumer threads.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ class BarrierPlan:
         return self.stages[position], self.orders[position]
 
 
-def _issues_wgmma(stmt: Stmt) -> bool:
+def issues_wgmma(stmt: Stmt) -> bool:
+    """Whether ``stmt`` issues a warpgroup MMA (``T.wgmma``), an asynchronous consumer."""
     found = []
     post_order_visit(stmt, lambda node: found.append(node)
                      if isinstance(node, Call) and node.op == "wgmma" else None)
@@ -354,7 +357,7 @@ class BarrierEmitter:
         :meth:`release_last`)."""
         plan = self.plan
         before, after, slots = [], [], {}
-        mma = _issues_wgmma(plan.statements[position])
+        mma = issues_wgmma(plan.statements[position])
         previous = Instance(self.analyzer.simplify(instance.value - 1),
                             self.analyzer.simplify(instance.index - 1))
         deferred = []

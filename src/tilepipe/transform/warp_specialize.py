@@ -4,13 +4,17 @@ copies and the original threads consuming, synchronized only through mbarriers.
 The barrier plan is the one of :mod:`tilepipe.transform.barriers` (one ``full`` and one
 ``empty`` barrier per ring slot and stage of copies). The block gains one warpgroup of
 ``PRODUCER_THREADS`` threads after the original ones; the statements around the loop
-stay with the original threads. Where it pays (see :func:`register_split`) the producer
-gives registers back (``T.setmaxnreg(producer, "dec")``); one elected producer thread runs
-every instance of the loop, waiting for a slot to be released before refilling it; the
-consumers take them (``T.setmaxnreg(consumer, "inc")``) and run
-every instance of the loop body in the order of the body, waiting for the data before
-its first use and releasing the slot after its last. Each role runs exactly the loop's trip count, so a trip count
-below the number of slots, or zero, needs no special tail.
+stay with the original threads (those after it join the consumers' branch, so that
+accumulators are not live in the producer's). One elected producer thread runs every
+instance of the loop, waiting for a slot to be released before refilling it; the
+consumers run every instance of the loop body in the order of the body, waiting for the
+data before its first use and releasing the slot after its last. A consumer issuing
+``T.wgmma`` keeps one wgmma group in flight (``T.wgmma_wait_group(1)``) and releases the
+previous instance's slots, the last ones after the loop. Where it pays (see
+:func:`register_split`) the producer gives registers back
+(``T.setmaxnreg(producer, "dec")``) and the consumers take them (``"inc"``). Each role
+runs exactly the loop's trip count, so a trip count below the number of slots, or zero,
+needs no special tail.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from ..ir import (
     Stmt, StringImm, Var, as_int, post_order_visit, seq, substitute,
 )
 from .barriers import (
-    BarrierEmitter, BarrierLowering, BarrierPlan, ThreadScope, _issues_wgmma, call,
-    is_thread_loop,
+    BarrierEmitter, BarrierLowering, BarrierPlan, ThreadScope, call, is_thread_loop,
+    issues_wgmma,
 )
 from .pipeline.annotations import is_pipelined, other_annotations
 
@@ -61,7 +65,7 @@ def _roles(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyzer,
     consume = [emitter.consume(position, instance, overlap_mma=True) for position in positions]
     last = emitter.instance(loop.min + loop.extent - 1)
     drains = [emitter.release_last(position, last) for position in positions
-              if _issues_wgmma(plan.statements[position])]
+              if issues_wgmma(plan.statements[position])]
     consumer_var = Var(loop.loop_var.name, loop.loop_var.dtype)
     consumer_loop = seq(For(consumer_var, loop.min, loop.extent, ForKind.SERIAL,
                             _rename(seq(*consume), instance_var, consumer_var), None,
