@@ -1,4 +1,10 @@
-"""Hopper mbarrier semantics: arrival counts, transaction bytes, phases and parity waits.
+"""Hopper's asynchronous units in the simulator: mbarriers, TMA copies, warpgroup MMA.
+
+This module registers the semantics of the Hopper intrinsics (see the IR forms below)
+in :mod:`tilepipe.sim.intrinsics`: :class:`BarrierFile` is the mbarrier state machine,
+:class:`HappensBefore` the race check that follows the order barrier phases create,
+:class:`BarrierSystem` the per-block state the handlers share, :class:`WarpgroupQueues`
+the asynchronous wgmma groups.
 
 An mbarrier (one element of a ``uint64`` buffer in shared scope) counts down the
 arrivals expected in its current phase and the transaction bytes announced by
@@ -22,6 +28,9 @@ The IR form (opaque intrinsics, printed and parsed like any ``T.<name>`` call) i
     T.mbarrier_arrive_expect_tx(barriers, index, bytes)  # expect bytes, then arrive
     T.mbarrier_wait_parity(barriers, index, parity)
     T.tma_load(destination_region, source_region, barriers, index)
+    T.wgmma(accumulator_region, a_region, b_region, accumulate)
+    T.wgmma_fence(); T.wgmma_commit_group(); T.wgmma_wait_group(in_flight)
+    T.setmaxnreg(count, "inc" | "dec")
 """
 
 from __future__ import annotations
