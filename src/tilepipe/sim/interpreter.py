@@ -1,7 +1,8 @@
 """The reference interpreter: runs a PrimFunc on NumPy arrays, threads in lock step.
 
 Blocks run one after the other; the threads of a block run together, vectorized over
-the thread index (see :mod:`tilepipe.sim.context`). Asynchronous statements belong to
+the thread index (see :mod:`tilepipe.sim.context`). Statements outside every
+``threadIdx`` binding run on every thread of the block, as CUDA runs them. Asynchronous statements belong to
 the group their thread is forming on the queue of the innermost commit scope; when
 their element accesses happen is up to the :class:`~tilepipe.sim.schedule.Schedule`.
 An :class:`Observer` sees every statement, access and synchronization: the race
