@@ -20,11 +20,12 @@ from tilepipe.script import parse
 from tilepipe.sim import max_safe_counts, random_inputs, simulate, verify
 from tilepipe.sim.simulate import run
 
-# C = A @ B with 64x64x16 block tiles: 128 threads each copy 8 elements of the A tile
-# and 8 of the B tile per stage (asynchronously, into a 4-slot ring) and compute an 8x4
-# patch of C. Prologue: tiles 0-2 in flight; body: tile 3 issued, tile 0 computed;
-# epilogue: tiles 1-3 computed. A barrier after each wait publishes the copies to the
-# other threads; one after each compute frees the slot for the next copy.
+# C = A @ B with 64x64x8 block tiles (8 of them along K): 128 threads each copy 4
+# elements of the A tile and 4 of the B tile per stage (asynchronously, into a 4-slot
+# ring) and compute an 8x4 patch of C. Prologue: tiles 0-2 in flight; body: tile i + 3
+# issued, tile i computed; epilogue: the last 3 tiles computed. A barrier after each wait
+# publishes the copies to the other threads; one after each compute in the body frees
+# the slot that the next iteration's copy overwrites.
 GEMM = '''
 from tilepipe import script as T
 
@@ -34,8 +35,8 @@ def gemm(A: T.Buffer((64, 64), "float32"), B: T.Buffer((64, 64), "float32"),
          C: T.Buffer((64, 64), "float32")):
     for tid in T.thread_binding(128, thread="threadIdx.x"):
         with T.block("gemm"):
-            A_shared = T.alloc_buffer((4, 64, 16), "float32", scope="shared")
-            B_shared = T.alloc_buffer((4, 16, 64), "float32", scope="shared")
+            A_shared = T.alloc_buffer((4, 64, 8), "float32", scope="shared")
+            B_shared = T.alloc_buffer((4, 8, 64), "float32", scope="shared")
             C_local = T.alloc_buffer((8, 4), "float32", scope="local")
             for r in T.serial(8):
                 for c in T.serial(4):
@@ -43,23 +44,23 @@ def gemm(A: T.Buffer((64, 64), "float32"), B: T.Buffer((64, 64), "float32"),
             for i in T.unroll(3):
                 with T.attr(0, "async_commit_queue_scope", 0):
                     with T.attr(0, "async_scope", 1):
-                        for v in T.serial(8):
-                            A_shared[i, tid // 2, tid % 2 * 8 + v] = A[tid // 2, i * 16 + tid % 2 * 8 + v]
+                        for v in T.serial(4):
+                            A_shared[i, tid // 2, tid % 2 * 4 + v] = A[tid // 2, i * 8 + tid % 2 * 4 + v]
                     with T.attr(0, "async_scope", 1):
-                        for v in T.serial(8):
-                            B_shared[i, tid // 8, tid % 8 * 8 + v] = B[i * 16 + tid // 8, tid % 8 * 8 + v]
-            for i in T.serial(1):
+                        for v in T.serial(4):
+                            B_shared[i, tid // 16, tid % 16 * 4 + v] = B[i * 8 + tid // 16, tid % 16 * 4 + v]
+            for i in T.serial(5):
                 with T.attr(0, "async_commit_queue_scope", 0):
                     with T.attr(0, "async_scope", 1):
-                        for v in T.serial(8):
-                            A_shared[(i + 3) % 4, tid // 2, tid % 2 * 8 + v] = A[tid // 2, (i + 3) * 16 + tid % 2 * 8 + v]
+                        for v in T.serial(4):
+                            A_shared[(i + 3) % 4, tid // 2, tid % 2 * 4 + v] = A[tid // 2, (i + 3) * 8 + tid % 2 * 4 + v]
                     with T.attr(0, "async_scope", 1):
-                        for v in T.serial(8):
-                            B_shared[(i + 3) % 4, tid // 8, tid % 8 * 8 + v] = B[(i + 3) * 16 + tid // 8, tid % 8 * 8 + v]
+                        for v in T.serial(4):
+                            B_shared[(i + 3) % 4, tid // 16, tid % 16 * 4 + v] = B[(i + 3) * 8 + tid // 16, tid % 16 * 4 + v]
                 with T.attr(0, "async_wait_queue_scope", 0):
                     with T.attr(0, "async_wait_inflight_count", 3):
                         T.tvm_storage_sync("shared")
-                        for kk in T.serial(16):
+                        for kk in T.serial(8):
                             for r in T.serial(8):
                                 for c in T.serial(4):
                                     C_local[r, c] = C_local[r, c] + A_shared[i % 4, tid // 16 * 8 + r, kk] * B_shared[i % 4, kk, tid % 16 * 4 + c]
@@ -68,10 +69,10 @@ def gemm(A: T.Buffer((64, 64), "float32"), B: T.Buffer((64, 64), "float32"),
                 with T.attr(0, "async_wait_queue_scope", 0):
                     with T.attr(0, "async_wait_inflight_count", 2 - i):
                         T.tvm_storage_sync("shared")
-                        for kk in T.serial(16):
+                        for kk in T.serial(8):
                             for r in T.serial(8):
                                 for c in T.serial(4):
-                                    C_local[r, c] = C_local[r, c] + A_shared[(i + 1) % 4, tid // 16 * 8 + r, kk] * B_shared[(i + 1) % 4, kk, tid % 16 * 4 + c]
+                                    C_local[r, c] = C_local[r, c] + A_shared[(i + 5) % 4, tid // 16 * 8 + r, kk] * B_shared[(i + 5) % 4, kk, tid % 16 * 4 + c]
             for r in T.serial(8):
                 for c in T.serial(4):
                     C[tid // 16 * 8 + r, tid % 16 * 4 + c] = C_local[r, c]
