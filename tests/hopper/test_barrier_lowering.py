@@ -134,3 +134,44 @@ def test_consumer_in_an_earlier_stage_is_rejected():
         '"software_pipeline_async_stages": [0]', '"software_pipeline_async_stages": [1]')
     with pytest.raises(PipelineError, match="schedules statement 1 .* before statement 0"):
         lower_to_barriers(parse(text))
+
+
+SYMBOLIC = '''
+from tilepipe import script as T
+
+@T.prim_func
+def scaled_rows(a: T.handle, c: T.handle, n: T.int32):
+    rows = T.int32()
+    A = T.match_buffer(a, (rows, 64), "float32")
+    C = T.match_buffer(c, (rows, 64), "float32")
+    for tx in T.thread_binding(128, thread="threadIdx.x"):
+        with T.block("root"):
+            A_shared = T.alloc_buffer((2, 64), "float32", scope="shared")
+            for k in T.serial(n, annotations={"software_pipeline_stage": [0, 2],
+                                              "software_pipeline_order": [0, 1],
+                                              "software_pipeline_async_stages": [0]}):
+                with T.block("copy"):
+                    T.reads(A[2 * k:2 * k + 2, 0:64])
+                    T.writes(A_shared[0:2, 0:64])
+                    for r in T.serial(2):
+                        for c in T.serial(64):
+                            A_shared[r, c] = A[2 * k + r, c]
+                with T.block("compute"):
+                    C[2 * k + tx // 64, tx % 64] = A_shared[tx // 64, tx % 64] * T.float32(3)
+'''
+
+
+@pytest.mark.parametrize("trips", [0, 1, 2, 3, 7])
+def test_symbolic_trip_count_bound_at_run_time(trips):
+    from tilepipe.transform.warp_specialize import warp_specialize
+
+    func = parse(SYMBOLIC)
+    lowered = lower_to_barriers(func)
+    assert "for k in T.serial(n + 2):" in lowered.script()
+    dims = {"n": trips, "rows": max(2 * trips, 2)}
+    inputs = random_inputs(func, seed=3, dims=dims)
+    expected = simulate(func, inputs, dims=dims)["C"][:2 * trips]
+    for program in (lowered, warp_specialize(func)):
+        for schedule in ("eager", "lazy"):
+            outputs = simulate(program, inputs, dims=dims, schedule=schedule)
+            np.testing.assert_array_equal(outputs["C"][:2 * trips], expected)
