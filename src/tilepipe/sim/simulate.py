@@ -46,9 +46,9 @@ def shape_of(buffer: Buffer) -> tuple[int, ...]:
     analyzer = Analyzer()
     for extent in buffer.shape:
         extent = analyzer.simplify(extent)
-        if not isinstance(extent, IntImm):
-            raise InputError(f"the shape of {buffer.name} is not constant: {extent!r}",
-                             buffer.span)
+        if not isinstance(extent, IntImm) or extent.value < 0:
+            raise InputError(f"the shape of {buffer.name} is not a constant size: "
+                             f"{extent!r}", buffer.span)
         shape.append(extent.value)
     return tuple(shape)
 
