@@ -88,8 +88,9 @@ def _apply_pipeline(func, args: argparse.Namespace):
 
 
 def _lowered(program, args: argparse.Namespace):
-    """The CUDA lowering of a count-synchronized program (mbarrier programs need none)."""
-    if getattr(args, "sync", "counts") != "counts" and not getattr(args, "no_pipeline", False):
+    """The CUDA lowering of a count-synchronized program (mbarrier programs, --sync
+    barriers or warp-specialized, even as written with --no-pipeline, need none)."""
+    if getattr(args, "sync", "counts") != "counts":
         return program
     from .backend.cuda import lower
 

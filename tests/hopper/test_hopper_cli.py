@@ -59,3 +59,13 @@ def test_unknown_sync_is_a_usage_error(program):
     with pytest.raises(SystemExit) as caught:
         main(["pipeline", program, "--sync", "tokens"])
     assert caught.value.code == 2
+
+
+def test_printed_barrier_program_compiles_as_written(program, tmp_path, capsys):
+    assert main(["pipeline", program, "--sync", "warp-specialized"]) == 0
+    printed = tmp_path / "specialized.py"
+    printed.write_text(capsys.readouterr().out)
+    assert main(["cuda", str(printed), "--no-pipeline", "--sync", "warp-specialized",
+                 "--arch", "sm_90a"]) == 0
+    source = capsys.readouterr().out
+    assert "__syncthreads();" in source and source.count("__syncthreads();") == 1
