@@ -1,7 +1,8 @@
 """Speed of the arithmetic layer on the questions the pipeline transform asks.
 
 Prints one row per workload: calls per second and microseconds per call (median of
-repeated timed runs, wall clock), and the CPU time per call. Run: ``python3 benchmarks/arith_speed.py [--repeats N]``.
+repeated timed runs, wall clock), and the CPU time per call.
+Run: ``python3 benchmarks/arith_speed.py [--repeats N]``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ the interval it returns, so proofs drawn from it are sound.
 
 from __future__ import annotations
 
-Interval = tuple  # (lo: int | None, hi: int | None)
+from typing import Optional
+
+Interval = tuple[Optional[int], Optional[int]]  # (lo, hi); None is unbounded
 
 EVERYTHING: Interval = (None, None)
 

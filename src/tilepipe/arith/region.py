@@ -18,7 +18,7 @@ from ..ir import (
 from .analyzer import Analyzer
 from .linear import LinearForm, mentions_any, structural_key
 
-Bounds = tuple  # (lo: PrimExpr, hi: PrimExpr), inclusive
+Bounds = tuple[PrimExpr, PrimExpr]  # (lo, hi), both inclusive
 
 
 class _Relaxer:
