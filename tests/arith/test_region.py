@@ -209,3 +209,17 @@ def test_every_access_lies_inside_the_inferred_region(first, second, outer, shif
                     low = evaluate(range_.min, {k: k_value})
                     extent = evaluate(range_.extent, {k: k_value})
                     assert low <= evaluate(index, env) < low + extent
+
+
+def test_synchronization_scopes_and_branches_are_transparent():
+    from tilepipe.ir import AsyncCommitQueue, AsyncScope, AsyncWaitQueue, IfThenElse
+
+    copy = AsyncCommitQueue(0, AsyncScope(BufferStore(B, BufferLoad(A, (tx, i)),
+                                                      (i % 4, tx, const(0)))))
+    use = AsyncWaitQueue(0, const(1), IfThenElse(
+        i > 0, BufferStore(C, BufferLoad(B, ((i - 1) % 4, tx, const(0))), (tx, i - 1)),
+        Evaluate(Call("handle", "opaque", (BufferLoad(C, (tx, const(15))),)))))
+    reads, writes = infer_regions(loop(i, 4, seq(copy, use)))
+    assert_regions(reads, [region(A, (tx, 1), (0, 4)), region(B, (0, 4), (tx, 1), (0, 1)),
+                           region(C, (tx, 1), (15, 1))])
+    assert_regions(writes, [region(B, (0, 4), (tx, 1), (0, 1)), region(C, (tx, 1), (-1, 4))])
