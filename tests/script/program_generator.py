@@ -147,7 +147,7 @@ class _Generator:
         scalars = st.one_of(st.integers(-5, 5), st.booleans(), st.text("abc _-", max_size=4),
                             st.floats(-10, 10, allow_nan=False))
         values = st.one_of(scalars, st.lists(st.integers(0, 3), max_size=3).map(tuple))
-        return {key: self.draw(values) for key in keys}
+        return {key: self.int_expr(1) if self.chance() else self.draw(values) for key in keys}
 
     def shape(self) -> tuple:
         return tuple(self.pick((IntImm(self.count(1, 16)), *self.size_vars))
@@ -201,7 +201,7 @@ class _Generator:
         predicate = self.bool_expr(1) if self.chance() else None
         body = self.stmt(depth - 1)
         del self.buffers[len(self.buffers) - len(allocs):]
-        name = self.pick(("", "compute", "with space"))
+        name = self.pick(("", "compute", "with space", 'quote"d'))
         return Block(name, body, reads, writes, allocs, predicate,
                      self.annotations() if self.chance() else {})
 
@@ -242,7 +242,8 @@ class _Generator:
                    for _ in range(self.count(0, 2))]
         int_scalars = [var for var in scalars if var.dtype == "int32"]
         self.size_vars += int_scalars
-        buffers = [Buffer(self.name(), self.shape(), self.pick(BUFFER_DTYPES))
+        buffers = [Buffer(self.name(), self.shape(), self.pick(BUFFER_DTYPES),
+                          self.pick(("global", "global", "shared")))
                    for _ in range(self.count(1, 3))]
         params = self.draw(st.permutations(buffers + scalars))
         self.int_vars = list(self.size_vars)

@@ -252,9 +252,16 @@ class _Printer:
         return f"T.{call.op}({', '.join(args)})"
 
     def value(self, value: Any) -> str:
+        """An annotation or attribute value; an immediate there is written with its
+        dtype, since a bare number reads back as a Python constant."""
         if isinstance(value, Buffer):
             return self.names[value]
-        return format_value(value, self.expr)
+        return format_value(value, self._annotation_expr)
+
+    def _annotation_expr(self, value: Any) -> str:
+        if isinstance(value, Buffer):
+            return self.names[value]
+        return self._explicit(value) if _is_immediate(value) else self.expr(value)
 
     def shape(self, shape: Sequence[PrimExpr]) -> str:
         items = [self.expr(extent) for extent in shape]
@@ -407,17 +414,36 @@ def _undeclared_vars(func: PrimFunc) -> list[Var]:
             used.setdefault(node, None)
 
         def visit_for(self, node: For) -> None:
+            _visit_value(self, dict(node.annotations))
             loop_vars.add(node.loop_var)
             super().visit_for(node)
+
+        def visit_block(self, node: Block) -> None:
+            _visit_value(self, dict(node.annotations))
+            super().visit_block(node)
 
         def visit_attr_stmt(self, node: AttrStmt) -> None:
             if isinstance(node.node, PrimExpr):
                 self.visit(node.node)
             super().visit_attr_stmt(node)
 
-    _Collector().visit(func.body)
+    collector = _Collector()
+    _visit_value(collector, dict(func.attrs))
+    collector.visit(func.body)
     params = set(func.scalar_params)
     return [var for var in used if var not in loop_vars and var not in params]
+
+
+def _visit_value(visitor: IRVisitor, value: Any) -> None:
+    """Visit the expressions inside an annotation value (tuples and dicts included)."""
+    if isinstance(value, PrimExpr):
+        visitor.visit(value)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            _visit_value(visitor, item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _visit_value(visitor, item)
 
 
 def script_module(funcs: Sequence[PrimFunc]) -> str:

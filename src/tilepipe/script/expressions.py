@@ -142,7 +142,8 @@ class ExpressionParser:
     def same_dtype(self, node: ast.AST, what: str, first: PrimExpr, second: PrimExpr) -> None:
         if first.dtype != second.dtype:
             raise self.error(node, f"operands of {what} have different dtypes {first.dtype} "
-                                   f"and {second.dtype}; convert one with T.Cast")
+                                   f"and {second.dtype}; convert one with T.Cast"
+                                   f"{call_dtype_hint(first) or call_dtype_hint(second)}")
 
     # Operands --------------------------------------------------------------------------
     def operand(self, node: ast.expr) -> Any:
@@ -458,6 +459,14 @@ class ExpressionParser:
                                           f"intrinsic call is dtype, got '{keyword.arg}'")
             dtype = self.dtype(keyword.value)
         return Call(dtype, name, tuple(args), self.source.span(node))
+
+
+def call_dtype_hint(expr: PrimExpr) -> str:
+    """A hint for an intrinsic call whose dtype was left to its default ``handle``."""
+    if isinstance(expr, Call) and expr.dtype == "handle":
+        return (f" (T.{expr.op} has dtype handle: give its result type, as in "
+                f'T.{expr.op}(..., dtype="float32"))')
+    return ""
 
 
 _UNARY_SYMBOLS = {ast.USub: "-", ast.UAdd: "+", ast.Not: "not", ast.Invert: "~"}

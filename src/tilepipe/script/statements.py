@@ -11,7 +11,9 @@ from ..ir import (
     SeqStmt, Stmt, StringImm, Var, is_int_dtype,
 )
 from ..ir.notation import extent_of
-from .expressions import SCALAR_DTYPES, ExpressionParser, Handle, constant_to_expr
+from .expressions import (
+    SCALAR_DTYPES, ExpressionParser, Handle, call_dtype_hint, constant_to_expr,
+)
 
 _LOOP_KINDS = {
     "serial": ForKind.SERIAL, "unroll": ForKind.UNROLLED, "vectorized": ForKind.VECTORIZED,
@@ -228,8 +230,9 @@ class FunctionParser(ExpressionParser):
         access: BufferLoad = self.access(target, buffer, allow_region=False)
         value = self.to_expr(value, value_node, buffer.dtype)
         if value.dtype != buffer.dtype:
-            raise self.error(node, f"cannot store a value of dtype {value.dtype} into {buffer.dtype} "
-                                   f"buffer '{buffer.name}'; convert it with T.Cast")
+            raise self.error(node, f"cannot store a value of dtype {value.dtype} into "
+                                   f"{buffer.dtype} buffer '{buffer.name}'; convert it with "
+                                   f"T.Cast{call_dtype_hint(value)}")
         return BufferStore(buffer, value, access.indices, self.source.span(node))
 
     def _statement_If(self, node: ast.If) -> Stmt:
