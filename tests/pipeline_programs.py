@@ -2,7 +2,8 @@
 
 A generated program has ``threads`` threads; its annotated loop ``i`` runs ``extent``
 iterations from ``start`` (a constant, or a size ``n`` bound at run time), optionally
-inside an outer loop ``j``. Each iteration copies one element per thread from each
+inside an outer loop ``j``, optionally after an asynchronous copy of a tile ``P`` that
+the consumer reads. Each iteration copies one element per thread from each
 input into a shared buffer (the producers), may transform it in shared memory (an
 intermediate stage) and combines them into the output (the consumer), which may read
 the element another thread copied. Stages, orders and asynchronous stages are drawn at
@@ -50,8 +51,9 @@ class PipelineProgram:
 
 
 def _body(num_inputs: int, computes: tuple[bool, ...], shift: int, threads: int,
-          outer: bool) -> list[Statement]:
-    """Copies, optional intermediate computes, and the consumer."""
+          outer: bool, prelude: bool) -> list[Statement]:
+    """Copies, optional intermediate computes, and the consumer (which also reads the
+    tile copied before the loop, if there is one)."""
     lead = "j, " if outer else ""
     statements = []
     finals = []
@@ -65,7 +67,7 @@ def _body(num_inputs: int, computes: tuple[bool, ...], shift: int, threads: int,
             final = f"R{k}"
         finals.append(final)
     other = f"(tx + {shift}) % {threads}" if shift else "tx"
-    terms = " + ".join(f"{name}[{other}, 0]" for name in finals)
+    terms = " + ".join(f"{name}[{other}, 0]" for name in finals + (["P"] if prelude else []))
     statements.append(Statement("consume", "C", tuple(finals),
                                 f"C[{lead}tx, i] = {terms} + T.float32(1)"))
     return statements
@@ -115,22 +117,27 @@ def programs(draw, max_threads: int = 4, max_extent: int = 6) -> PipelineProgram
     start = draw(st.sampled_from([0, 0, 1, 3]))
     extent = draw(st.integers(1, max_extent))
     symbolic = draw(st.booleans())
-    statements = _body(num_inputs, computes, shift, threads, outer)
+    prelude = draw(st.booleans())
+    statements = _body(num_inputs, computes, shift, threads, outer, prelude)
     stages, orders, async_stages = draw(_stages_and_orders(statements))
 
     size = "n" if symbolic else str(extent)
     length = f"{start} + n" if symbolic else str(start + extent)
     lead_shape = "2, " if outer else ""
     buffers = [f"A{k}" for k in range(num_inputs)] + ["C"]
+    shapes = {name: f"({lead_shape}{threads}, {length})" for name in buffers}
+    if prelude:
+        buffers.append("Q")
+        shapes["Q"] = f"({threads},)"
     lines = ["@T.prim_func"]
     if symbolic:
         lines.append(f"def pipeline({', '.join(name.lower() + ': T.handle' for name in buffers)}):")
         lines.append("    n = T.int32()")
         for name in buffers:
-            lines.append(f"    {name} = T.match_buffer({name.lower()}, ({lead_shape}{threads}, "
-                         f"{length}), \"float32\")")
+            lines.append(f"    {name} = T.match_buffer({name.lower()}, {shapes[name]}, "
+                         "\"float32\")")
     else:
-        params = ", ".join(f"{name}: T.Buffer(({lead_shape}{threads}, {length}), \"float32\")"
+        params = ", ".join(f"{name}: T.Buffer({shapes[name]}, \"float32\")"
                            for name in buffers)
         lines.append(f"def pipeline({params}):")
     lines.append(f"    for tx in T.thread_binding({threads}, thread=\"threadIdx.x\"):")
@@ -138,6 +145,14 @@ def programs(draw, max_threads: int = 4, max_extent: int = 6) -> PipelineProgram
     if outer:
         lines.append(f"{indent}for j in T.serial(2):")
         indent += "    "
+    if prelude:
+        # An asynchronous copy before the loop (the Q tile of attention): the transform
+        # gives it a group of its own and waits for it before its first reader.
+        lines.append(f"{indent}with T.block():")
+        indent += "    "
+        lines.append(f'{indent}P = T.alloc_buffer(({threads}, 1), "float32", scope="shared")')
+        lines.append(f'{indent}with T.attr(0, "async_scope", 1):')
+        lines.append(f"{indent}    P[tx, 0] = Q[tx]")
     annotations = (f'{{"software_pipeline_stage": {list(stages)}, '
                    f'"software_pipeline_order": {list(orders)}, '
                    f'"software_pipeline_async_stages": {list(async_stages)}}}')

@@ -29,14 +29,18 @@ PROPERTY_SETTINGS = settings(max_examples=25, deadline=None, database=None, dera
 
 
 def _pipelined(program):
-    """The original, pipelined and synchronized programs. The properties are about the
-    programs the transform accepts (benchmarks/fuzz.py counts those it rejects)."""
+    """The original, pipelined and synchronized programs, the latter two read back from
+    their printout as the commands do. The properties are about the programs the
+    transform accepts (benchmarks/fuzz.py counts those it rejects, and runs the
+    transform's IR as it is)."""
     func = parse(program.source, source_name="<generated>")
     try:
         pipelined = inject_software_pipeline(func)
     except PipelineError:
         assume(False)
-    return func, pipelined, insert_barriers(pipelined)
+    synchronized = insert_barriers(pipelined)
+    return (func, parse(pipelined.script(), source_name="<pipelined>"),
+            parse(synchronized.script(), source_name="<synchronized>"))
 
 
 @PROPERTY_SETTINGS
