@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import numbers
 import operator
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,9 @@ class Source:
 def parse_python(text: str, source_name: str) -> ast.Module:
     """The Python AST of ``text``; a syntax error becomes a :class:`ParseError`."""
     try:
-        return ast.parse(text, filename=source_name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)  # e.g. "1i": reported as errors
+            return ast.parse(text, filename=source_name)
     except SyntaxError as error:
         line = error.lineno or 1
         lines = text.splitlines()
