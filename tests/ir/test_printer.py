@@ -35,6 +35,8 @@ A = Buffer("A", (IntImm(16), IntImm(16)))
     (Max(BufferLoad(A, (i, j)), FloatImm(0.0)), "T.max(A[i, j], T.float32(0))"),
     (FloatImm(0.1, "float16"), "T.float16(0.1)"),
     (FloatImm(float("inf")), 'T.float32("inf")'),
+    (FloatImm(-0.0), "T.float32(-0.0)"),
+    (FloatImm(-3.0, "float64"), "T.float64(-3)"),
     (Not(IntImm(1, "bool")), "not T.bool(True)"),
     (Cast("float16", i), 'T.Cast("float16", i)'),
     (Call("float32", "exp", (FloatImm(1.0),)), "T.exp(T.float32(1))"),

@@ -95,6 +95,10 @@ class _Names:
             self.scopes.pop()
 
 
+def _is_negative_zero(value: float) -> bool:
+    return value == 0 and math.copysign(1.0, value) < 0
+
+
 def _is_immediate(expr: Any) -> bool:
     return isinstance(expr, (IntImm, FloatImm))
 
@@ -183,8 +187,8 @@ class _Printer:
             text = str(value)
         elif math.isinf(value) or math.isnan(value):
             text = json.dumps(repr(value))
-        elif value.is_integer() and abs(value) < 1e15 and math.copysign(1.0, value) * value >= 0:
-            text = str(int(value))
+        elif value.is_integer() and abs(value) < 1e15 and not _is_negative_zero(value):
+            text = str(int(value))  # T.float32(2), as the seeds write it
         else:
             text = repr(value)
         return f"T.{expr.dtype}({text})"
