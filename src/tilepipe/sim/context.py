@@ -75,13 +75,6 @@ class Context:
             return value
         return np.full(len(self.threads), value)
 
-    def value_of(self, var: Var, thread: int) -> Any:
-        """The value of ``var`` for global thread id ``thread`` (one of this context's)."""
-        value = self.env[var]
-        if not is_lanes(value):
-            return value
-        return value[int(np.searchsorted(self.threads, thread))]
-
     # What intrinsic handlers use ---------------------------------------------------
     def evaluate(self, expr: PrimExpr) -> Any:
         return self.machine.evaluate(expr, self)

@@ -79,10 +79,6 @@ class AsyncQueues:
         inside = groups < landed.shape[1]
         result = np.full(np.broadcast(threads, groups).shape, NEVER, np.int64)
         if inside.any():
-            threads_b, groups_b = np.broadcast_arrays(threads, groups)
-            result[inside] = landed[threads_b[inside], groups_b[inside]]
+            thread_lanes, group_lanes = np.broadcast_arrays(threads, groups)
+            result[inside] = landed[thread_lanes[inside], group_lanes[inside]]
         return result
-
-    def in_flight(self, index: int, threads: np.ndarray) -> np.ndarray:
-        """How many committed groups of each thread are not complete."""
-        return self.committed[index][threads] - self.completed[index][threads]
