@@ -177,7 +177,7 @@ class Checker(Observer):
         instance = self._current
         self._against_write(storage, shadow, threads, flat, is_write, queue, interval)
         if is_write:
-            self._against_async_read(storage, shadow, threads, flat, interval)
+            self._against_async_read(storage, shadow, threads, flat)
             self._against_readers(storage, shadow, threads, flat, interval)
             self._within(storage, threads, flat, queue)
         groups = (self.interpreter.queues.forming_group(queue, threads) if queue is not None
@@ -278,7 +278,7 @@ class Checker(Observer):
                 self._report(kind, storage, int(flat[lane]), int(shadow.write_instance[flat[lane]]),
                              int(prior_thread[lane]), True, int(threads[lane]), is_write)
 
-    def _against_async_read(self, storage, shadow, threads, flat, interval):
+    def _against_async_read(self, storage, shadow, threads, flat):
         for reads in shadow.async_reads:
             prior_thread = reads.thread[flat]
             lanes = (prior_thread >= 0) & ~((prior_thread == threads)
