@@ -50,7 +50,8 @@ class Handle:
 
 
 def is_constant(value: Any) -> bool:
-    return isinstance(value, (bool, int, float, str, tuple)) and not isinstance(value, Handle)
+    """A Python constant, as opposed to an IR object."""
+    return isinstance(value, (bool, int, float, str, tuple))
 
 
 def constant_to_expr(value: Any, context: str | None, span=None) -> PrimExpr:
