@@ -251,15 +251,17 @@ def test_double_buffer_scope_forces_two_versions():
 
 
 def test_symbolic_extent_is_guarded():
-    """``if n >= P`` around the pipeline whose constant counts hold for every such n,
-    then one pipeline per shorter extent."""
+    """``if n >= E`` around the pipeline whose constant counts hold for every such n
+    (E: one more than the prologue, so that the body runs), then one pipeline per
+    shorter extent."""
     func = producer_consumer(1, False, [0, 2], [0, 1], [0], 0, None)
     pipelined = inject_software_pipeline(func)
     guard = pipelined.body.body.body
     assert isinstance(guard, IfThenElse)
-    assert repr(guard.condition) == "0 + n >= 2"
-    assert repr(guard.else_case.condition) == "0 + n == 1"
-    assert guard.else_case.else_case is None
+    assert repr(guard.condition) == "0 + n >= 3"
+    assert repr(guard.else_case.condition) == "0 + n == 2"
+    assert repr(guard.else_case.else_case.condition) == "0 + n == 1"
+    assert guard.else_case.else_case.else_case is None
     for n in range(0, 6):
         check_pipeline(func, {"n": n})
 

@@ -15,11 +15,12 @@ from typing import Mapping, Sequence
 
 from ...ir import (
     LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferLoad,
-    BufferRegion, BufferStore, Call, EQ, Evaluate, FloorDiv, FloorMod, For, ForKind, IRMutator,
-    IRVisitor, IntImm,
+    BufferRegion, BufferStore, Call, EQ, Evaluate, FloorDiv, FloorMod, For, ForKind,
+    IntImm,
     Max, Mul, Or, PrimExpr, Range, Select, Stmt, Sub, Var, seq,
 )
 from .schedule import PipelineStatement, Schedule
+from .walk import Mutator, Visitor
 from .sync import BODY, SectionPlan, SyncPlan, Wait
 
 
@@ -55,7 +56,7 @@ def _fold_less(left: PrimExpr, right: PrimExpr) -> PrimExpr:
 
 
 # Ring buffers ---------------------------------------------------------------------------
-class RingIndex(IRMutator):
+class RingIndex(Mutator):
     """Gives every access to a multi-versioned buffer the leading index
     ``loop_var % versions``, including buffer arguments of opaque calls."""
 
@@ -279,7 +280,7 @@ class Emitter:
         return Block("", waiting, predicate=copies_condition(wait.counts, copy))
 
 
-class _Mentions(IRVisitor):
+class _Mentions(Visitor):
     """Collects the ids of the nodes under which a variable occurs."""
 
     def __init__(self, var: Var):
@@ -297,7 +298,7 @@ class _Mentions(IRVisitor):
             self.found.update(self.path)
 
 
-class _LoopVarSubstituter(IRMutator):
+class _LoopVarSubstituter(Mutator):
     """Replaces the loop variable in one statement, again and again; subtrees without
     it are kept as they are without being walked."""
 
@@ -322,7 +323,7 @@ class _LoopVarSubstituter(IRMutator):
         return self.replacement if node is self.loop_var else node
 
 
-class _ConstantFolder(IRMutator):
+class _ConstantFolder(Mutator):
     """Folds integer arithmetic whose operands are both constants (``15 % 2`` -> ``1``)."""
 
     _FOLD = {Add: lambda a, b: a + b, Sub: lambda a, b: a - b, Mul: lambda a, b: a * b,

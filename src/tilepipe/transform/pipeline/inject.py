@@ -21,9 +21,7 @@ from ...ir import (
 from .annotations import is_pipelined, other_annotations, read_annotation
 from .emit import Emitter, fold_sub
 from .schedule import PipelineStatement, Schedule, compute_schedule, conflicts, regions_of
-from .sync import (
-    BODY, PROLOGUE, SyncPlan, plan_synchronization, steady_prologue_length, steady_window,
-)
+from .sync import BODY, PROLOGUE, SyncPlan, plan_for_every_extent, plan_synchronization
 
 
 def inject_software_pipeline(func: PrimFunc) -> PrimFunc:
@@ -160,20 +158,17 @@ def _frames(plan: SyncPlan, extent: PrimExpr | int, prologue_length: int, loop: 
 
 
 def _guarded(schedule: Schedule, emitter: Emitter, kept: dict) -> Stmt:
-    """``if n >= P: pipeline(n)`` then ``elif n == c: pipeline(c)`` for shorter ``c``."""
+    """``if n >= E: pipeline(n)`` then ``elif n == c: pipeline(c)`` for shorter ``c``."""
     loop = schedule.loop
-    prologue_length = steady_prologue_length(schedule)
-    representative = prologue_length + steady_window(schedule) + schedule.max_stage
-    plan = plan_synchronization(schedule, representative, prologue_length)
+    prologue_length, least, plan = plan_for_every_extent(schedule)
     general = seq(*emitter.sections(plan, _frames(plan, loop.extent, prologue_length, loop),
                                     kept))
     otherwise: Stmt | None = None
-    for extent in range(1, prologue_length):
+    for extent in range(1, least):
         short = plan_synchronization(schedule, extent, schedule.max_stage)
         short_emitter = Emitter(schedule, IntImm(extent, loop.extent.dtype))
         stmt = seq(*short_emitter.sections(
             short, _frames(short, extent, schedule.max_stage, loop), kept))
         otherwise = IfThenElse(EQ(loop.extent, IntImm(extent, loop.extent.dtype)), stmt,
                                otherwise)
-    return IfThenElse(GE(loop.extent, IntImm(prologue_length, loop.extent.dtype)), general,
-                      otherwise)
+    return IfThenElse(GE(loop.extent, IntImm(least, loop.extent.dtype)), general, otherwise)

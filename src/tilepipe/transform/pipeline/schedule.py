@@ -20,10 +20,11 @@ from typing import Iterable, Mapping, Sequence
 
 from ...arith import Analyzer, infer_regions
 from ...ir import (
-    AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, For, IRVisitor, IntImm,
+    AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, For, IntImm,
     PrimExpr, Range, Stmt, Var, substitute,
 )
 from .annotations import ORDER, STAGE, PipelineAnnotation, loop_error
+from .walk import Visitor
 
 DOUBLE_BUFFER_SCOPE = "double_buffer_scope"
 
@@ -179,7 +180,7 @@ class _RegionTest:
         return True
 
 
-class _VarFinder(IRVisitor):
+class _VarFinder(Visitor):
     def __init__(self, var: Var):
         self.var = var
         self.found = False
@@ -213,7 +214,7 @@ def _constant_disjoint(left: Range, right: Range) -> bool:
 def _used_queues(stmts: Iterable[Stmt]) -> set[int]:
     queues: set[int] = set()
 
-    class _Finder(IRVisitor):
+    class _Finder(Visitor):
         def visit_async_commit_queue(self, node: AsyncCommitQueue) -> None:
             queues.add(node.queue)
             super().visit_async_commit_queue(node)
@@ -240,7 +241,7 @@ def _double_buffered(stmts: Iterable[Stmt]) -> set[Buffer]:
     return chosen
 
 
-class _Accesses(IRVisitor):
+class _Accesses(Visitor):
     """Every access of a statement as a region of single elements (loop variables of
     the statement left free), in order; a block that declares its regions gives those."""
 

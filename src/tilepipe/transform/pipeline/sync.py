@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from ...errors import PipelineError
 from .schedule import Schedule
 
 PROLOGUE, BODY, EPILOGUE = "prologue", "body", "epilogue"
@@ -82,70 +83,66 @@ def sections_for(schedule: Schedule, extent: int, prologue_length: int) -> list[
 
 
 class _Replay:
-    """The replayed timeline: which statements run, commit marks, and every need."""
+    """The replayed timeline: which statements run, the commit count of every queue
+    before each statement, and each statement's needs (per queue, the commits since the
+    newest group it conflicts with)."""
 
     def __init__(self, schedule: Schedule, extent: int, sections: Sequence[Section]):
         self.schedule = schedule
         self.extent = extent
-        self.sections = sections
-        statements = schedule.statements
         self.last_member = {group.members[-1]: index
                             for index, group in enumerate(schedule.groups)}
         self.counter = {queue: 0 for queue in schedule.queues.values()}
         self.marks: dict[tuple[int, int], int] = {}
-        self.preloop_marks: list[int] = []
+        self.preloop_needs: dict[int, list[tuple[int, int, str]]] = {}
         for producer in schedule.preloop:
             self.counter[producer.queue] = self.counter.get(producer.queue, 0) + 1
-            self.preloop_marks.append(self.counter[producer.queue])
-        self.preloop_needs: dict[int, list[tuple[int, int, str]]] = {}
-        for index, producer in enumerate(schedule.preloop):
             for position, kind in producer.consumers:
                 self.preloop_needs.setdefault(position, []).append(
-                    (producer.queue, self.preloop_marks[index], kind))
-        # needs[(slot, position)] = {queue: largest safe in-flight count}
+                    (producer.queue, self.counter[producer.queue], kind))
+        self.events: list[tuple[int, int]] = []
+        self.before: dict[tuple[int, int], dict[int, int]] = {}
         self.needs: dict[tuple[int, int], dict[int, int]] = {}
         self.kinds: dict[tuple[int, int], dict[int, bool]] = {}
         for section in sections:
             for slot in range(section.start, section.start + section.length):
-                for statement in statements:
-                    self._step(slot, statement.position)
+                for statement in schedule.statements:
+                    if self.runs(slot, statement.position):
+                        self._step(slot, statement.position)
 
     def runs(self, slot: int, position: int) -> bool:
         iteration = slot - self.schedule.statements[position].stage
         return 0 <= iteration < self.extent
 
+    def _need(self, needs: dict, reads: dict, queue: int, count: int, kind: str) -> None:
+        if queue not in needs or count < needs[queue]:
+            needs[queue] = count
+        reads[queue] = reads.get(queue, False) or kind == "read"
+
     def _step(self, slot: int, position: int) -> None:
         schedule = self.schedule
         statement = schedule.statements[position]
-        if not self.runs(slot, position):
-            return
-        dependencies = schedule.consumers.get(position, ())
-        preloop = self.preloop_needs.get(position, ())
-        if dependencies or preloop:
-            needs: dict[int, int] = {}
-            reads: dict[int, bool] = {}
-            for queue, mark, kind in preloop:
-                count = self.counter[queue] - mark
-                if queue not in needs or count < needs[queue]:
-                    needs[queue] = count
-                reads[queue] = reads.get(queue, False) or kind == "read"
-            iteration = slot - statement.stage
-            for dependency in dependencies:
-                producer = schedule.statements[dependency.producer]
-                group = schedule.group_of[dependency.producer]
-                queue = schedule.groups[group].queue
-                for distance in dependency.distances:
-                    produced = iteration - distance
-                    if 0 <= produced < self.extent:
-                        mark = self.marks[(produced + producer.stage, group)]
-                        count = self.counter[queue] - mark
-                        if queue not in needs or count < needs[queue]:
-                            needs[queue] = count
-                        reads[queue] = reads.get(queue, False) or dependency.kind == "read"
-                        break
-            if needs:
-                self.needs[(slot, position)] = needs
-                self.kinds[(slot, position)] = reads
+        key = (slot, position)
+        self.events.append(key)
+        self.before[key] = dict(self.counter)
+        needs: dict[int, int] = {}
+        reads: dict[int, bool] = {}
+        for queue, mark, kind in self.preloop_needs.get(position, ()):
+            self._need(needs, reads, queue, self.counter[queue] - mark, kind)
+        iteration = slot - statement.stage
+        for dependency in schedule.consumers.get(position, ()):
+            producer = schedule.statements[dependency.producer]
+            group = schedule.group_of[dependency.producer]
+            queue = schedule.groups[group].queue
+            for distance in dependency.distances:
+                produced = iteration - distance
+                if 0 <= produced < self.extent:
+                    mark = self.marks[(produced + producer.stage, group)]
+                    self._need(needs, reads, queue, self.counter[queue] - mark, dependency.kind)
+                    break
+        if needs:
+            self.needs[key] = needs
+            self.kinds[key] = reads
         group = self.last_member.get(position)
         if group is not None:
             queue = schedule.groups[group].queue
@@ -153,24 +150,39 @@ class _Replay:
             self.marks[(slot, group)] = self.counter[queue]
 
 
-def _sites(schedule: Schedule, replay: _Replay, section: Section
-           ) -> dict[tuple[int, int], list[int]]:
-    """Wait sites of a section: (first position, queue) -> positions whose needs it covers."""
+@dataclass(eq=False)
+class _Site:
+    """A wait site: before ``first`` on ``queue`` in ``section``, the first of the
+    statements ``covered`` that need that queue with no commit on it in between."""
+
+    section: Section
+    first: int
+    queue: int
+    covered: list[int]
+    for_read: bool = False
+
+
+def _sites(schedule: Schedule, replay: _Replay, section: Section) -> list[_Site]:
+    """The candidate wait sites of a section. A later statement shares a site when no
+    commit on the queue separates them and it never runs where the first does not."""
     slots = range(section.start, section.start + section.length)
     runs = {statement.position: [replay.runs(slot, statement.position) for slot in slots]
             for statement in schedule.statements}
-    present = [position for position, pattern in runs.items() if any(pattern)]
-    open_site: dict[int, int | None] = {}
-    sites: dict[tuple[int, int], list[int]] = {}
-    for position in present:
+    open_site: dict[int, _Site | None] = {}
+    sites: list[_Site] = []
+    for position, pattern in runs.items():
+        if not any(pattern):
+            continue
         for queue in sorted(schedule.waited_queues(position)):
-            first = open_site.get(queue)
-            if first is None or not all(
-                    runs[first][copy] for copy, running in enumerate(runs[position]) if running):
-                first = position
-                open_site[queue] = first
-                sites[(first, queue)] = []
-            sites[(first, queue)].append(position)
+            site = open_site.get(queue)
+            if site is None or not all(runs[site.first][copy]
+                                       for copy, running in enumerate(pattern) if running):
+                site = _Site(section, position, queue, [])
+                open_site[queue] = site
+                sites.append(site)
+            site.covered.append(position)
+            site.for_read = site.for_read or any(
+                replay.kinds.get((slot, position), {}).get(queue, False) for slot in slots)
         group = replay.last_member.get(position)
         if group is not None:
             open_site[schedule.groups[group].queue] = None
@@ -178,165 +190,131 @@ def _sites(schedule: Schedule, replay: _Replay, section: Section
 
 
 @dataclass
-class _Site:
-    """A candidate wait: before ``first`` on ``queue``, covering the needs of ``covered``."""
+class _Outcome:
+    """The waits of a set of sites replayed: the count of each wait execution (None when
+    nothing after it, up to the next wait on its queue, conflicts with a group before it),
+    the needs no wait covers, and the queues to drain after the loop."""
 
-    section: Section
-    first: int
-    queue: int
-    covered: list[int]
-    counts: tuple[int | None, ...]
-    for_read: bool
-    per_slot: dict[int, int]
-    standalone: bool
+    values: dict[tuple[int, int], int | None]
+    unprotected: list[tuple[int, int, int]]
+    drains: list[int]
+
+
+def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site]) -> _Outcome:
+    """The oracle's rule: a wait allows as many groups in flight as every access after it
+    and before the next wait on its queue allows; what code after the loop may touch is
+    everything, so nothing may stay in flight unseen at the end."""
+    waits_at: dict[tuple[int, int], list[_Site]] = {}
+    for site in sites:
+        for slot in range(site.section.start, site.section.start + site.section.length):
+            if replay.runs(slot, site.first):
+                waits_at.setdefault((slot, site.first), []).append(site)
+    current: dict[int, tuple[int, int]] = {}  # queue -> (site id, slot) of the open wait
+    opened: dict[int, int] = {}  # queue -> commit count when that wait ran
+    values: dict[tuple[int, int], int | None] = {}
+    unprotected: list[tuple[int, int, int]] = []
+
+    def constrain(queue: int, need: int, commits: int, where: tuple[int, int]) -> None:
+        wait = current.get(queue)
+        allowed = None if wait is None else need - (commits - opened[queue])
+        if allowed is None or allowed < 0:
+            unprotected.append((where[0], where[1], queue))
+            return
+        known = values[wait]
+        values[wait] = allowed if known is None else min(known, allowed)
+
+    for key in replay.events:
+        before = replay.before[key]
+        for site in waits_at.get(key, ()):
+            wait = (id(site), key[0])
+            current[site.queue] = wait
+            opened[site.queue] = before[site.queue]
+            values.setdefault(wait, None)
+        for queue, need in replay.needs.get(key, {}).items():
+            constrain(queue, need, before[queue], key)
+    drains = []
+    for queue, total in sorted(replay.counter.items()):
+        if total == 0:
+            continue
+        wait = current.get(queue)
+        if wait is None or total > opened[queue]:
+            drains.append(queue)
+        else:
+            values[wait] = 0
+    return _Outcome(values, unprotected, drains)
 
 
 def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) -> SyncPlan:
     """The waits and drains of ``schedule`` pipelined over ``extent`` iterations (a
     concrete number) with a prologue of ``prologue_length`` slots.
 
-    Waits for data a statement reads are always placed; waits that only protect an
-    overwrite are placed where the earlier waits do not already guarantee them.
+    A wait sits before every read of asynchronous data; an overwrite gets a wait of its
+    own only where no earlier wait on the queue can protect it.
     """
     window = steady_window(schedule)
     replayed_extent = min(extent, prologue_length + window)
     sections = sections_for(schedule, replayed_extent, prologue_length)
     replay = _Replay(schedule, replayed_extent, sections)
-    kept = _kept_sites(schedule, replay, sections)
+    candidates = [site for section in sections for site in _sites(schedule, replay, section)]
+    chosen = [site for site in candidates if site.for_read]
+    while True:
+        outcome = _replay_waits(schedule, replay, chosen)
+        missing = []
+        for slot, position, queue in outcome.unprotected:
+            for site in candidates:
+                if site.queue == queue and position in site.covered and site not in chosen \
+                        and site.section.start <= slot < site.section.start + site.section.length:
+                    missing.append(site)
+        if not missing:
+            break
+        chosen.append(min(missing, key=lambda site: (site.section.start, site.first)))
     section_plans = []
     for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
         slots = range(section.start, section.start + section.length)
         runs = tuple(tuple(replay.runs(slot, statement.position) for slot in slots)
                      for statement in schedule.statements)
-        waits = tuple(Wait(site.queue, site.first, site.counts, site.standalone)
-                      for site in kept if site.section is section)
-        section_plans.append(SectionPlan(actual, runs, waits))
-    flight = _in_flight(schedule, replay, sections, kept)[0]
-    return SyncPlan(tuple(section_plans), _drains(schedule, flight))
+        waits = []
+        for site in chosen:
+            if site.section is not section:
+                continue
+            values = [outcome.values.get((id(site), slot)) if replay.runs(slot, site.first)
+                      else None for slot in slots]
+            if section.kind == BODY:
+                known = [value for value in values if value is not None]
+                if known:
+                    waits.append(Wait(site.queue, site.first, (min(known),)))
+            elif any(value is not None for value in values):
+                standalone = any(value is None and replay.runs(slot, site.first)
+                                 for value, slot in zip(values, slots))
+                waits.append(Wait(site.queue, site.first, tuple(values), standalone))
+        section_plans.append(SectionPlan(actual, runs, tuple(waits)))
+    return SyncPlan(tuple(section_plans), tuple((queue, 0) for queue in outcome.drains))
 
 
-def _kept_sites(schedule: Schedule, replay: _Replay, sections: Sequence[Section]
-                ) -> list[_Site]:
-    """The sites that need a wait: every read of asynchronous data, and overwrites that
-    the waits before them do not already protect."""
-    sites = [site for section in sections for site in _section_sites(schedule, replay, section)]
-    kept = [site for site in sites if site.for_read]
-    for site in sites:
-        if not site.for_read and _unmet(site, replay, _in_flight(schedule, replay, sections,
-                                                                  kept)[1]):
-            kept.append(site)
-    return kept
-
-
-def steady_prologue_length(schedule: Schedule) -> int:
-    """The shortest prologue (at least the deepest stage) after which the body's waits
-    are needed, with the same count, in every iteration: one constant count per wait is
-    then exact for every extent the body runs."""
+def plan_for_every_extent(schedule: Schedule) -> tuple[int, int, SyncPlan]:
+    """A prologue length P, a least extent E > P and the plan that is the same for
+    every extent from E on (the waits of a symbolic extent, guarded by ``n >= E``)."""
     length = schedule.max_stage
-    for _ in range(schedule.horizon + 1):
-        extent = length + steady_window(schedule)
-        sections = sections_for(schedule, extent, length)
-        replay = _Replay(schedule, extent, sections)
-        transient = length
-        for site in _kept_sites(schedule, replay, sections):
-            if site.section.kind != BODY:
-                continue
-            values = {}
-            for slot in range(site.section.start, site.section.start + site.section.length):
-                found = [replay.needs[(slot, position)][site.queue] for position in site.covered
-                         if site.queue in replay.needs.get((slot, position), {})]
-                if found:
-                    values[slot] = min(found)
-            # Every run of the body starts at its first slot: that one must need the wait,
-            # with the smallest count of all.
-            if values:
-                smallest = min(values.values())
-                first = min(slot for slot, value in values.items() if value == smallest)
-                transient = max(transient, first)
-        if transient == length:
-            return length
-        length = transient
-    return length
+    window = steady_window(schedule)
+    for _ in range(window + 1):
+        plans = [plan_synchronization(schedule, extent, length)
+                 for extent in range(length + 1, length + window + 2)]
+        if all(_same_waits(plans[0], plan) for plan in plans[1:]):
+            return length, length + 1, plans[-1]
+        length += 1
+    raise PipelineError(f"pipelined loop '{schedule.loop.loop_var.name}': no prologue "
+                        "length gives the same waits for every extent", schedule.loop.span)
 
 
-def _section_sites(schedule: Schedule, replay: _Replay, section: Section) -> list[_Site]:
-    is_loop = section.kind == BODY
-    found_sites = []
-    for (first, queue), covered in _sites(schedule, replay, section).items():
-        values: list[int | None] = []
-        per_slot: dict[int, int] = {}
-        for_read = False
-        standalone = False
-        for slot in range(section.start, section.start + section.length):
-            if not replay.runs(slot, first):
-                values.append(None)
-                continue
-            found = [replay.needs[(slot, position)][queue] for position in covered
-                     if queue in replay.needs.get((slot, position), {})]
-            for_read = for_read or any(
-                replay.kinds[(slot, position)].get(queue, False) for position in covered
-                if (slot, position) in replay.kinds)
-            if found:
-                per_slot[slot] = min(found)
-                values.append(min(found))
-            else:
-                values.append(None)
-                standalone = standalone or not is_loop
-        if not per_slot:
-            continue
-        if is_loop:
-            steady = min(per_slot.values())
-            counts: tuple[int | None, ...] = (steady,)
-            per_slot = {slot: steady for slot in range(section.start,
-                                                        section.start + section.length)}
-        else:
-            counts = tuple(values)
-            per_slot = {section.start + copy: value for copy, value in enumerate(values)
-                        if value is not None}
-        found_sites.append(_Site(section, first, queue, covered, counts, for_read, per_slot,
-                                 standalone))
-    return found_sites
+def _same_waits(first: SyncPlan, second: SyncPlan) -> bool:
+    """Whether two plans emit the same program (apart from the body's length)."""
+    def outside(plan: SyncPlan):
+        return ([(part.section.kind, part.waits, part.runs) for part in plan.sections
+                 if part.section.kind != BODY], plan.drains)
 
+    def body(plan: SyncPlan):
+        return [part.waits for part in plan.sections if part.section.kind == BODY]
 
-def _in_flight(schedule: Schedule, replay: _Replay, sections: Sequence[Section],
-               waits: Sequence[_Site]) -> tuple[dict[int, int], dict[tuple[int, int], dict]]:
-    """Replays the most groups that can be in flight per queue with ``waits`` in place:
-    the bounds after the loop and the bounds at each statement with a need."""
-    at: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for site in waits:
-        for slot, value in site.per_slot.items():
-            at.setdefault((slot, site.first), []).append((site.queue, value))
-    flight = {queue: 0 for queue in schedule.queues.values()}
-    for producer in schedule.preloop:
-        flight[producer.queue] = flight.get(producer.queue, 0) + 1
-    seen: dict[tuple[int, int], dict] = {}
-    for section in sections:
-        for slot in range(section.start, section.start + section.length):
-            for statement in schedule.statements:
-                position = statement.position
-                if not replay.runs(slot, position):
-                    continue
-                for queue, value in at.get((slot, position), ()):
-                    flight[queue] = min(flight[queue], value)
-                if (slot, position) in replay.needs:
-                    seen[(slot, position)] = dict(flight)
-                group = replay.last_member.get(position)
-                if group is not None:
-                    flight[schedule.groups[group].queue] += 1
-    return flight, seen
-
-
-def _unmet(site: _Site, replay: _Replay, seen: Mapping[tuple[int, int], dict]) -> bool:
-    """Whether some need the site covers is not already met by the other waits."""
-    for slot in site.per_slot:
-        for position in site.covered:
-            need = replay.needs.get((slot, position), {}).get(site.queue)
-            if need is not None and seen[(slot, position)][site.queue] > need:
-                return True
-    return False
-
-
-def _drains(schedule: Schedule, flight: Mapping[int, int]) -> tuple[tuple[int, int], ...]:
-    """Waits after the loop for the groups that may still be in flight: nothing may be
-    in flight when the program ends, and code after the loop may use any of it."""
-    return tuple((queue, 0) for queue in sorted(flight) if flight[queue] > 0)
+    first_body, second_body = body(first), body(second)
+    return outside(first) == outside(second) and (
+        not first_body or not second_body or first_body == second_body)
