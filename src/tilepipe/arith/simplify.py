@@ -71,31 +71,32 @@ class Simplifier:
         return form
 
     def _accumulate(self, expr: PrimExpr, factor: int, form: LinearForm) -> None:
-        """Add ``factor * expr`` to ``form`` in place (sums are walked, not rebuilt)."""
-        kind = type(expr)
-        if kind is IntImm:
-            form.constant += factor * expr.value
-        elif kind is Var:
-            form.add_term(("var", id(expr)), expr, factor)
-        elif kind is Add:
-            self._accumulate(expr.a, factor, form)
-            self._accumulate(expr.b, factor, form)
-        elif kind is Sub:
-            self._accumulate(expr.a, factor, form)
-            self._accumulate(expr.b, -factor, form)
-        elif kind is Mul:
-            right = self.linear(expr.b)
-            if right.is_constant:
-                self._accumulate(expr.a, factor * right.constant, form)
-                return
-            left = self.linear(expr.a)
-            if left.is_constant:
-                form.add_in_place(right, factor * left.constant)
+        """Add ``factor * expr`` to ``form`` in place. Sums are walked with a stack, left
+        operand first, so long sums neither rebuild forms nor recurse deeply."""
+        pending = [(expr, factor)]
+        while pending:
+            expr, factor = pending.pop()
+            kind = type(expr)
+            if kind is IntImm:
+                form.constant += factor * expr.value
+            elif kind is Var:
+                form.add_term(("var", id(expr)), expr, factor)
+            elif kind is Add or kind is Sub:
+                pending.append((expr.b, factor if kind is Add else -factor))
+                pending.append((expr.a, factor))
+            elif kind is Mul:
+                right = self.linear(expr.b)
+                if right.is_constant:
+                    pending.append((expr.a, factor * right.constant))
+                    continue
+                left = self.linear(expr.a)
+                if left.is_constant:
+                    form.add_in_place(right, factor * left.constant)
+                else:
+                    product = Mul(left.to_expr(expr.dtype), right.to_expr(expr.dtype))
+                    form.add_in_place(self._atom(product), factor)
             else:
-                product = Mul(left.to_expr(expr.dtype), right.to_expr(expr.dtype))
-                form.add_in_place(self._atom(product), factor)
-        else:
-            form.add_in_place(self._nonlinear(expr), factor)
+                form.add_in_place(self._nonlinear(expr), factor)
 
     def _nonlinear(self, expr: PrimExpr) -> LinearForm:
         """The form of an expression that is not a sum or a product."""
