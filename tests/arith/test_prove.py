@@ -191,3 +191,18 @@ def test_rebinding_a_range_does_not_leave_stale_bounds():
     analyzer.bind(i, (8, 8))
     assert analyzer.can_prove(k >= 2)
     assert not analyzer.can_prove(k >= 3)
+
+
+def test_islpy_keeps_answering_after_a_question_too_large_for_it():
+    variables = [Var(f"v{index}") for index in range(8)]
+    analyzer = Analyzer()
+    for var in variables:
+        analyzer.bind(var, (0, 1000))
+    large = None
+    for index, var in enumerate(variables):
+        following = variables[(index + 1) % len(variables)]
+        part = NE(var % (index + 2), following % (index + 3))
+        large = part if large is None else And(large, part)
+    assert not analyzer.can_prove(Or(large, variables[0] > 500))
+    analyzer.bind(i, (0, 13))
+    assert analyzer.can_prove(Or(EQ(i % 2, const(0)), EQ(i % 2, const(1))))

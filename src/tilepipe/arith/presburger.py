@@ -21,6 +21,9 @@ from .linear import structural_key
 
 _RELATIONS = {LT: "<", LE: "<=", GT: ">", GE: ">=", EQ: "=", NE: "!="}
 _CACHE_LIMIT = 65536
+# ISL's work per question is capped (about a second at most): a question that needs
+# more is answered "not proven", which keeps every answer sound and the passes fast.
+_MAX_OPERATIONS = 500_000
 
 _contexts: list = []
 _answers: dict[str, bool] = {}
@@ -31,7 +34,9 @@ def _isl():
     import islpy
 
     if not _contexts:
-        _contexts.append(islpy.Context())
+        context = islpy.Context()
+        context.set_max_operations(_MAX_OPERATIONS)
+        _contexts.append(context)
     return islpy, _contexts[0]
 
 
@@ -40,10 +45,11 @@ def _is_empty(text: str) -> bool:
     answer = _answers.get(text)
     if answer is None:
         islpy, context = _isl()
+        context.reset_operations()
         try:
             answer = islpy.Set.read_from_str(context, text).is_empty()
         except islpy.Error:
-            return False  # a question ISL cannot take is simply not proven
+            answer = False  # a question ISL cannot take (or finish) is not proven
         if len(_answers) >= _CACHE_LIMIT:
             _answers.clear()
         _answers[text] = answer
