@@ -229,8 +229,7 @@ class Emitter:
     def _instance(self, statement: PipelineStatement, iterator: PrimExpr, delta: PrimExpr,
                   is_unit: bool) -> Stmt:
         iteration = self._iteration(statement, iterator, delta, is_unit)
-        instance = self.substituters[statement.position].apply(iteration)
-        return _ConstantFolder().visit(instance) if is_unit else instance
+        return self.substituters[statement.position].apply(iteration)
 
     def _predicate(self, statement: PipelineStatement, pattern: Sequence[bool],
                    iterator: PrimExpr, delta: PrimExpr, is_unit: bool) -> PrimExpr | None:
@@ -322,14 +321,12 @@ class _LoopVarSubstituter(Mutator):
     def visit_var(self, node: Var) -> PrimExpr:
         return self.replacement if node is self.loop_var else node
 
-
-class _ConstantFolder(Mutator):
-    """Folds integer arithmetic whose operands are both constants (``15 % 2`` -> ``1``)."""
-
     _FOLD = {Add: lambda a, b: a + b, Sub: lambda a, b: a - b, Mul: lambda a, b: a * b,
              FloorDiv: lambda a, b: a // b, FloorMod: lambda a, b: a % b}
 
     def visit_binary_op(self, node):
+        """Folds integer arithmetic that the replacement made constant (``15 % 2`` is
+        ``1`` in a one-slot section)."""
         node = super().visit_binary_op(node)
         if isinstance(node, Add) and isinstance(node.a, IntImm) and node.a.value == 0 \
                 and node.a.dtype == node.b.dtype:

@@ -212,6 +212,7 @@ def _constant_disjoint(left: Range, right: Range) -> bool:
 
 # Schedule --------------------------------------------------------------------------------
 def _used_queues(stmts: Iterable[Stmt]) -> set[int]:
+    """Queues that the statements (inner pipelines) already commit to or wait on."""
     queues: set[int] = set()
 
     class _Finder(Visitor):
@@ -222,6 +223,9 @@ def _used_queues(stmts: Iterable[Stmt]) -> set[int]:
         def visit_async_wait_queue(self, node: AsyncWaitQueue) -> None:
             queues.add(node.queue)
             super().visit_async_wait_queue(node)
+
+        def visit_buffer_store(self, node) -> None:
+            pass  # a store holds no synchronization
 
     finder = _Finder()
     for stmt in stmts:
