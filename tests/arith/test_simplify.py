@@ -232,3 +232,9 @@ def test_dtype_is_kept():
     result = analyzer.simplify(wide + IntImm(1, "int64") - IntImm(1, "int64"))
     assert result is wide
     assert analyzer.simplify(wide * IntImm(2, "int64") + IntImm(3, "int64")).dtype == "int64"
+
+
+def test_signed_zeros_are_different_constants():
+    analyzer = Analyzer()
+    choice = Select(j < 2, FloatImm(0.0), FloatImm(-0.0))
+    assert isinstance(analyzer.simplify(choice), Select)

@@ -30,7 +30,7 @@ def structural_key(node) -> tuple:
     if isinstance(node, BinaryOp):
         return (type(node).__name__, structural_key(node.a), structural_key(node.b))
     if isinstance(node, FloatImm):
-        return ("float", node.value, node.dtype)
+        return ("float", float(node.value).hex(), node.dtype)  # hex tells -0.0 from 0.0
     if isinstance(node, BufferLoad):
         return ("load", id(node.buffer), tuple(structural_key(index) for index in node.indices))
     if isinstance(node, Cast):

@@ -394,7 +394,8 @@ def _fold_float(kind: type, left: PrimExpr, right: PrimExpr, dtype: str) -> Prim
             result = a * b
         elif kind is Div and b != 0:
             result = a / b
-        elif kind in (Min, Max) and not (np.isnan(a) or np.isnan(b)):
+        elif kind in (Min, Max) and not (np.isnan(a) or np.isnan(b)) \
+                and not (a == b and np.signbit(a) != np.signbit(b)):  # min(-0.0, 0.0)
             result = min(a, b) if kind is Min else max(a, b)
         else:
             return None
