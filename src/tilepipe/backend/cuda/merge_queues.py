@@ -3,14 +3,22 @@
 ``wait(q, N)`` needs every group of queue q but the N most recent to have completed; on
 one merged queue the same needed group is passed by every group of *any* queue committed
 after it, so the merged count is N plus the groups of other queues committed after the
-needed group of q. That number is found by walking the commits backwards from the wait
-over a skeleton of the program (commits, loops with their trip-count bounds, statements
-that may or may not run), over every possible history; the wait takes the minimum (a
-smaller count is always safe, and the minimum over executions is the exact one). Unrolled
-loops are walked one iteration at a time, so that their predicates are decided; commits
-under a condition that still cannot be decided are counted both ways. The function's last
-wait (outside loops) completes every group: nothing may be in flight at the end. Two waits in a row (a
-consumer of several queues) become one, with the smaller count.
+needed group of q. Merged, a wait also holds back the groups of the other queues: a group
+of another queue that an earlier wait completed and that the statement under this wait
+touches (same buffer, one of them writing, not provably other elements) must count as
+needed too. Elements are told apart by constant indices only, so inside a loop a ring
+buffer of another queue can make a merged count smaller than the largest safe one (safe,
+not exact); the straight-line prologue and epilogue are exact.
+
+These numbers are found by walking the commits backwards from the wait over a skeleton
+of the program (commits, waits, loops with their trip-count bounds, statements that may
+or may not run), over every possible history; the wait takes the minimum (a smaller count
+is always safe, and the minimum over executions is the exact one). Unrolled loops are
+walked one iteration at a time, so that their predicates are decided; commits under a
+condition that still cannot be decided are counted both ways. A wait after which the
+function may end before another wait completes every group (nothing may be in flight at
+the end). Two waits in a row (a consumer of several queues) become one, with the smaller
+count.
 """
 
 from __future__ import annotations
@@ -20,8 +28,8 @@ from dataclasses import dataclass, field
 from ...arith import Analyzer
 from ...errors import LoweringError
 from ...ir import (
-    AsyncCommitQueue, AsyncWaitQueue, Block, For, ForKind, IfThenElse, IntImm, IRMutator,
-    Not, PrimFunc, Range, SeqStmt, Stmt, as_int, post_order_visit,
+    AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call,
+    Evaluate, For, ForKind, IfThenElse, IntImm, IRMutator, Not, PrimFunc, Range, SeqStmt, Stmt, as_int, post_order_visit,
 )
 
 
@@ -40,12 +48,9 @@ def merge_queues(func: PrimFunc) -> PrimFunc:
     if len(queues) > 1:
         skeleton = _SkeletonBuilder()
         skeleton.build(func.body)
+        horizon = 2 + max((as_int(wait.in_flight) or 0) for wait in skeleton.wait_paths)
         for wait, paths in skeleton.wait_paths.items():
-            counts[wait] = min(_merged_count(wait, path) for path in paths)
-        last = list(skeleton.wait_paths)[-1] if skeleton.wait_paths else None
-        if last is not None and not any(isinstance(owner, _Loop) for path in
-                                         skeleton.wait_paths[last] for _, _, owner in path):
-            counts[last] = 0  # nothing may be in flight when the function ends
+            counts[wait] = min(_merged_count(wait, path, queues, horizon) for path in paths)
     return func.with_body(_Renumber(counts).visit(func.body))
 
 
@@ -82,7 +87,23 @@ def _synchronizes(stmt: Stmt) -> bool:
 # The skeleton: what matters for counting groups --------------------------------------------
 @dataclass(eq=False)
 class _Commit:
+    """A group committed to ``queue``; ``accesses`` are its ``(buffer, is_write, indices)``."""
+
     queue: int
+    accesses: frozenset
+
+
+@dataclass(eq=False)
+class _WaitMark:
+    queue: int
+    in_flight: int | None
+
+
+@dataclass(eq=False)
+class _Accesses:
+    """A statement's ``(buffer, is_write, indices)`` accesses."""
+
+    accesses: frozenset
 
 
 @dataclass(eq=False)
@@ -135,10 +156,11 @@ class _SkeletonBuilder:
                 self._visit(child)
         elif isinstance(stmt, AsyncCommitQueue):
             self._visit(stmt.body)
-            self._items().append(_Commit(stmt.queue))
+            self._items().append(_Commit(stmt.queue, buffer_accesses(stmt.body)))
         elif isinstance(stmt, AsyncWaitQueue):
             path = [(items, len(items), owner) for items, owner in self._stack]
             self.wait_paths.setdefault(stmt, []).append(path)
+            self._items().append(_WaitMark(stmt.queue, as_int(stmt.in_flight)))
             self._visit(stmt.body)
         elif isinstance(stmt, For):
             self.analyzer.bind(stmt.loop_var, Range(stmt.min, stmt.extent))
@@ -157,6 +179,8 @@ class _SkeletonBuilder:
             loop = _Loop(max(low or 0, 0), None if high is None else max(high, 0))
             self._nested(loop.body, loop, stmt.body)
             self._items().append(loop)
+        elif isinstance(stmt, (BufferStore, Evaluate)):
+            self._items().append(_Accesses(buffer_accesses(stmt)))
         elif isinstance(stmt, Block):
             self._guarded(stmt.predicate, stmt.body)
         elif isinstance(stmt, IfThenElse):
@@ -185,41 +209,53 @@ class _SkeletonBuilder:
 
 # The backward walk ---------------------------------------------------------------------------
 class _Walk:
-    """Histories of a wait on ``queue`` that keeps ``in_flight`` groups: states are
-    ``(groups of queue passed, groups of other queues passed)``; ``best`` is the smallest
-    merged count found so far."""
+    """Histories that lead to a wait, walked backwards: which groups must be complete there.
 
-    def __init__(self, queue: int, in_flight: int):
+    It looks for the newest group of ``queue`` that is complete and ``conflicts``: first
+    ``skip`` groups of that queue are passed (the ones allowed in flight; None until a
+    wait on the queue is met when ``follow_waits``). A state is ``(skip, passed)`` with
+    ``passed`` the groups of every queue walked over; the group found settles the merged
+    count at ``passed``. ``best`` is the smallest settled count.
+    """
+
+    def __init__(self, queue: int, conflicts, follow_waits: bool, horizon: int):
         self.queue = queue
-        self.in_flight = in_flight
+        self.conflicts = conflicts
+        self.follow_waits = follow_waits
+        self.horizon = horizon
         self.best: int | None = None
 
     def settle(self, value: int) -> None:
         self.best = value if self.best is None else min(self.best, value)
 
-    def prune(self, states: set) -> set:
-        if self.best is None:
-            return states
-        return {(own, other) for own, other in states if own + other < self.best}
-
     def back(self, items: list, states: set) -> set:
         for item in reversed(items):
             if not states:
                 break
-            states = self.prune(self.item(item, states))
+            states = self.item(item, states)
+            if self.best is not None:
+                states = {(skip, passed) for skip, passed in states if passed < self.best}
         return states
 
     def item(self, item, states: set) -> set:
         if isinstance(item, _Commit):
-            if item.queue != self.queue:
-                return {(own, other + 1) for own, other in states}
             result = set()
-            for own, other in states:
-                if own == self.in_flight:
-                    self.settle(other + own)
+            for skip, passed in states:
+                if item.queue != self.queue or skip is None:
+                    result.add((skip, passed + 1))
+                elif skip > 0:
+                    result.add((skip - 1, passed + 1))
+                elif self.conflicts(item):
+                    self.settle(passed)
                 else:
-                    result.add((own + 1, other))
+                    result.add((0, passed + 1))
             return result
+        if isinstance(item, _WaitMark):
+            if not self.follow_waits or item.queue != self.queue:
+                return states
+            count = item.in_flight if item.in_flight is not None else 0
+            return {(count if skip is None else min(skip, count), passed)
+                    for skip, passed in states}
         if isinstance(item, _Maybe):
             return states | self.back(item.body, states)
         if isinstance(item, _Branch):
@@ -234,19 +270,25 @@ class _Walk:
             return states
         result = set(states) if low == 0 else set()
         current = states
-        limit = low + self.in_flight + 2
         iteration = 0
         while current and (high is None or iteration < high):
             iteration += 1
             current = self.back(loop.body, current)
             if iteration >= low:
                 result |= current
-            if iteration >= limit:
-                for own, other in current:  # more iterations only add groups
-                    self.settle(own + other)
+            if iteration >= low + self.horizon:
+                # more iterations only pass more groups: what is left is a lower bound
+                self.unresolved(current)
                 result -= current
                 break
         return result
+
+    def unresolved(self, states: set) -> None:
+        """States that reach the start (or the horizon) without finding the group: for the
+        waited queue the wait then holds everything back, no constraint otherwise."""
+        if not self.follow_waits:
+            for _, passed in states:
+                self.settle(passed)
 
 
 def _commits(items: list) -> bool:
@@ -260,18 +302,106 @@ def _commits(items: list) -> bool:
     return False
 
 
-def _merged_count(wait: AsyncWaitQueue, path: list[tuple[list, int, object]]) -> int:
-    in_flight = as_int(wait.in_flight)
-    if in_flight is None:
-        raise LoweringError(f"wait count {wait.in_flight!r} is not a constant (merge_queues "
-                            "runs after unroll_waits)", wait.span)
-    walk = _Walk(wait.queue, in_flight)
-    states = {(0, 0)}
+def _walk(walk: _Walk, start: tuple, path: list[tuple[list, int, object]]) -> int | None:
+    states = {start}
     for items, position, owner in reversed(path):
         states = walk.back(items[:position], states)
         if isinstance(owner, _Loop):
             previous = None if owner.high is None else max(owner.high - 1, 0)
             states = walk.loop(owner, 0, previous, states)
-    for own, other in states:  # reached the start: nothing to wait for on this history
-        walk.settle(own + other)
-    return walk.best if walk.best is not None else in_flight
+    walk.unresolved(states)
+    return walk.best
+
+
+class _Window:
+    """The accesses a wait guards: those made after it and before the next wait, on any
+    path forward; ``reaches_end`` when some path meets the end of the function first."""
+
+    def __init__(self, path: list[tuple[list, int, object]]):
+        self.accesses: set = set()
+        self.reaches_end = False
+        for items, position, owner in reversed(path):
+            if self.scan(items[position + 1:]):
+                return
+            if isinstance(owner, _Loop) and (owner.high is None or owner.high > 1):
+                self.scan(owner.body)  # the next iteration, up to its first wait
+        self.reaches_end = True
+
+    def scan(self, items: list) -> bool:
+        """Collect accesses up to the first wait; whether every path stops at one."""
+        for item in items:
+            if isinstance(item, _WaitMark):
+                return True
+            if isinstance(item, _Accesses):
+                self.accesses |= item.accesses
+            elif isinstance(item, _Commit):
+                self.accesses |= item.accesses
+            elif isinstance(item, _Loop):
+                if self.scan(item.body) and item.low >= 1:
+                    return True
+            elif isinstance(item, _Maybe):
+                self.scan(item.body)
+            elif isinstance(item, _Branch):
+                stops_then = self.scan(item.then_body)
+                if self.scan(item.else_body) and stops_then:
+                    return True
+        return False
+
+
+def _merged_count(wait: AsyncWaitQueue, path: list[tuple[list, int, object]], queues: set,
+                  horizon: int) -> int:
+    """The merged count of ``wait`` on one path: groups after the group it needs, and
+    after any group of another queue that an earlier wait completed and that the accesses
+    it guards touch (merged, nothing tells the queues apart any more); 0 when the end of
+    the function follows before another wait (nothing may be in flight there)."""
+    in_flight = as_int(wait.in_flight)
+    if in_flight is None:
+        raise LoweringError(f"wait count {wait.in_flight!r} is not a constant (merge_queues "
+                            "runs after unroll_waits)", wait.span)
+    window = _Window(path)
+    if window.reaches_end:
+        return 0
+    count = _walk(_Walk(wait.queue, lambda commit: True, False, horizon), (in_flight, 0), path)
+    touched = frozenset(window.accesses)
+    for queue in queues - {wait.queue}:
+        walk = _Walk(queue, lambda commit: _conflict(commit.accesses, touched), True, horizon)
+        other = _walk(walk, (None, 0), path)
+        if other is not None:
+            count = other if count is None else min(count, other)
+    return count if count is not None else in_flight
+
+
+def _conflict(first: frozenset, second: frozenset) -> bool:
+    """Whether two access sets (of one thread) may meet: same buffer, one writing, and no
+    dimension where both indices are different constants (e.g. two ring slots)."""
+    return any(buffer is other and (write or other_write)
+               and not _distinct(indices, other_indices)
+               for buffer, write, indices in first
+               for other, other_write, other_indices in second)
+
+
+def _distinct(first: tuple | None, second: tuple | None) -> bool:
+    if first is None or second is None:
+        return False
+    return any(as_int(a) is not None and as_int(b) is not None and as_int(a) != as_int(b)
+               for a, b in zip(first, second))
+
+
+def buffer_accesses(stmt: Stmt) -> frozenset:
+    """The ``(buffer, is_write, indices)`` of the loads, stores and intrinsic arguments in
+    ``stmt`` (indices None for an intrinsic's, which may touch any element)."""
+    found = set()
+
+    def visit(node) -> None:
+        if isinstance(node, BufferStore):
+            found.add((node.buffer, True, node.indices))
+        elif isinstance(node, BufferLoad):
+            found.add((node.buffer, False, node.indices))
+        elif isinstance(node, Call):  # an intrinsic may write any buffer it is given
+            found.update((argument if isinstance(argument, Buffer) else argument.buffer, True,
+                          None)
+                         for argument in node.args
+                         if isinstance(argument, (Buffer, BufferRegion)))
+
+    post_order_visit(stmt, visit)
+    return frozenset(found)
