@@ -10,7 +10,6 @@ waits of :mod:`.sync` right before the statements that need them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from ...ir import (
@@ -20,8 +19,8 @@ from ...ir import (
     Max, Mul, Or, PrimExpr, Range, Select, Stmt, Sub, Var, seq,
 )
 from .schedule import PipelineStatement, Schedule
-from .walk import Mutator, Visitor
 from .sync import BODY, SectionPlan, SyncPlan, Wait
+from .walk import Mutator, Visitor
 
 
 # Folding as TVM's operators do, so that the output keeps the seeds' shape ----------------
@@ -119,15 +118,6 @@ def versioned_buffers(schedule: Schedule) -> dict[Buffer, tuple[Buffer, int]]:
 
 
 # Sections -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SectionFrame:
-    """How a section's slots map to IR: its first slot as an expression relative to the
-    loop start (``delta``) and whether it is emitted as a loop."""
-
-    plan: SectionPlan
-    delta: PrimExpr
-
-
 class Emitter:
     """Builds the IR of one pipelined loop from its schedule and synchronization."""
 

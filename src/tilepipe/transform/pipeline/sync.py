@@ -1,23 +1,26 @@
 """Count-based synchronization of a scheduled pipeline: where to wait and for how many.
 
 The pipelined loop is replayed slot by slot (see :mod:`.schedule`) for a concrete
-extent. Every commit group commits once per slot in which its statements run, so the
-number of commits between a producer's instance and a consumer's instance is counted
-exactly; a consumer's largest safe in-flight count on a queue is the number of commits
-after the newest group instance it depends on. Waits sit before the first statement that
-needs them (later needs on the same queue, with no commit in between and never running
-where the first does not, share it) and take the minimum over the wait's executions: over
-the iterations of a loop, separately for each copy of an unrolled section.
+extent, from the recorded producer -> consumer dependencies. Every commit group commits
+once per slot in which its statements run, so commits are counted exactly: a
+statement's *need* on a queue is the number of commits since the newest group instance
+it conflicts with. Waits sit right before the first statement that reads asynchronous
+data (later needs on the queue with no commit in between, running only where the first
+runs, share it); an overwrite gets its own wait only where no earlier wait can protect
+it. A wait's count is what DESIGN.md calls exact: the least, over every access from the
+wait to the next wait on its queue, of that access's need less the commits since the
+wait; the least over the iterations of a loop, per copy of an unrolled section. Nothing
+may be left in flight unseen after the loop (drains).
 
-Long loops are replayed shortened: after ``horizon`` slots every body iteration repeats
-the same counts, so a loop of ``window`` body iterations gives the counts of any longer
+Long loops are replayed shortened: after ``window`` body iterations every body
+iteration repeats the same counts, so the shortened loop gives the counts of any longer
 one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from ...errors import PipelineError
 from .schedule import Schedule
@@ -52,6 +55,8 @@ class Wait:
 
 @dataclass(frozen=True)
 class SectionPlan:
+    """One section: which statements run in each copy, and the waits."""
+
     section: Section
     runs: tuple[tuple[bool, ...], ...]  # per emission position, per copy
     waits: tuple[Wait, ...]
@@ -59,8 +64,8 @@ class SectionPlan:
 
 @dataclass(frozen=True)
 class SyncPlan:
-    """The synchronization of a pipeline for one extent (or for every extent at least
-    ``prologue_length`` when ``extent`` was a representative of a symbolic one)."""
+    """The synchronization of a pipeline for one extent (see
+    :func:`plan_for_every_extent` for a symbolic one)."""
 
     sections: tuple[SectionPlan, ...]
     drains: tuple[tuple[int, int], ...]  # (queue, in-flight count) after the loop
