@@ -21,7 +21,8 @@ def structural_key(node) -> tuple:
     """A hashable key equal for structurally equal expressions over the same variables.
 
     Variables and buffers are keyed by identity: ``i`` bound by two different loops is
-    two different atoms even when both are named ``i``.
+    two different atoms even when both are named ``i``. Intrinsic calls are keyed by
+    identity too (see below).
     """
     if isinstance(node, Var):
         return ("var", id(node))
@@ -41,7 +42,9 @@ def structural_key(node) -> tuple:
         return ("select", structural_key(node.condition), structural_key(node.true_value),
                 structural_key(node.false_value))
     if isinstance(node, Call):
-        return ("call", node.op, node.dtype, tuple(structural_key(arg) for arg in node.args))
+        # An intrinsic may have effects (an atomic returns a value), so two calls are
+        # never merged: f() - f() keeps both evaluations.
+        return ("call", id(node))
     if isinstance(node, StringImm):
         return ("string", node.value)
     if isinstance(node, Buffer):
