@@ -98,7 +98,7 @@ def verify(func: PrimFunc, dims=None) -> VerifyReport:
         checker = check(func, dims)
     except RaceError as error:  # a deadlock or barrier error ends the run
         return VerifyReport(func.name, (), error)
-    races = tuple(_race(checker, conflict) for conflict in checker.conflicts.values())
+    races = [_race(checker, conflict) for conflict in checker.conflicts.values()]
     return VerifyReport(func.name, races)
 
 
