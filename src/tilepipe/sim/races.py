@@ -68,7 +68,7 @@ class VerifyReport:
     deadlock, an mbarrier race or misuse found by :mod:`tilepipe.sim.mbarrier`)."""
 
     function: str
-    races: tuple[Race, ...]
+    races: list[Race]
     stopped: RaceError | None = None
 
     @property
@@ -97,7 +97,7 @@ def verify(func: PrimFunc, dims=None) -> VerifyReport:
     try:
         checker = check(func, dims)
     except RaceError as error:  # a deadlock or barrier error ends the run
-        return VerifyReport(func.name, (), error)
+        return VerifyReport(func.name, [], error)
     races = [_race(checker, conflict) for conflict in checker.conflicts.values()]
     return VerifyReport(func.name, races)
 
