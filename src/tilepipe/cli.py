@@ -265,7 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "print one thread's synchronization events as JSON lines")
     trace.add_argument("--thread", type=int, default=0,
                        help="linear thread index in block 0 (default 0)")
-    _file_command(sub, "lower", _cmd_lower, "print the program right before CUDA code generation")
+    lower = _file_command(sub, "lower", _cmd_lower,
+                          "print the program right before CUDA code generation")
+    lower.add_argument("--target", default="cuda", choices=["cuda"],
+                       help="the target whose lowering to apply (default cuda)")
     cuda = _file_command(sub, "cuda", _cmd_cuda, "print the CUDA C++ of the program")
     cuda.add_argument("--arch", default="sm_80", choices=["sm_80", "sm_90", "sm_90a"],
                       help="target architecture (default sm_80)")

@@ -13,7 +13,7 @@ def write(tmp_path, text, name="kernel.py"):
 
 def test_lower_prints_a_program_that_verifies(tmp_path, capsys):
     path = write(tmp_path, programs.EXCHANGE)
-    assert main(["lower", path, "--no-pipeline"]) == 0
+    assert main(["lower", path, "--no-pipeline", "--target", "cuda"]) == 0
     lowered = capsys.readouterr().out
     assert lowered.startswith("from tilepipe import script as T")
     assert lowered.count('T.tvm_storage_sync("shared"') == 3
