@@ -249,6 +249,19 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site]) -
     return _Outcome(values, unprotected, drains)
 
 
+def _complete(schedule: Schedule, replay: _Replay, candidates: Sequence[_Site],
+              chosen: list[_Site]) -> list[_Site]:
+    """``chosen`` and, earliest first, the sites of the needs no chosen wait protects."""
+    while True:
+        outcome = _replay_waits(schedule, replay, chosen)
+        missing = [site for slot, position, queue in outcome.unprotected for site in candidates
+                   if site.queue == queue and position in site.covered and site not in chosen
+                   and site.section.start <= slot < site.section.start + site.section.length]
+        if not missing:
+            return chosen
+        chosen = chosen + [min(missing, key=lambda site: (site.section.start, site.first))]
+
+
 def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) -> SyncPlan:
     """The waits and drains of ``schedule`` pipelined over ``extent`` iterations (a
     concrete number) with a prologue of ``prologue_length`` slots.
@@ -261,18 +274,18 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     sections = sections_for(schedule, replayed_extent, prologue_length)
     replay = _Replay(schedule, replayed_extent, sections)
     candidates = [site for section in sections for site in _sites(schedule, replay, section)]
-    chosen = [site for site in candidates if site.for_read]
-    while True:
-        outcome = _replay_waits(schedule, replay, chosen)
-        missing = []
-        for slot, position, queue in outcome.unprotected:
-            for site in candidates:
-                if site.queue == queue and position in site.covered and site not in chosen \
-                        and site.section.start <= slot < site.section.start + site.section.length:
-                    missing.append(site)
-        if not missing:
-            break
-        chosen.append(min(missing, key=lambda site: (site.section.start, site.first)))
+    chosen = _complete(schedule, replay, candidates,
+                       [site for site in candidates if site.for_read])
+    outcome = _replay_waits(schedule, replay, chosen)
+    for site in list(chosen):
+        # A read whose data an earlier wait already guarantees, at no cost to that wait's
+        # count, needs no wait of its own (the Q tile read again in every iteration).
+        others = [other for other in chosen if other is not site]
+        trial = _replay_waits(schedule, replay, others)
+        if not trial.unprotected and trial.drains == outcome.drains and all(
+                trial.values.get(key) == value for key, value in outcome.values.items()
+                if key[0] != id(site)):
+            chosen, outcome = others, trial
     section_plans = []
     for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
         slots = range(section.start, section.start + section.length)
