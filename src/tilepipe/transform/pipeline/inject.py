@@ -16,12 +16,13 @@ from typing import Sequence
 
 from ...ir import (
     EQ, GE, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, For, IfThenElse,
-    IntImm, IRMutator, PrimExpr, PrimFunc, SeqStmt, Stmt, seq,
+    IntImm, PrimExpr, PrimFunc, SeqStmt, Stmt, seq,
 )
 from .annotations import is_pipelined, other_annotations, read_annotation
 from .emit import Emitter, fold_sub
 from .schedule import PipelineStatement, Schedule, compute_schedule, conflicts, regions_of
 from .sync import BODY, PROLOGUE, SyncPlan, plan_for_every_extent, plan_synchronization
+from .walk import Mutator
 
 
 def inject_software_pipeline(func: PrimFunc) -> PrimFunc:
@@ -32,7 +33,7 @@ def inject_software_pipeline(func: PrimFunc) -> PrimFunc:
     return func if body is func.body else func.with_body(body)
 
 
-class _Injector(IRMutator):
+class _Injector(Mutator):
     def __init__(self) -> None:
         self.results: set[Block] = set()
 

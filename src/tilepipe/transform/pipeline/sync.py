@@ -277,7 +277,8 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     chosen = _complete(schedule, replay, candidates,
                        [site for site in candidates if site.for_read])
     outcome = _replay_waits(schedule, replay, chosen)
-    for site in list(chosen):
+    for site in [site for site in chosen if any(position in replay.preloop_needs
+                                                    for position in site.covered)]:
         # A read whose data an earlier wait already guarantees, at no cost to that wait's
         # count, needs no wait of its own (the Q tile read again in every iteration).
         others = [other for other in chosen if other is not site]
