@@ -90,3 +90,19 @@ def test_unknown_intrinsic_and_architecture():
         codegen(lower(parse(text)))
     with pytest.raises(LoweringError, match="unknown CUDA architecture"):
         codegen(lower(parse(programs.EXCHANGE)), arch="sm_61")
+
+
+def test_barrier_under_a_thread_dependent_condition_is_rejected():
+    text = programs.EXCHANGE.replace(
+        "            for i in T.serial(15):",
+        "            if tx < 8:\n                T.evaluate(T.tvm_storage_sync(\"shared\"))\n"
+        "            for i in T.serial(15):")
+    func = parse(text, source_name="divergent.py")
+    with pytest.raises(LoweringError, match="would hang the threads that skip it") as error:
+        codegen(lower(func))
+    assert "divergent.py:" in str(error.value)
+
+
+def test_decided_conditions_leave_no_branch():
+    source = codegen(lower(parse(programs.SIMPLE_COMPUTE)))
+    assert "if (" not in source.split("extern \"C\"")[1]  # every T.where is decided

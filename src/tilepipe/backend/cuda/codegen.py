@@ -21,7 +21,7 @@ from ...ir import (
     BinaryOp, Block, Buffer, BufferLoad, BufferStore, Call, Cast, Div, Evaluate, FloatImm,
     FloorDiv, FloorMod, For, ForKind, IfThenElse, IntImm, Max, Min, Mul, Not, Or, PrimExpr,
     PrimFunc, Range, Select, SeqStmt, Stmt, StringImm, Sub, Var, as_int, free_size_vars,
-    is_float_dtype,
+    is_float_dtype, post_order_visit,
 )
 from .async_copy import (
     DTYPE_BYTES, SHARED_SCOPES, first_lane_indices, flat_offset, is_multiple_of, match_async_copy,
@@ -136,6 +136,8 @@ class CudaEmitter:
         self.launch: dict[str, PrimExpr] = {}
         self.shared_declarations: list[str] = []
         self.dynamic_shared_bytes = 0
+        self.thread_vars: set[Var] = set()
+        self.divergence = 0  # how many enclosing conditions depend on the thread
 
     # Names and types --------------------------------------------------------------------
     def name_of(self, node: Var | Buffer) -> str:
@@ -210,11 +212,11 @@ class CudaEmitter:
         return ()
 
     def _collect_launch(self, body: Stmt) -> None:
-        from ...ir import post_order_visit
-
         def visit(node) -> None:
             if isinstance(node, For) and node.kind is ForKind.THREAD_BINDING:
                 tag = node.thread_tag
+                if tag in THREAD_AXES:
+                    self.thread_vars.add(node.loop_var)
                 if tag not in THREAD_AXES + BLOCK_AXES:
                     raise self.error(node, f"unknown thread axis '{tag}'")
                 extent = node.extent
@@ -230,8 +232,6 @@ class CudaEmitter:
         post_order_visit(body, visit)
 
     def _plan_shared(self, body: Stmt) -> None:
-        from ...ir import post_order_visit
-
         shared: list[Buffer] = []
 
         def visit(node) -> None:
@@ -283,12 +283,21 @@ class CudaEmitter:
         elif isinstance(stmt, Block):
             self._block(stmt, in_async)
         elif isinstance(stmt, IfThenElse):
-            self.line(f"if ({self.expr(stmt.condition)}) {{")
+            condition = self.analyzer.simplify(stmt.condition)
+            if as_int(condition) is not None:  # decided: only the branch taken
+                taken = stmt.then_case if as_int(condition) else stmt.else_case
+                if taken is not None:
+                    self.stmt(taken, in_async)
+                return
+            divergent = self._divergent(condition)
+            self.divergence += divergent
+            self.line(f"if ({self.expr(condition)}) {{")
             self.nested(stmt.then_case, in_async)
             if stmt.else_case is not None:
                 self.line("} else {")
                 self.nested(stmt.else_case, in_async)
             self.line("}")
+            self.divergence -= divergent
         elif in_async:
             self._async_copy(stmt)
         elif isinstance(stmt, BufferStore):
@@ -336,7 +345,9 @@ class CudaEmitter:
             guarded = not self.analyzer.can_prove(EQ(loop.extent, self.launch[axis]))
             if guarded:
                 self.line(f"if ({var} < {self.expr(loop.min + loop.extent)}) {{")
+                self.divergence += axis in THREAD_AXES
                 self.nested(loop.body, in_async)
+                self.divergence -= axis in THREAD_AXES
                 self.line("}")
             else:
                 self.stmt(loop.body, in_async)
@@ -361,14 +372,20 @@ class CudaEmitter:
     def _block(self, block: Block, in_async: bool) -> None:
         opened = False
         locals_ = [b for b in block.alloc_buffers if b.scope not in SHARED_SCOPES]
-        if block.predicate is not None and as_int(block.predicate) != 1:
-            self.line(f"if ({self.expr(block.predicate)}) {{")
+        predicate = None if block.predicate is None else self.analyzer.simplify(block.predicate)
+        if predicate is not None and as_int(predicate) == 0:
+            return
+        divergent = predicate is not None and as_int(predicate) != 1 and self._divergent(
+            predicate)
+        if predicate is not None and as_int(predicate) != 1:
+            self.line(f"if ({self.expr(predicate)}) {{")
             opened = True
         elif locals_:
             self.line("{")
             opened = True
         if opened:
             self.indent += 1
+        self.divergence += divergent
         for buffer in locals_:
             if buffer.scope not in ("local", "warp") and not buffer.scope.startswith("wmma"):
                 raise self.error(block, f"cannot allocate {buffer.name} in '{buffer.scope}' "
@@ -378,16 +395,28 @@ class CudaEmitter:
                 raise self.error(block, f"local buffer {buffer.name} needs a constant shape")
             if buffer.scope == "warp":  # spread over the 32 lanes of a warp
                 count = -(-count // 32)
-            self.line(f"{self.ctype(buffer.dtype)} {self.name_of(buffer)}[{count}];")
+            # aligned so that vectorized copies may read and write it as 16-byte words
+            self.line(f"__align__(16) {self.ctype(buffer.dtype)} {self.name_of(buffer)}[{count}];")
         self.stmt(block.body, in_async)
+        self.divergence -= divergent
         if opened:
             self.indent -= 1
             self.line("}")
+
+    def _divergent(self, condition: PrimExpr) -> bool:
+        """Whether ``condition`` may differ between the threads of a block."""
+        found = []
+        post_order_visit(condition, lambda node: found.append(node)
+                         if node in self.thread_vars else None)
+        return bool(found)
 
     def _evaluate(self, stmt: Evaluate) -> None:
         value = stmt.value
         if isinstance(value, IntImm):
             return
+        if (self.divergence and isinstance(value, Call) and value.op == "tvm_storage_sync"):
+            raise self.error(stmt, "a block barrier under a condition that depends on the "
+                                   "thread would hang the threads that skip it")
         text = self.expr(value)
         self.line(text if text.rstrip().endswith(("}", ";")) else text + ";")
 
