@@ -8,8 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from pipeline_helpers import annotate, program, seed, waits
-from test_pipeline_semantics import check_pipeline, producer_consumer
+from pipeline_helpers import annotate, check_pipeline, producer_consumer, program, seed, waits
 
 from tilepipe.ir import IfThenElse, assert_structural_equal
 from tilepipe.transform import inject_software_pipeline
