@@ -4,7 +4,7 @@ lowered program is race-free in the simulator and computes what the unlowered on
 import numpy as np
 import pytest
 
-from tilepipe.backend.cuda import insert_barriers, lower, merge_queues, unroll_waits
+from tilepipe.backend.cuda import lower, merge_queues, unroll_waits
 from tilepipe.ir import AsyncCommitQueue, AsyncWaitQueue, IfThenElse, as_int, post_order_visit
 from tilepipe.ir.printer import script
 from tilepipe.script import parse

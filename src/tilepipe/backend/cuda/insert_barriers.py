@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 from ...arith import Analyzer
 from ...ir import (
-    EQ, NE, And, Or, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer, BufferLoad,
-    BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IfThenElse, IRMutator, IRVisitor,
-    PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, post_order_visit, seq, substitute,
+    EQ, NE, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer,
+    BufferLoad, BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IfThenElse, IRMutator,
+    IRVisitor, Or, PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, post_order_visit, seq,
+    substitute,
 )
 from .async_copy import SHARED_SCOPES
 

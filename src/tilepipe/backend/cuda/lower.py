@@ -1,8 +1,9 @@
 """``lower``: the CUDA lowering pipeline, each step a PrimFunc -> PrimFunc pass.
 
 1. :func:`~.unroll.unroll_waits` - every wait count an immediate;
-2. :func:`~.merge_queues.merge_queues` - one hardware cp.async queue, counts adjusted;
-3. :func:`~.insert_barriers.insert_barriers` - the block barriers that make it race-free.
+2. :func:`~.simplify.simplify` - indices in canonical form, decided predicates dropped;
+3. :func:`~.merge_queues.merge_queues` - one hardware cp.async queue, counts adjusted;
+4. :func:`~.insert_barriers.insert_barriers` - the block barriers that make it race-free.
 
 The result is still a tile program (``tilepipe lower`` prints it) that the simulator runs
 and :func:`~.codegen.codegen` turns into CUDA C++.
@@ -13,12 +14,13 @@ from __future__ import annotations
 from ...ir import PrimFunc
 from .insert_barriers import insert_barriers
 from .merge_queues import merge_queues
+from .simplify import simplify
 from .unroll import unroll_waits
 
 
 def lower(func: PrimFunc) -> PrimFunc:
     """The program right before CUDA code generation (``func`` is already pipelined)."""
-    return insert_barriers(merge_queues(unroll_waits(func)))
+    return insert_barriers(merge_queues(simplify(unroll_waits(func))))
 
 
 def pipeline_and_lower(func: PrimFunc) -> PrimFunc:

@@ -29,7 +29,8 @@ from ...arith import Analyzer
 from ...errors import LoweringError
 from ...ir import (
     AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call,
-    Evaluate, For, ForKind, IfThenElse, IntImm, IRMutator, Not, PrimFunc, Range, SeqStmt, Stmt, as_int, post_order_visit,
+    Evaluate, For, ForKind, IfThenElse, IntImm, IRMutator, Not, PrimFunc, Range, SeqStmt, Stmt,
+    as_int, post_order_visit,
 )
 
 
