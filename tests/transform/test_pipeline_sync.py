@@ -270,3 +270,31 @@ def test_loop_start_other_than_zero(start):
     func = producer_consumer(2, True, [0, 1, 1, 2], [0, 1, 2, 3], [0], start, 7)
     pipelined = check_pipeline(func)
     assert f"T.unroll({start}, {start + 2})" in pipelined.script()
+
+
+OPAQUE_CALLS = '''
+@T.prim_func
+def calls(A: T.Buffer((16, 64), "float32"), C: T.Buffer((16, 64), "float32")):
+    for tx in T.thread_binding(16, thread="threadIdx.x"):
+        for i in T.serial(16, annotations={"software_pipeline_stage": [0, 1], "software_pipeline_order": [0, 1], "software_pipeline_async_stages": [0]}):
+            with T.block():
+                S = T.alloc_buffer((16, 4), dtype="float32", scope="shared")
+                with T.block():
+                    T.reads(A[tx, i * 4:i * 4 + 4])
+                    T.writes(S[tx, 0:4])
+                    T.evaluate(T.tile_copy(S[tx, 0:4], A[tx, i * 4:i * 4 + 4]))
+                with T.block():
+                    T.reads(S[tx, 0:4])
+                    T.writes(C[tx, i * 4:i * 4 + 4])
+                    T.evaluate(T.tile_consume(C[tx, i * 4:i * 4 + 4], S, S[tx, 0]))
+'''
+
+
+def test_ring_index_in_opaque_call_arguments():
+    """Buffer regions, whole buffers and loads given to an intrinsic all get the ring
+    index of the iteration they work on."""
+    text = inject_software_pipeline(program(OPAQUE_CALLS)).script()
+    assert "T.tile_copy(S[(i + 1) % 2, tx, 0:4], A[tx, (i + 1) * 4:(i + 1) * 4 + 4])" in text
+    assert ("T.tile_consume(C[tx, (i - 1 + 1) * 4:(i - 1 + 1) * 4 + 4], "
+            "S[(i - 1 + 1) % 2, 0:16, 0:4], S[(i - 1 + 1) % 2, tx, 0])") in text
+    assert "T.tile_consume(C[tx, 60:64], S[1, 0:16, 0:4], S[1, tx, 0])" in text
