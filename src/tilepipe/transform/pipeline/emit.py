@@ -195,8 +195,7 @@ class Emitter:
                 continue
             flush()
             stmts.extend(alone)
-            stmts.append(self._sync_block(statement, body, predicate, inside, iterator, delta,
-                                          is_unit))
+            stmts.append(self._sync_block(body, predicate, inside, iterator))
         flush()
         if not stmts:
             return None
@@ -240,9 +239,10 @@ class Emitter:
             return None
         return conditions[0] if len(conditions) == 1 else And(conditions[0], conditions[1])
 
-    def _sync_block(self, statement: PipelineStatement, body: Stmt, predicate: PrimExpr | None,
-                    waits: Sequence[Wait], iterator: PrimExpr, delta: PrimExpr,
-                    is_unit: bool) -> Block:
+    def _sync_block(self, body: Stmt, predicate: PrimExpr | None, waits: Sequence[Wait],
+                    iterator: PrimExpr) -> Block:
+        """A synchronous statement's instance: its block (or a new one), predicated, with
+        its waits around the body."""
         if isinstance(body, Block):
             inner = self._wrap_waits(body.body, waits, iterator)
             if body.predicate is not None:
