@@ -131,3 +131,29 @@ def dynamic_count(A: T.Buffer((16, 16), "float32"), C: T.Buffer((16, 16), "float
                         for v in T.vectorized(4):
                             C[tx, i * 4 + v] = B[i, tx, v] + T.float32(1)
 '''
+
+# One group of three copies: 4 bytes (a float), 8 bytes (four halves), 16 bytes (four floats).
+COPY_SIZES = '''
+from tilepipe import script as T
+
+@T.prim_func
+def copy_sizes(A: T.Buffer((32,), "float32"), H: T.Buffer((32, 4), "float16"),
+               F: T.Buffer((32, 4), "float32"), C: T.Buffer((32,), "float32")):
+    for tx in T.thread_binding(32, thread="threadIdx.x"):
+        with T.block():
+            A_shared = T.alloc_buffer((32,), dtype="float32", scope="shared")
+            H_shared = T.alloc_buffer((32, 4), dtype="float16", scope="shared")
+            F_shared = T.alloc_buffer((32, 4), dtype="float32", scope="shared")
+            with T.attr(0, "async_commit_queue_scope", 0):
+                with T.attr(0, "async_scope", 1):
+                    A_shared[tx] = A[tx]
+                with T.attr(0, "async_scope", 1):
+                    for v in T.vectorized(4):
+                        H_shared[tx, v] = H[tx, v]
+                with T.attr(0, "async_scope", 1):
+                    for v in T.vectorized(4):
+                        F_shared[tx, v] = F[tx, v]
+            with T.attr(0, "async_wait_queue_scope", 0):
+                with T.attr(0, "async_wait_inflight_count", 0):
+                    C[tx] = A_shared[31 - tx] + T.Cast("float32", H_shared[tx, 1]) + F_shared[tx, 3]
+'''

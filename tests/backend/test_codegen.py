@@ -20,6 +20,33 @@ def test_simple_compute_source():
     assert "__syncthreads" not in source.split("cp_async_wait_group() {")[-1]
 
 
+def test_copies_of_4_8_and_16_bytes():
+    source = codegen(lower(parse(programs.COPY_SIZES)))
+    for size in (4, 8, 16):
+        assert source.count(f"cp_async<{size}>(") == 1
+    assert "#include <cuda_fp16.h>" in source
+    assert source.count("__syncthreads();") == 1  # thread 31 - tx's float crosses threads
+
+
+@pytest.mark.parametrize("offset, factor, expected", [
+    (lambda i, tx: (i % 4) * 16 + tx * 4, 4, True),
+    (lambda i, tx: tx * 2, 4, False),
+    (lambda i, tx: i * 6 + 3, 3, True),
+    (lambda i, tx: (tx // 2) * 8 + 4, 4, True),
+    (lambda i, tx: tx + 1, 2, False),
+])
+def test_alignment_proofs(offset, factor, expected):
+    from tilepipe.arith import Analyzer
+    from tilepipe.backend.cuda.async_copy import is_multiple_of
+    from tilepipe.ir import Var
+
+    i, tx = Var("i"), Var("tx")
+    analyzer = Analyzer()
+    analyzer.bind(i, (0, 64))
+    analyzer.bind(tx, (0, 64))
+    assert is_multiple_of(offset(i, tx), factor, analyzer) is expected
+
+
 def test_launch_shape_and_arguments():
     kernel = generate(lower(parse(programs.EXCHANGE)), arch="sm_90")
     assert [str(extent) for extent in kernel.block] == ["16", "1", "1"]

@@ -27,6 +27,7 @@ KERNELS = {
     "exchange": lambda: parse(programs.EXCHANGE),
     "two_queues": lambda: parse(programs.TWO_QUEUES),
     "dynamic_count": lambda: parse(programs.DYNAMIC_COUNT),
+    "copy_sizes": lambda: parse(programs.COPY_SIZES),
     "example_simple_compute": lambda: simple_compute(1),
     "example_shared_exchange": lambda: shared_exchange(2),
     "simt_gemm": lambda: simt_gemm(128, 128, 64),
