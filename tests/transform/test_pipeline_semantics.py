@@ -65,7 +65,7 @@ def test_generated_pipelines(program):
     check_pipeline(parse(program.source), program.dims or None)
 
 
-@pytest.mark.parametrize("extent", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("extent", [0, 1, 2, 3, 4, 7])
 def test_extents_around_the_depth(extent):
     """Extents below, at and above the deepest stage (3)."""
     func = producer_consumer(2, True, [0, 0, 1, 3], [0, 1, 2, 3], [0, 1], 0, extent)

@@ -5,9 +5,10 @@ buffers are the ones the pipeline may multi-version. A pipeline already produced
 inner loop contributes its sections (prologue, body, epilogue) as separate statements.
 
 The extent decides the shape. A constant extent gives prologue, body and epilogue, each
-left out when empty. A symbolic extent ``n`` gives ``if n >= P`` around the pipeline
-(whose waits are then the same for every such ``n``) and, for each shorter extent, the
-pipeline of that constant extent, so that every wait is exact for every ``n``.
+left out when empty. A symbolic extent ``n`` gives ``if n >= E`` around the pipeline
+(whose waits are then the same for every such ``n``) and, for each shorter positive
+extent, the pipeline of that constant extent, so that every wait is exact for every
+``n``; nothing runs when ``n <= 0``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from ...ir import (
-    EQ, GE, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, For, IfThenElse,
+    EQ, GE, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, Evaluate, For,
+    IfThenElse,
     IntImm, PrimExpr, PrimFunc, SeqStmt, Stmt, seq,
 )
 from .annotations import is_pipelined, other_annotations, read_annotation
@@ -98,7 +100,9 @@ def pipeline_loop(loop: For, results: set[Block] = frozenset(), preloop: Sequenc
     if isinstance(loop.extent, IntImm):
         extent = loop.extent.value
         plan = plan_synchronization(schedule, extent, stages)
-        body = seq(*emitter.sections(plan, _frames(plan, extent, stages, loop), kept))
+        # A loop that runs no iteration leaves nothing to run.
+        body = seq(*emitter.sections(plan, _frames(plan, extent, stages, loop), kept)
+                   ) if extent > 0 else Evaluate(IntImm(0))
     else:
         body = _guarded(schedule, emitter, kept)
     remap = emitter.remap
