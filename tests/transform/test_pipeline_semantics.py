@@ -113,7 +113,8 @@ READ_Q_BEFORE_LOOP = '''            S[tx, 0] = T.float32(1)
 
 
 @pytest.mark.parametrize("between", ["", READ_Q_BEFORE_LOOP], ids=["loop-reads", "read-before"])
-@pytest.mark.parametrize("extent, dims", [("8", None), ("1", None), ("n", {"n": 3})])
+@pytest.mark.parametrize("extent, dims", [("8", None), ("1", None), ("0", None), ("n", {"n": 3}),
+                                           ("n", {"n": 0})])
 def test_async_statement_before_the_loop(between, extent, dims):
     """The Q tile copied asynchronously before the loop: its own commit group, waited
     for right before the first statement that reads it; the loop's counts include it."""

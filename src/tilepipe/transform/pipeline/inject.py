@@ -100,9 +100,8 @@ def pipeline_loop(loop: For, results: set[Block] = frozenset(), preloop: Sequenc
     if isinstance(loop.extent, IntImm):
         extent = loop.extent.value
         plan = plan_synchronization(schedule, extent, stages)
-        # A loop that runs no iteration leaves nothing to run.
         body = seq(*emitter.sections(plan, _frames(plan, extent, stages, loop), kept)
-                   ) if extent > 0 else Evaluate(IntImm(0))
+                   ) if extent > 0 else _no_iteration(schedule)
     else:
         body = _guarded(schedule, emitter, kept)
     remap = emitter.remap
@@ -162,13 +161,21 @@ def _frames(plan: SyncPlan, extent: PrimExpr | int, prologue_length: int, loop: 
     return frames
 
 
+def _no_iteration(schedule: Schedule) -> Stmt:
+    """What a loop that runs no iteration leaves: the drain of the groups committed
+    before it, or nothing."""
+    if schedule.preloop:
+        return AsyncWaitQueue(schedule.preloop[0].queue, IntImm(0), Evaluate(IntImm(0)))
+    return Evaluate(IntImm(0))
+
+
 def _guarded(schedule: Schedule, emitter: Emitter, kept: dict) -> Stmt:
     """``if n >= E: pipeline(n)`` then ``elif n == c: pipeline(c)`` for shorter ``c``."""
     loop = schedule.loop
     prologue_length, least, plan = plan_for_every_extent(schedule)
     general = seq(*emitter.sections(plan, _frames(plan, loop.extent, prologue_length, loop),
                                     kept))
-    otherwise: Stmt | None = None
+    otherwise: Stmt | None = _no_iteration(schedule) if schedule.preloop else None
     for extent in range(1, least):
         short = plan_synchronization(schedule, extent, schedule.max_stage)
         short_emitter = Emitter(schedule, IntImm(extent, loop.extent.dtype))
