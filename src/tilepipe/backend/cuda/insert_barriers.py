@@ -23,7 +23,7 @@ from ...arith import Analyzer
 from ...ir import (
     EQ, NE, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer,
     BufferLoad, BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IfThenElse, IRMutator,
-    IRVisitor, Or, PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, post_order_visit, seq,
+    IntImm, IRVisitor, Or, PrimExpr, PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, post_order_visit, seq,
     substitute,
 )
 from .async_copy import SHARED_SCOPES
@@ -70,32 +70,42 @@ def _thread_axes(body: Stmt) -> dict[Var, str]:
 
 @dataclass(frozen=True, eq=False)
 class _Access:
-    """One shared-memory access of a statement; ``indices`` None when unknown (a region)."""
+    """One shared-memory access of a statement: the element at ``indices``, or with
+    ``extents`` the region from there that an intrinsic touches with any of the threads
+    that run it (warp-collective operations: no thread owns an element)."""
 
     buffer: Buffer
-    indices: tuple | None
+    indices: tuple
     write: bool
+    extents: tuple | None = None
 
     @property
     def variables(self) -> frozenset:
-        return frozenset(_variables(self.indices or ()))
+        return frozenset(_variables(self.indices + (self.extents or ())))
 
 
 @dataclass(frozen=True)
 class _State:
-    """Entries are ``(access, carried)``: ``carried`` holds the loop variables whose loop
-    has advanced (or exited) since the access, which therefore is of another iteration."""
+    """Entries are ``(access, carried)``: ``carried`` maps the loop variables whose loop
+    has advanced (or exited) since the access to how many iterations back it was made: 1
+    (the previous iteration) or None (any earlier one, or another run of the loop)."""
 
     pending: frozenset  # accesses since the last barrier (landed async writes included)
     groups: tuple  # committed async groups in flight, oldest first (frozensets of entries)
     open: frozenset  # async accesses issued but not yet committed
 
-    def carry(self, var: Var) -> "_State":
+    def carry(self, var: Var, leaving: bool = False) -> "_State":
         """The state one iteration of ``var``'s loop later (or after the loop)."""
 
         def moved(entries: frozenset) -> frozenset:
-            return frozenset((access, carried | {var}) if var in access.variables else
-                             (access, carried) for access, carried in entries)
+            result = set()
+            for access, carried in entries:
+                if var in access.variables:
+                    distances = dict(carried)
+                    distances[var] = 1 if var not in distances and not leaving else None
+                    carried = frozenset(distances.items())
+                result.add((access, carried))
+            return frozenset(result)
 
         return _State(moved(self.pending), tuple(moved(group) for group in self.groups),
                       moved(self.open))
@@ -143,8 +153,6 @@ class _Planner:
     def _private(self, first: _Access, second: _Access, carried: frozenset) -> bool:
         """Whether two threads can never touch one element through these accesses
         (``second`` made before, in other iterations of the ``carried`` loops)."""
-        if first.indices is None or second.indices is None:
-            return False
         key = (first, second, carried)
         known = self._private_pairs.get(key)
         if known is None:
@@ -155,6 +163,8 @@ class _Planner:
 
     def _separated_by_axes(self, first: _Access, second: _Access) -> bool:
         """Every thread axis indexes one dimension, by itself, in both accesses."""
+        if first.extents is not None or second.extents is not None:
+            return False
         separated = set()
         for a, b in zip(first.indices, second.indices):
             axis = self.thread_axes.get(a) if isinstance(a, Var) else None
@@ -163,38 +173,47 @@ class _Planner:
         return separated >= self.axes
 
     def _proved_disjoint(self, first: _Access, second: _Access, carried: frozenset) -> bool:
-        """Prove ``thread1 != thread2 -> element1 != element2`` over the loop ranges; the
-        earlier access shares with the current one only the variables of the loops around
-        both that have not advanced since (the same iteration); it gets its own copy of the
-        others and of the thread variables."""
+        """Prove ``thread1 != thread2 -> element1 != element2`` (for a region: the regions
+        are disjoint, whatever the threads) over the loop ranges. The earlier access shares
+        with the current one the variables of the loops around both that have not advanced
+        since (the same iteration), takes ``var - 1`` for a loop one iteration back, and
+        gets its own copy of the others and of the thread variables."""
         analyzer = Analyzer()
         for var, range_ in self.ranges.items():
             if var not in self.thread_axes:
                 analyzer.bind(var, range_)
         sides = []
+        distances = dict(carried)
         for side, access in enumerate((first, second)):
             renamed: dict[Var, Var] = {}
-            for var in _variables(access.indices):
+            shifted: dict[Var, PrimExpr] = {}
+            for var in access.variables:
                 if var in self.thread_axes:
                     renamed[var] = self._thread_copy(side, self.thread_axes[var])
-                elif side == 1 and (var in carried or var not in self.enclosing):
+                elif side == 1 and var in self.enclosing and distances.get(var, 0) == 1:
+                    shifted[var] = var - 1  # the previous iteration
+                elif side == 1 and (var in distances or var not in self.enclosing):
                     renamed[var] = Var(f"{var.name}_earlier", var.dtype)
             for var, copy in renamed.items():
                 range_ = self.ranges.get(var)
                 if range_ is not None:
                     analyzer.bind(copy, Range(substitute(range_.min, renamed),
                                               substitute(range_.extent, renamed)))
-            sides.append(tuple(substitute(index, renamed) for index in access.indices))
-        same_thread = None
-        for axis in sorted(self.axes):
-            equal = EQ(self._thread_copy(0, axis), self._thread_copy(1, axis))
-            same_thread = equal if same_thread is None else And(same_thread, equal)
-        if same_thread is None:
-            return True
-        condition = same_thread
-        for a, b in zip(*sides):
-            condition = Or(condition, NE(a, b))
-        return analyzer.can_prove(condition)
+            renamed = {**renamed, **shifted}
+            extents = access.extents or (IntImm(1),) * len(access.indices)
+            sides.append([(substitute(index, renamed), substitute(extent, renamed))
+                          for index, extent in zip(access.indices, extents)])
+        condition = None
+        if first.extents is None and second.extents is None:
+            for axis in sorted(self.axes):
+                equal = EQ(self._thread_copy(0, axis), self._thread_copy(1, axis))
+                condition = equal if condition is None else And(condition, equal)
+            if condition is None:  # one thread
+                return True
+        for (low, extent), (other_low, other_extent) in zip(*sides):
+            apart = Or(low + extent <= other_low, other_low + other_extent <= low)
+            condition = apart if condition is None else Or(condition, apart)
+        return condition is not None and analyzer.can_prove(condition)
 
     def _thread_copy(self, side: int, axis: str) -> Var:
         key = (side, axis)
@@ -278,7 +297,7 @@ class _Planner:
                 break
             entry = following
         self.enclosing.discard(loop.loop_var)
-        after = out.carry(loop.loop_var)
+        after = out.carry(loop.loop_var, leaving=True)
         if self.analyzer.can_prove(loop.extent >= 1):
             return after
         return after.join(state)
@@ -325,9 +344,15 @@ def _accesses(stmt: Stmt) -> frozenset:
                 if not isinstance(argument, (Buffer, BufferRegion, BufferLoad)):
                     self.visit(argument)
                     continue
-                buffer = argument if isinstance(argument, Buffer) else argument.buffer
+                region = (BufferRegion.full(argument) if isinstance(argument, Buffer) else
+                          argument if isinstance(argument, BufferRegion) else None)
+                buffer = argument.buffer if region is None else region.buffer
                 if buffer.scope in SHARED_SCOPES:
-                    found.append(_Access(buffer, None, first))
+                    if region is None:
+                        found.append(_Access(buffer, argument.indices, first))
+                    else:
+                        found.append(_Access(buffer, tuple(r.min for r in region.region), first,
+                                             tuple(r.extent for r in region.region)))
                 first = False
 
     _Collector().visit(stmt)
