@@ -205,14 +205,16 @@ class _Outcome:
     drains: list[int]
 
 
-def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site]) -> _Outcome:
+def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
+                  skipped: frozenset[tuple[int, int]] = frozenset()) -> _Outcome:
     """The oracle's rule: a wait allows as many groups in flight as every access after it
     and before the next wait on its queue allows; what code after the loop may touch is
-    everything, so nothing may stay in flight unseen at the end."""
+    everything, so nothing may stay in flight unseen at the end. ``skipped`` are
+    (site id, slot) pairs of unrolled copies that do not wait."""
     waits_at: dict[tuple[int, int], list[_Site]] = {}
     for site in sites:
         for slot in range(site.section.start, site.section.start + site.section.length):
-            if replay.runs(slot, site.first):
+            if replay.runs(slot, site.first) and (id(site), slot) not in skipped:
                 waits_at.setdefault((slot, site.first), []).append(site)
     current: dict[int, tuple[int, int]] = {}  # queue -> (site id, slot) of the open wait
     opened: dict[int, int] = {}  # queue -> commit count when that wait ran
@@ -287,6 +289,22 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
                 trial.values.get(key) == value for key, value in outcome.values.items()
                 if key[0] != id(site)):
             chosen, outcome = others, trial
+    skipped: set[tuple[int, int]] = set()
+    for site in chosen:
+        if site.section.kind == BODY or not any(position in replay.preloop_needs
+                                                for position in site.covered):
+            continue
+        # Likewise for one copy of an unrolled wait.
+        for slot in range(site.section.start, site.section.start + site.section.length):
+            key = (id(site), slot)
+            if key not in outcome.values:
+                continue
+            trial = _replay_waits(schedule, replay, chosen, frozenset(skipped | {key}))
+            if not trial.unprotected and trial.drains == outcome.drains and all(
+                    trial.values.get(other) == value for other, value in outcome.values.items()
+                    if other != key):
+                skipped.add(key)
+                outcome = trial
     section_plans = []
     for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
         slots = range(section.start, section.start + section.length)
@@ -296,8 +314,7 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
         for site in chosen:
             if site.section is not section:
                 continue
-            values = [outcome.values.get((id(site), slot)) if replay.runs(slot, site.first)
-                      else None for slot in slots]
+            values = [outcome.values.get((id(site), slot)) for slot in slots]
             if section.kind == BODY:
                 known = [value for value in values if value is not None]
                 if known:
