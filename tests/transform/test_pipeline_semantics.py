@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from pipeline_helpers import check_pipeline, producer_consumer
+from pipeline_helpers import check_pipeline, producer_consumer, program
 
 from tilepipe.script import parse
 
@@ -127,3 +127,36 @@ def test_async_statement_before_the_loop(between, extent, dims):
     if between:
         read = text.index("S[tx, 0] + Q_shared[tx, 0]")
         assert text.rfind('"async_wait_inflight_count", 0', 0, read) > copy
+
+
+PRELOOP_MIXED = '''
+@T.prim_func
+def pipeline(a0: T.handle, a1: T.handle, c: T.handle, q: T.handle):
+    n = T.int32()
+    A0 = T.match_buffer(a0, (1, 3 + n), "float32")
+    A1 = T.match_buffer(a1, (1, 3 + n), "float32")
+    C = T.match_buffer(c, (1, 3 + n), "float32")
+    Q = T.match_buffer(q, (1,), "float32")
+    for tx in T.thread_binding(1, thread="threadIdx.x"):
+        with T.block():
+            P = T.alloc_buffer((1, 1), "float32", scope="shared")
+            with T.attr(0, "async_scope", 1):
+                P[tx, 0] = Q[tx]
+            for i in T.serial(3, 3 + n, annotations={"software_pipeline_stage": [2, 0, 1, 3], "software_pipeline_order": [2, 0, 3, 1], "software_pipeline_async_stages": [0, 1, 2]}):
+                with T.block("body"):
+                    S0 = T.alloc_buffer((1, 1), "float32", scope="shared")
+                    S1 = T.alloc_buffer((1, 1), "float32", scope="shared")
+                    R1 = T.alloc_buffer((1, 1), "float32", scope="shared")
+                    S0[tx, 0] = A0[tx, i]
+                    S1[tx, 0] = A1[tx, i]
+                    R1[tx, 0] = S1[tx, 0] * T.float32(3)
+                    C[tx, i] = S0[tx, 0] + R1[tx, 0] + P[tx, 0] + T.float32(1)
+'''
+
+
+@pytest.mark.parametrize("n", [1, 4, 6])
+def test_async_statement_before_a_symbolic_loop_with_mixed_stages(n):
+    """The tile from before the loop is read by a statement whose other inputs come from
+    three queues; after its first wait only its other data needs waits, so the waits
+    are the same for every extent."""
+    check_pipeline(program(PRELOOP_MIXED), {"n": n})
