@@ -23,12 +23,14 @@ from ...arith import Analyzer
 from ...ir import (
     EQ, NE, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer,
     BufferLoad, BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IfThenElse, IRMutator,
-    IntImm, IRVisitor, Or, PrimExpr, PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, post_order_visit, seq,
+    IntImm, IRVisitor, Not, Or, PrimExpr, PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, post_order_visit, seq,
     substitute,
 )
 from .async_copy import SHARED_SCOPES
 
 MAX_TRACKED_GROUPS = 12
+MAX_DISTANCE = 8  # iterations back that an access is still told apart exactly
+MAX_UNROLLED = 16  # unrolled loops up to this extent are walked one iteration at a time
 MAX_ROUNDS = 32
 
 
@@ -87,8 +89,8 @@ class _Access:
 @dataclass(frozen=True)
 class _State:
     """Entries are ``(access, carried)``: ``carried`` maps the loop variables whose loop
-    has advanced (or exited) since the access to how many iterations back it was made: 1
-    (the previous iteration) or None (any earlier one, or another run of the loop)."""
+    has advanced (or exited) since the access to how many iterations back it was made
+    (None: further back than MAX_DISTANCE, or in another run of the loop)."""
 
     pending: frozenset  # accesses since the last barrier (landed async writes included)
     groups: tuple  # committed async groups in flight, oldest first (frozensets of entries)
@@ -102,7 +104,9 @@ class _State:
             for access, carried in entries:
                 if var in access.variables:
                     distances = dict(carried)
-                    distances[var] = 1 if var not in distances and not leaving else None
+                    distance = distances.get(var, 0)
+                    distances[var] = (None if leaving or distance is None
+                                      or distance >= MAX_DISTANCE else distance + 1)
                     carried = frozenset(distances.items())
                 result.add((access, carried))
             return frozenset(result)
@@ -128,9 +132,11 @@ class _Planner:
         self.analyzer = Analyzer()
         self.barriers: set[Stmt] = set()
         self._accesses: dict[Stmt, frozenset] = {}
-        self._private_pairs: dict[tuple[_Access, _Access], bool] = {}
+        self._private_pairs: dict[tuple, bool] = {}
         self._thread_copies: dict[tuple[int, str], Var] = {}
-        self.ranges: dict[Var, Range] = {}
+        self.ranges: dict[Var, Range] = {}  # where each loop variable is now
+        self.full_ranges: dict[Var, Range] = {}  # the whole range of an unrolled one
+        self.unrolled_values: dict[Var, int] = {}  # unrolled loops being walked: iteration
         self.enclosing: set[Var] = set()  # variables of the loops around the current point
 
     def accesses(self, stmt: Stmt) -> frozenset:
@@ -153,7 +159,9 @@ class _Planner:
     def _private(self, first: _Access, second: _Access, carried: frozenset) -> bool:
         """Whether two threads can never touch one element through these accesses
         (``second`` made before, in other iterations of the ``carried`` loops)."""
-        key = (first, second, carried)
+        values = tuple((var, self.unrolled_values[var]) for var in
+                       (first.variables | second.variables) if var in self.unrolled_values)
+        key = (first, second, carried, values)
         known = self._private_pairs.get(key)
         if known is None:
             known = self._private_pairs[key] = (
@@ -190,12 +198,12 @@ class _Planner:
             for var in access.variables:
                 if var in self.thread_axes:
                     renamed[var] = self._thread_copy(side, self.thread_axes[var])
-                elif side == 1 and var in self.enclosing and distances.get(var, 0) == 1:
-                    shifted[var] = var - 1  # the previous iteration
+                elif side == 1 and var in self.enclosing and distances.get(var):
+                    shifted[var] = var - distances[var]  # that many iterations back
                 elif side == 1 and (var in distances or var not in self.enclosing):
                     renamed[var] = Var(f"{var.name}_earlier", var.dtype)
             for var, copy in renamed.items():
-                range_ = self.ranges.get(var)
+                range_ = self.full_ranges.get(var, self.ranges.get(var))
                 if range_ is not None:
                     analyzer.bind(copy, Range(substitute(range_.min, renamed),
                                               substitute(range_.extent, renamed)))
@@ -263,6 +271,8 @@ class _Planner:
             else_state = state if stmt.else_case is None else self.visit(stmt.else_case, state)
             return then_state.join(else_state)
         if isinstance(stmt, Block):
+            if stmt.predicate is not None and self.analyzer.can_prove(Not(stmt.predicate)):
+                return state
             inner = self.visit(stmt.body, state)
             if stmt.predicate is None or self.analyzer.can_prove(stmt.predicate):
                 return inner
@@ -285,6 +295,9 @@ class _Planner:
         self.ranges[loop.loop_var] = Range(loop.min, loop.extent)
         if loop.kind is ForKind.THREAD_BINDING:
             return self.visit(loop.body, state)
+        extent = as_int(self.analyzer.simplify(loop.extent))
+        if loop.kind is ForKind.UNROLLED and extent is not None and extent <= MAX_UNROLLED:
+            return self._unrolled(loop, extent, state)
         # A conflict with what came before the loop is settled once, before the loop.
         state = self._barrier_before(loop, self.accesses(loop.body), state)
         entry = state
@@ -301,6 +314,29 @@ class _Planner:
         if self.analyzer.can_prove(loop.extent >= 1):
             return after
         return after.join(state)
+
+
+    def _unrolled(self, loop: For, extent: int, state: _State) -> _State:
+        """Walk an unrolled loop one iteration at a time, its variable a known value (so
+        predicates are decided and ring slots told apart); a barrier that one iteration
+        needs is in every copy."""
+        var = loop.loop_var
+        self.full_ranges[var] = Range(loop.min, loop.extent)
+        self.enclosing.add(var)
+        start = self.analyzer.simplify(loop.min)
+        for iteration in range(extent):
+            value = Range(self.analyzer.simplify(start + iteration), IntImm(1))
+            self.analyzer.bind(var, value)
+            self.ranges[var] = value
+            self.unrolled_values[var] = iteration
+            state = self.visit(loop.body, state)
+            if iteration + 1 < extent:
+                state = state.carry(var)
+        self.enclosing.discard(var)
+        del self.unrolled_values[var]
+        self.analyzer.bind(var, Range(loop.min, loop.extent))
+        self.ranges[var] = Range(loop.min, loop.extent)
+        return state.carry(var, leaving=True)
 
 
 def _fresh(accesses: frozenset) -> frozenset:
