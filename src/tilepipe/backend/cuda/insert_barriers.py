@@ -295,11 +295,11 @@ class _Planner:
         self.ranges[loop.loop_var] = Range(loop.min, loop.extent)
         if loop.kind is ForKind.THREAD_BINDING:
             return self.visit(loop.body, state)
+        # A conflict with what came before the loop is settled once, before the loop.
+        state = self._barrier_before(loop, self.accesses(loop.body), state)
         extent = as_int(self.analyzer.simplify(loop.extent))
         if loop.kind is ForKind.UNROLLED and extent is not None and extent <= MAX_UNROLLED:
             return self._unrolled(loop, extent, state)
-        # A conflict with what came before the loop is settled once, before the loop.
-        state = self._barrier_before(loop, self.accesses(loop.body), state)
         entry = state
         self.enclosing.add(loop.loop_var)
         for _ in range(MAX_ROUNDS):
