@@ -22,14 +22,19 @@ from ...ir import (
 )
 from .annotations import is_pipelined, other_annotations, read_annotation
 from .emit import Emitter, fold_sub
+from .planning import plan_pipeline
 from .schedule import PipelineStatement, Schedule, compute_schedule, conflicts, regions_of
 from .sync import BODY, PROLOGUE, SyncPlan, plan_for_every_extent, plan_synchronization
 from .walk import Mutator
 
 
-def inject_software_pipeline(func: PrimFunc) -> PrimFunc:
+def inject_software_pipeline(func: PrimFunc, target: str = "sm_80") -> PrimFunc:
     """``func`` with every loop annotated ``software_pipeline_stage`` / ``_order`` (and
-    optionally ``_async_stages``) rewritten into an asynchronous software pipeline."""
+    optionally ``_async_stages``) rewritten into an asynchronous software pipeline.
+
+    Loops annotated ``software_pipeline_num_stages`` are planned first (stages, orders
+    and async stages chosen for them, shared memory checked against ``target``)."""
+    func = plan_pipeline(func, target=target)
     injector = _Injector()
     body = injector.visit(func.body)
     return func if body is func.body else func.with_body(body)
