@@ -15,8 +15,15 @@ __all__ = [
 ]
 
 
+_SUBPACKAGES = ("arith", "backend", "ir", "kernels", "script", "sim", "transform")
+
+
 def __getattr__(name: str):
     """Load the heavier layers only when they are first used."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     if name == "parse":
         from .script import parse
 
