@@ -96,14 +96,52 @@ def test_copy_into_a_slot_not_released_is_a_race(schedule):
         simulate(func, random_inputs(func), schedule=schedule)
 
 
-def test_wait_on_the_parity_of_an_older_phase_is_phase_misuse():
+def test_wait_on_the_parity_of_the_phase_before_the_first_deadlocks_or_races():
+    """Waiting on parity 1 first means phase -1 (passes at once) or phase 1 (a thread
+    taking part in odd phases only): once phase 0 completed it is phase 1, which never
+    comes; before, the wait passes and the read of the slot is not ordered after the
+    copy."""
     wrong = CONSUMER_WAIT.replace("k // 2 % 2)", "1 - k // 2 % 2)")
     func = ring([(CONSUMER_WAIT, wrong)])
-    with pytest.raises(PhaseMisuse, match=r"full\[0\] with parity 1 for phase -1, but the "
-                                          r"barrier already completed phase 0"):
+    with pytest.raises(RaceError, match=r"deadlock: no thread can go on:\n  thread\(s\) "
+                                        r"0-63 wait on full\[0\] for parity 1 \(phase 1\)"):
         simulate(func, random_inputs(func), schedule="eager")
     with pytest.raises(BarrierRace):  # landing later, the stale read shows as a race
         simulate(func, random_inputs(func), schedule="lazy")
+
+
+RUNAWAY = '''
+from tilepipe import script as T
+
+@T.prim_func
+def runaway(A: T.Buffer((8, 64), "float32"), B: T.Buffer((8, 64), "float32")):
+    for tx in T.thread_binding(96, thread="threadIdx.x"):
+        with T.block("root"):
+            S = T.alloc_buffer((2, 64), "float32", scope="shared")
+            full = T.alloc_buffer((2,), "uint64", scope="shared")
+            if tx == 0:
+                for s in range(2):
+                    T.evaluate(T.mbarrier_init(full, s, 1))
+            T.evaluate(T.tvm_storage_sync("shared"))
+            if tx < 64:
+                for k in range(8):
+                    T.evaluate(T.mbarrier_wait_parity(full, k % 2, k // 2 % 2))
+                    B[k, tx] = S[k % 2, tx]
+            elif tx == 64:
+                for k in range(8):
+                    T.evaluate(T.mbarrier_arrive_expect_tx(full, k % 2, 256))
+                    T.evaluate(T.tma_load(S[k % 2, 0:64], A[k, 0:64], full, k % 2))
+'''
+
+
+def test_producer_running_two_phases_ahead_of_its_consumers_is_phase_misuse():
+    """Without an empty barrier the producer refills each slot four times before the
+    consumers look: their first wait on parity 0 would block for phase 4."""
+    func = parse(RUNAWAY)
+    with pytest.raises(PhaseMisuse, match=r"thread 0 waits on full\[0\] with parity 0 after "
+                                          r"observing phase -1, but the barrier already "
+                                          r"completed phase 2"):
+        simulate(func, random_inputs(func), schedule="eager")
 
 
 def test_copy_nothing_waits_for_is_in_flight_at_the_end():

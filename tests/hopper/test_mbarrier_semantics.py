@@ -102,3 +102,45 @@ def test_waiting_every_phase_in_turn_is_not_misuse():
         file.arrive(0)
         assert file.wait(0, phase % 2, [0]) is None
         assert file.observed[0, 0] == phase
+
+
+def test_waiting_on_every_other_phase_is_not_misuse():
+    """A thread taking part in phases 0, 2, 4 only waits on parity 0 each time; the
+    barrier completing phase 1 (but not 2) in between must block it, not be a misuse."""
+    file = barriers(threads=2)
+    file.init(0, 1)
+    for phase in (0, 2, 4):
+        assert file.wait(0, 0, [0]) is not None  # phase `phase` is in progress
+        file.arrive(0)
+        assert file.wait(0, 0, [0]) is None
+        assert file.observed[0, 0] == phase
+        file.arrive(0)  # the odd phase, which thread 0 does not wait for
+
+
+def test_waiting_again_on_the_phase_just_observed_passes():
+    file = barriers(threads=1)
+    file.init(0, 1)
+    file.arrive(0)
+    assert file.wait(0, 0, [0]) is None
+    assert file.wait(0, 0, [0]) is None  # still the latest completed phase
+    assert file.observed[0, 0] == 0
+
+
+def test_skipping_a_phase_of_the_awaited_parity_is_misuse():
+    """After observing phase 0, waiting on parity 0 once phases 1, 2 and 3 completed
+    would block for phase 4: phase 2 went by unobserved."""
+    file = barriers(threads=1)
+    file.init(0, 1)
+    file.arrive(0)
+    assert file.wait(0, 0, [0]) is None
+    file.arrive(0, count=3)
+    with pytest.raises(PhaseMisuse, match="phase 2 went by unobserved"):
+        file.wait(0, 0, [0])
+
+
+def test_a_first_wait_after_two_completed_phases_is_misuse():
+    file = barriers(threads=1)
+    file.init(0, 1)
+    file.arrive(0, count=2)
+    with pytest.raises(PhaseMisuse, match="phase 0 went by unobserved"):
+        file.wait(0, 0, [0])

@@ -13,10 +13,11 @@ zero; the arrival count is then reloaded and the phase number advances. A wait n
 parity, not a phase: ``wait_parity(p)`` passes once the latest phase of parity ``p`` is
 complete, that is when ``completed_phases % 2 != p``.
 
-Because hardware only sees the parity, a waiter must never fall two phases behind the
-barrier. :class:`BarrierFile` remembers, per thread, the last phase each thread observed
-and reports a :class:`PhaseMisuse` when a wait resolves against a phase that is not the
-one the thread can mean. A wait that cannot pass is returned to the caller as a
+Because hardware only sees the parity, a waiter must never let a phase of the parity it
+waits for go by unobserved. :class:`BarrierFile` remembers, per thread, the last phase
+each thread observed and reports a :class:`PhaseMisuse` when a wait resolves more than
+two phases after it (one phase later is the usual wait, two a thread that takes part in
+every other phase). A wait that cannot pass is returned to the caller as a
 :class:`BlockedWait` (yielded by the blocking intrinsic, so that the interpreter runs
 other threads); when no thread of a block can go on, the interpreter reports a deadlock
 with each blocked barrier, the phase awaited and what it still lacks.
@@ -31,6 +32,7 @@ The IR form (opaque intrinsics, printed and parsed like any ``T.<name>`` call) i
     T.wgmma(accumulator_region, a_region, b_region, accumulate)
     T.wgmma_fence(); T.wgmma_commit_group(); T.wgmma_wait_group(in_flight)
     T.setmaxnreg(count, "inc" | "dec")
+    T.named_barrier_sync(barrier_id, thread_count)      # bar.sync of some warps only
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ..ir import BufferRegion, IntImm, Range
 from .interpreter import Observer
 from .intrinsics import register
 from .memory import BLOCK
+from .wgmma_exactness import WgmmaOracle
 
 BARRIER_DTYPE = "uint64"
 WARPGROUP_THREADS = 128
@@ -232,31 +235,35 @@ class BarrierFile:
              span: Span | None = None) -> BlockedWait | None:
         """Let ``threads`` wait for the phase of ``parity``; None when all of them pass.
 
-        Each thread means the first phase of that parity at or after the last phase it
-        observed; if the barrier already completed the phase after that one, parity
-        alone can no longer tell them apart and the wait is a :class:`PhaseMisuse`.
+        As on hardware, the wait resolves to the latest completed phase if it has this
+        parity, else to the phase in progress (which blocks). A thread may wait on the
+        phase after the last one it observed, on that same phase again, or on the one
+        after next (a thread that takes part in every other phase only); a wait that
+        resolves further ahead passed a phase of its parity without observing it, which
+        parity alone cannot tell apart: a :class:`PhaseMisuse`.
         """
         index = self._initialized(index, WAIT_PARITY, span)
         if parity not in (0, 1):
             raise BarrierError(f"T.{WAIT_PARITY} parity must be 0 or 1, got {parity}", span)
         threads = np.asarray(threads, dtype=np.int64)
-        last = self.observed[index, threads]
-        meant = last + (last - parity) % 2  # first phase >= last with this parity
         completed = int(self.completed[index])
-        overrun = meant + 2 <= completed
-        if overrun.any():
-            thread = int(threads[np.argmax(overrun)])
-            phase = int(meant[np.argmax(overrun)])
+        passes = (completed - 1) % 2 == parity
+        resolved = completed - 1 if passes else completed
+        last = self.observed[index, threads]
+        skipped = resolved > last + 2
+        if skipped.any():
+            thread = int(threads[np.argmax(skipped)])
+            observed = int(last[np.argmax(skipped)])
             raise PhaseMisuse(
-                f"thread {thread} waits on {self.name}[{index}] with parity {parity} for "
-                f"phase {phase}, but the barrier already completed phase {phase + 1}: "
-                "the barrier ran two phases ahead of its waiter (a slot reused before it "
-                "was released?)", span)
-        if completed % 2 != parity:  # then the phase meant is completed - 1
-            self.observed[index, threads] = meant
+                f"thread {thread} waits on {self.name}[{index}] with parity {parity} after "
+                f"observing phase {observed}, but the barrier already completed phase "
+                f"{resolved - 2}: the wait now means phase {resolved} and phase "
+                f"{resolved - 2} went by unobserved (the barrier ran two phases ahead of "
+                "its waiter: a slot reused before it was released?)", span)
+        if passes:
+            self.observed[index, threads] = resolved
             return None
-        phase = completed  # in progress; every thread here means it
-        return BlockedWait(self.name, index, parity, phase, tuple(int(t) for t in threads),
+        return BlockedWait(self.name, index, parity, resolved, tuple(int(t) for t in threads),
                            int(self.pending[index]), int(self.transaction_bytes[index]), span)
 
     def unobserved(self) -> list[int]:
@@ -328,9 +335,13 @@ class HappensBefore:
         if clock is not None:
             self.clocks[threads] = np.maximum(self.clocks[threads], self._fit(clock))
 
-    def synchronize(self) -> None:
-        self.clocks[:] = self.clocks.max(axis=0)
-        self._tick(np.arange(self.num_threads))
+    def synchronize(self, threads: np.ndarray | None = None) -> None:
+        """A barrier of ``threads`` (the whole block by default): afterwards each of
+        them knows what any of them knew."""
+        if threads is None:
+            threads = np.arange(self.num_threads)
+        self.clocks[threads] = self.clocks[threads].max(axis=0)
+        self._tick(threads)
 
     def statement(self, span: Span | None) -> None:
         self.spans.append(span)
@@ -506,6 +517,8 @@ class BarrierSystem:
         self.order = HappensBefore(self.num_threads)
         self.observer = machine.observer
         machine.observer = _Interposed(self.observer, self.order)
+        if isinstance(self.observer, WgmmaOracle):
+            self.observer.order = self.order
 
     def file(self, buffer, span=None) -> BarrierFile:
         barrier_file = self.files.get(buffer)
@@ -573,6 +586,22 @@ class BarrierSystem:
 def _system(context) -> BarrierSystem:
     machine = context.machine
     return context.block_state("mbarrier", lambda: BarrierSystem(machine))
+
+
+def _oracle(context) -> WgmmaOracle | None:
+    """The wgmma exactness oracle, when the interpreter runs under one."""
+    observer = context.machine.observer
+    if isinstance(observer, _Interposed):
+        observer = observer.inner
+    return observer if isinstance(observer, WgmmaOracle) else None
+
+
+def _flat(storage, slices: tuple) -> np.ndarray:
+    """Flat indices into ``storage.array`` of the elements ``slices`` select."""
+    axes = [np.arange(part.start, part.stop) if isinstance(part, slice) else np.array(
+        [part]) for part in slices]
+    grids = np.meshgrid(*axes, indexing="ij")
+    return np.ravel_multi_index(tuple(grid.ravel() for grid in grids), storage.array.shape)
 
 
 def _arguments(call, args, count: int, form: str):
@@ -704,6 +733,7 @@ def _tma_load(call, args, context):
     barrier_file = system.file(barriers, call.span)
     memory = context.machine.memory
     lanes = context.lanes(index)
+    oracle = _oracle(context)
     for position, thread in enumerate(context.local):
         issuer = context.subset(context.local == thread)
         source_slices, source_extents = _tile(issuer, source, "source", call.span)
@@ -722,6 +752,8 @@ def _tma_load(call, args, context):
                 indexing="ij")), target.shape)
         key = (id(barrier_file), element)
         knowledge = system.order.issue(key, int(thread), storage, flat, call.span)
+        if oracle is not None:
+            oracle.write(storage, flat, knowledge)
 
         def land(target=target, slices=target_slices, values=values, shape=target_extents,
                  key=key, knowledge=knowledge):
@@ -750,6 +782,99 @@ def _setmaxnreg(call, args, context):
             f"T.setmaxnreg is executed by {int(sizes.min())} thread(s) of warpgroup "
             f"{int(warpgroups[np.argmin(sizes)])}: every thread of a warpgroup must execute "
             "it together", call.span)
+    return 0
+
+
+# Named barriers: a barrier of some of the block's threads ----------------------------------
+NAMED_BARRIER = "named_barrier_sync"
+NAMED_BARRIERS = 16
+WARP_THREADS = 32
+
+
+@dataclass(frozen=True)
+class BlockedAtNamedBarrier:
+    """Threads that wait at named barrier ``barrier_id`` for ``count`` threads."""
+
+    barrier_id: int
+    count: int
+    threads: tuple[int, ...]
+    span: Span | None = None
+
+    def describe(self) -> str:
+        where = f" at {self.span}" if self.span is not None else ""
+        return (f"thread(s) {_thread_list(self.threads)} wait at named barrier "
+                f"{self.barrier_id}{where} for {self.count} threads; only "
+                f"{len(self.threads)} arrived")
+
+
+class NamedBarriers:
+    """The named barriers (``bar.sync id, count``) of one block: the threads arriving at
+    barrier ``id`` wait until ``count`` threads have arrived; then those threads, and only
+    those, go on, each ordered after what the others did before."""
+
+    def __init__(self):
+        self.arrived: dict[int, list[np.ndarray]] = {}
+        self.generation: dict[int, int] = {}
+
+    def arrive(self, barrier_id: int, count: int, threads: np.ndarray,
+               span: Span | None) -> tuple[int, np.ndarray | None]:
+        """The generation the threads wait in, and every participant once it is full."""
+        arrived = self.arrived.setdefault(barrier_id, [])
+        arrived.append(threads)
+        total = sum(len(group) for group in arrived)
+        generation = self.generation.get(barrier_id, 0)
+        if total > count:
+            raise BarrierError(
+                f"{total} threads arrive at named barrier {barrier_id}, which counts "
+                f"{count}", span)
+        if total < count:
+            return generation, None
+        self.arrived[barrier_id] = []
+        self.generation[barrier_id] = generation + 1
+        return generation, np.concatenate(arrived)
+
+    def waiting(self, barrier_id: int) -> tuple[int, ...]:
+        return tuple(sorted(int(thread) for group in self.arrived.get(barrier_id, [])
+                            for thread in group))
+
+
+def _constant_argument(context, value, what: str, call) -> int:
+    values = np.unique(np.asarray(context.lanes(value)))
+    if len(values) != 1:
+        raise BarrierError(f"T.{call.op}: the {what} must be the same for every thread, "
+                           f"got {values.tolist()}", call.span)
+    return int(values[0])
+
+
+@register(NAMED_BARRIER, blocking=True)
+def _named_barrier_sync(call, args, context):
+    """``T.named_barrier_sync(barrier_id, thread_count)``: whole warps arrive; when
+    ``thread_count`` threads have, they go on together (the shared-memory order joins only
+    them; the race checker's barrier interval advances for the block)."""
+    barrier_id, count = _arguments(call, args, 2,
+                                   "named_barrier_sync(barrier_id, thread_count)")
+    barrier_id = _constant_argument(context, barrier_id, "barrier id", call)
+    count = _constant_argument(context, count, "thread count", call)
+    if not 1 <= barrier_id < NAMED_BARRIERS or count <= 0 or count % WARP_THREADS:
+        raise BarrierError(
+            f"T.{NAMED_BARRIER} takes a barrier id in 1..{NAMED_BARRIERS - 1} (0 is the "
+            f"block barrier) and a thread count, a positive multiple of {WARP_THREADS}; got "
+            f"{barrier_id} and {count}", call.span)
+    warps, sizes = np.unique(context.local // WARP_THREADS, return_counts=True)
+    if (sizes != WARP_THREADS).any():
+        raise BarrierError(
+            f"T.{NAMED_BARRIER} is executed by {int(sizes.min())} thread(s) of warp "
+            f"{int(warps[np.argmin(sizes)])}: a warp arrives at a barrier as a whole",
+            call.span)
+    barriers = context.block_state("named barriers", NamedBarriers)
+    generation, participants = barriers.arrive(barrier_id, count, context.local, call.span)
+    if participants is not None:
+        _system(context).order.synchronize(participants)
+        context.machine.interval += 1
+        return 0
+    while barriers.generation.get(barrier_id, 0) == generation:
+        yield BlockedAtNamedBarrier(barrier_id, count, barriers.waiting(barrier_id),
+                                    call.span)
     return 0
 
 
@@ -783,6 +908,7 @@ class WarpgroupQueues:
         self.schedule = machine.schedule
         self.forming: dict[int, list] = {}
         self.committed: dict[int, list[list]] = {}
+        self.commits: dict[int, int] = {}  # groups committed so far
         self.pending: dict[int, list] = {}  # not yet run, in issue order
 
     def issue(self, warpgroup: int, operation) -> None:
@@ -793,6 +919,7 @@ class WarpgroupQueues:
 
     def commit(self, warpgroup: int) -> None:
         self.committed.setdefault(warpgroup, []).append(self.forming.pop(warpgroup, []))
+        self.commits[warpgroup] = self.commits.get(warpgroup, 0) + 1
 
     def wait(self, warpgroup: int, in_flight: int) -> None:
         groups = self.committed.get(warpgroup, [])
@@ -868,6 +995,13 @@ def _wgmma(call, args, context):
         raise BarrierError("T.wgmma accumulates into a one-dimensional region of registers",
                            call.span)
     flags = np.asarray(context.lanes(accumulate))
+    oracle = _oracle(context)
+    if oracle is not None:
+        _system(context)  # the happens-before order the oracle reads
+
+    def storage_of(region):
+        return context.machine.memory.storage(region.buffer, call.span)
+
     for warpgroup, lanes, members in _warpgroups(context, call):
         (region,) = accumulator.region
         start = _uniform(members, region.min, "accumulator start", call.span)
@@ -897,6 +1031,12 @@ def _wgmma(call, args, context):
             storage.array[threads[:, None], start + registers[None, :]] = product[rows, columns]
 
         queues.issue(warpgroup, run)
+        if oracle is not None:
+            operands = [(storage_of(region), _flat(storage_of(region), _tile(
+                members, region, what, call.span)[0])) for region, what in
+                ((a, "A operand"), (b, "B operand"))]
+            oracle.wgmma(warpgroup, queues.commits.get(warpgroup, 0), operands,
+                         (storage, _flat(storage, (threads, slice(start, start + count)))))
     return 0
 
 
@@ -930,6 +1070,12 @@ def _wgmma_wait_group(call, args, context):
         raise BarrierError("T.wgmma_wait_group needs a non-negative constant count",
                            call.span)
     queues = _wgmma_queues(context)
-    for warpgroup, _, _ in _warpgroups(context, call):
+    oracle = _oracle(context)
+    unroll = tuple(int(context.env[var]) for var in context.unrolled)
+    for warpgroup, _, members in _warpgroups(context, call):
+        if oracle is not None:
+            _system(context)
+            oracle.wait((call, unroll), call.span, warpgroup, members.local, int(in_flight),
+                        queues.commits.get(warpgroup, 0))
         queues.wait(warpgroup, int(in_flight))
     return 0

@@ -5,7 +5,9 @@ The barrier plan is the one of :mod:`tilepipe.transform.barriers` (one ``full`` 
 ``empty`` barrier per ring slot and stage of copies). The block gains one warpgroup of
 ``PRODUCER_THREADS`` threads after the original ones; the statements around the loop
 stay with the original threads (those after it join the consumers' branch, so that
-accumulators are not live in the producer's). One elected producer thread runs every
+accumulators are not live in the producer's); a block barrier among them, which the
+producer warpgroup would never reach, becomes a named barrier of the consumer threads
+(``T.named_barrier_sync(CONSUMER_BARRIER, consumers)``, PTX ``bar.sync 1, consumers``). One elected producer thread runs every
 instance of the loop, waiting for a slot to be released before refilling it; the
 consumers run every instance of the loop body in the order of the body, waiting for the
 data before its first use and releasing the slot after its last. A consumer issuing
@@ -22,8 +24,9 @@ from __future__ import annotations
 from ..arith import Analyzer
 from ..errors import PipelineError
 from ..ir import (
-    EQ, LT, Block, For, ForKind, IfThenElse, IntImm, PrimExpr, PrimFunc, Range, SeqStmt,
-    Stmt, StringImm, Var, as_int, post_order_visit, seq, substitute,
+    EQ, LT, Block, Call, Evaluate, For, ForKind, IfThenElse, IntImm, IRMutator, PrimExpr,
+    PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, post_order_visit, seq,
+    substitute,
 )
 from .barriers import (
     BarrierEmitter, BarrierLowering, BarrierPlan, ThreadScope, call, is_thread_loop,
@@ -37,6 +40,9 @@ REGISTER_FILE = 65536  # 32-bit registers of an SM, for one block
 MAX_THREAD_REGISTERS = 256
 PRODUCER_REGISTERS = 40
 AXES_SLOWEST_FIRST = ("threadIdx.z", "threadIdx.y", "threadIdx.x")
+CONSUMER_BARRIER = 1  # named barrier id of the consumer threads (0 is __syncthreads')
+WARP_THREADS = 32
+BLOCK_BARRIER_SCOPES = ("shared", "shared.dyn", "global")
 
 
 class _RoleSplit:
@@ -71,7 +77,7 @@ def _roles(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyzer,
                             _rename(seq(*consume), instance_var, consumer_var), None,
                             other_annotations(loop.annotations), loop.span), *drains)
     producer = IfThenElse(EQ(linear, IntImm(consumers)), producer_loop)
-    consumer: Stmt = consumer_loop
+    consumer = consumer_barriers(consumer_loop, consumers)
     if registers is not None:
         registers = register_split(consumers, *registers)
     if registers is not None:
@@ -133,33 +139,33 @@ class _Specializer(BarrierLowering):
                 f"the producer warpgroup ({PRODUCER_THREADS} threads) does not fit whole "
                 f"rows of {slowest.thread_tag} ({faster} threads each)", slowest.span)
         widened = IntImm(as_int(slowest.extent) + PRODUCER_THREADS // faster)
-        condition = LT(scope.linear_index(), IntImm(consumers))
-        return _guard_outside(lowered, split.stmt, condition, slowest, widened)
+        return _guard_outside(lowered, split.stmt, consumers, scope.linear_index(), slowest,
+                              widened)
 
 
-def _guard_outside(stmt: Stmt, split: Stmt, condition: PrimExpr, widened_loop: For,
-                   extent: IntImm) -> Stmt:
+def _guard_outside(stmt: Stmt, split: Stmt, consumers: int, linear: PrimExpr,
+                   widened_loop: For, extent: IntImm) -> Stmt:
     """``stmt`` with the widened loop's extent and every statement that does not lead to
-    ``split`` run only by the original threads (``condition``)."""
+    ``split`` run only by the original threads (the first ``consumers`` by ``linear``)."""
     if stmt is split:
         return stmt
     if not _contains(stmt, split):
-        return IfThenElse(condition, stmt)
+        return IfThenElse(LT(linear, IntImm(consumers)), consumer_barriers(stmt, consumers))
     if isinstance(stmt, SeqStmt):
         children = list(stmt.stmts)
         if split in children:  # what follows the loop joins the consumers' branch
             position = children.index(split)
-            children = children[:position] + [
-                _with_consumer_tail(split, seq(*children[position + 1:]))]
+            tail = consumer_barriers(seq(*children[position + 1:]), consumers)
+            children = children[:position] + [_with_consumer_tail(split, tail)]
             split = children[-1]
-        return seq(*[_guard_outside(child, split, condition, widened_loop, extent)
+        return seq(*[_guard_outside(child, split, consumers, linear, widened_loop, extent)
                      for child in children])
     if isinstance(stmt, Block):
-        return Block(stmt.name, _guard_outside(stmt.body, split, condition, widened_loop,
-                                               extent), stmt.reads, stmt.writes,
+        return Block(stmt.name, _guard_outside(stmt.body, split, consumers, linear,
+                                               widened_loop, extent), stmt.reads, stmt.writes,
                      stmt.alloc_buffers, stmt.predicate, stmt.annotations, stmt.span)
     if isinstance(stmt, For) and stmt.kind is ForKind.THREAD_BINDING:
-        body = _guard_outside(stmt.body, split, condition, widened_loop, extent)
+        body = _guard_outside(stmt.body, split, consumers, linear, widened_loop, extent)
         new_extent = extent if stmt.loop_var is widened_loop.loop_var else stmt.extent
         return For(stmt.loop_var, stmt.min, new_extent, stmt.kind, body, stmt.thread_tag,
                    stmt.annotations, stmt.span)
@@ -176,6 +182,39 @@ def _with_consumer_tail(split: Stmt, tail: Stmt) -> Stmt:
     *initialization, roles = split.stmts
     return seq(*initialization, IfThenElse(roles.condition, seq(roles.then_case, tail),
                                            roles.else_case, roles.span))
+
+
+class _ConsumerBarriers(IRMutator):
+    """Block barriers become named barriers of the first ``consumers`` threads."""
+
+    def __init__(self, consumers: int):
+        self.consumers = consumers
+
+    def visit_evaluate(self, node: Evaluate) -> Stmt:
+        if not _is_block_barrier(node.value):
+            return super().visit_evaluate(node)
+        if self.consumers % WARP_THREADS:
+            raise PipelineError(
+                f"a block barrier run by the {self.consumers} consumer threads only becomes "
+                f"a named barrier, which counts whole warps: the consumer threads must be a "
+                f"multiple of {WARP_THREADS}", node.span)
+        return Evaluate(Call("handle", "named_barrier_sync",
+                             (IntImm(CONSUMER_BARRIER), IntImm(self.consumers)), node.span),
+                        node.span)
+
+
+def _is_block_barrier(value: PrimExpr) -> bool:
+    if not (isinstance(value, Call) and value.op == "tvm_storage_sync"):
+        return False
+    scope = value.args[0] if value.args else StringImm("shared")
+    return isinstance(scope, StringImm) and scope.value in BLOCK_BARRIER_SCOPES
+
+
+def consumer_barriers(stmt: Stmt, consumers: int) -> Stmt:
+    """``stmt``, run by the consumer threads only, with its block barriers (which the
+    producer warpgroup would never reach: a hang) turned into named barriers of the
+    consumers."""
+    return _ConsumerBarriers(consumers).visit(stmt)
 
 
 def _contains(stmt: Stmt, target: Stmt) -> bool:

@@ -48,6 +48,8 @@ WGMMA_M = 64
 WGMMA_K = 16
 WGMMA_N_CHOICES = tuple(range(8, 257, 8))
 MAX_TMA_RANK = 5
+NAMED_BARRIERS = 16
+WARP_THREADS = 32
 
 _LIBRARY_CORE = r"""
 namespace tilepipe_hopper {
@@ -84,6 +86,12 @@ __device__ __forceinline__ void mbarrier_wait_parity(uint64_t* barrier, uint32_t
                  "selp.u32 %0, 1, 0, complete;\n\t}"
                  : "=r"(done) : "r"(shared_address(barrier)), "r"(parity) : "memory");
   } while (!done);
+}
+
+// Barrier Id of the block for Count threads (whole warps) only: the others go on.
+template <int Id, int Count>
+__device__ __forceinline__ void named_barrier_sync() {
+  asm volatile("bar.sync %0, %1;" :: "n"(Id), "n"(Count) : "memory");
 }
 
 __device__ __forceinline__ void wgmma_fence() {
@@ -229,6 +237,21 @@ def emit_mbarrier_wait_parity(call: Call, emitter: CudaEmitter) -> str:
     _use_core_library(emitter)
     return (f"tilepipe_hopper::mbarrier_wait_parity({_barrier_pointer(call, 0, emitter)}, "
             f"{emitter.expr(call.args[2])})")
+
+
+@register_intrinsic("named_barrier_sync")
+def emit_named_barrier_sync(call: Call, emitter: CudaEmitter) -> str:
+    """``bar.sync id, count``: a barrier of ``count`` threads, the others not waiting."""
+    _check_arity(call, 2, "named_barrier_sync(barrier_id, thread_count)")
+    barrier_id, count = as_int(call.args[0]), as_int(call.args[1])
+    if barrier_id is None or not 1 <= barrier_id < NAMED_BARRIERS or count is None or \
+            count <= 0 or count % WARP_THREADS:
+        raise LoweringError(
+            f"T.named_barrier_sync takes a constant barrier id in 1..{NAMED_BARRIERS - 1} "
+            f"(0 is __syncthreads') and a constant thread count, a positive multiple of "
+            f"{WARP_THREADS}", call.span)
+    _use_core_library(emitter)
+    return f"tilepipe_hopper::named_barrier_sync<{barrier_id}, {count}>()"
 
 
 @register_intrinsic("wgmma_fence")
