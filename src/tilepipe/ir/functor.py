@@ -8,6 +8,7 @@ child changed, so an untouched subtree keeps its identity.
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any, Callable
 
 from .buffer import Buffer, BufferRegion, Range
@@ -20,6 +21,7 @@ from .stmt import (
 )
 
 
+@cache
 def _method_name(cls: type) -> str:
     name = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", cls.__name__).lower()
     return "visit_" + name
@@ -28,32 +30,31 @@ def _method_name(cls: type) -> str:
 _BINARY_METHOD = "visit_binary_op"
 
 
-def _dispatch_table(owner: type) -> dict[type, Callable]:
-    table = owner.__dict__.get("_dispatch_cache")
-    if table is None:
-        table = {}
-        setattr(owner, "_dispatch_cache", table)
-    return table
-
-
 class _Dispatcher:
+    """Each subclass gets its own table from node type to the method that visits it,
+    filled on first use, so that dispatching a node costs one dictionary lookup."""
+
+    _table: dict[type, Callable] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._table = {}
+
     def _lookup(self, node: Any) -> Callable:
         cls = type(node)
-        table = _dispatch_table(type(self))
-        method = table.get(cls)
+        owner = type(self)
+        name = _method_name(cls)
+        method = getattr(owner, name, None)
+        if method is None and isinstance(node, BinaryOp):
+            method = getattr(owner, _BINARY_METHOD)
         if method is None:
-            name = _method_name(cls)
-            method = getattr(type(self), name, None)
-            if method is None and isinstance(node, BinaryOp):
-                method = getattr(type(self), _BINARY_METHOD)
-            if method is None:
-                for base in cls.__mro__[1:]:
-                    method = getattr(type(self), _method_name(base), None)
-                    if method is not None:
-                        break
-            if method is None:
-                raise TypeError(f"{type(self).__name__} cannot visit {cls.__name__}")
-            table[cls] = method
+            for base in cls.__mro__[1:]:
+                method = getattr(owner, _method_name(base), None)
+                if method is not None:
+                    break
+        if method is None:
+            raise TypeError(f"{owner.__name__} cannot visit {cls.__name__}")
+        owner._table[cls] = method
         return method
 
 
@@ -61,7 +62,10 @@ class IRVisitor(_Dispatcher):
     """Walks every expression and statement; override methods to observe nodes."""
 
     def visit(self, node: Any) -> None:
-        self._lookup(node)(self, node)
+        method = self._table.get(type(node))
+        if method is None:
+            method = self._lookup(node)
+        method(self, node)
 
     def visit_expr(self, expr: PrimExpr) -> None:
         self.visit(expr)
@@ -177,7 +181,10 @@ class IRMutator(_Dispatcher):
     """
 
     def visit(self, node: Any) -> Any:
-        return self._lookup(node)(self, node)
+        method = self._table.get(type(node))
+        if method is None:
+            method = self._lookup(node)
+        return method(self, node)
 
     # Expressions ----------------------------------------------------------------------
     def visit_var(self, node: Var) -> PrimExpr:

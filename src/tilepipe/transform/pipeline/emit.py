@@ -14,13 +14,11 @@ from typing import Mapping, Sequence
 
 from ...ir import (
     LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferLoad,
-    BufferRegion, BufferStore, Call, EQ, Evaluate, FloorDiv, FloorMod, For, ForKind,
-    IntImm,
-    Max, Mul, Or, PrimExpr, Range, Select, Stmt, Sub, Var, seq,
+    BufferRegion, BufferStore, Call, EQ, Evaluate, FloorDiv, FloorMod, For, ForKind, IntImm,
+    IRMutator, Max, Mul, Or, PrimExpr, Range, Select, Stmt, Sub, Var, seq,
 )
 from .schedule import PipelineStatement, Schedule
 from .sync import BODY, SectionPlan, SyncPlan, Wait
-from .walk import Mutator, Visitor
 
 
 # Folding as TVM's operators do, so that the output keeps the seeds' shape ----------------
@@ -55,7 +53,7 @@ def _fold_less(left: PrimExpr, right: PrimExpr) -> PrimExpr:
 
 
 # Ring buffers ---------------------------------------------------------------------------
-class RingIndex(Mutator):
+class RingIndex(IRMutator):
     """Gives every access to a multi-versioned buffer the leading index
     ``loop_var % versions``, including buffer arguments of opaque calls."""
 
@@ -269,34 +267,16 @@ class Emitter:
         return Block("", waiting, predicate=copies_condition(wait.counts, copy))
 
 
-class _Mentions(Visitor):
-    """Collects the ids of the nodes under which a variable occurs."""
-
-    def __init__(self, var: Var):
-        self.var = var
-        self.path: list[int] = []
-        self.found: set[int] = set()
-
-    def visit(self, node) -> None:
-        self.path.append(id(node))
-        super().visit(node)
-        self.path.pop()
-
-    def visit_var(self, node: Var) -> None:
-        if node is self.var:
-            self.found.update(self.path)
-
-
-class _LoopVarSubstituter(Mutator):
-    """Replaces the loop variable in one statement, again and again; subtrees without
-    it are kept as they are without being walked."""
+class _LoopVarSubstituter(IRMutator):
+    """Replaces the loop variable in one statement, again and again. The first
+    application learns which subtrees do not mention the variable; later ones keep those
+    as they are without walking them."""
 
     def __init__(self, stmt: Stmt, loop_var: Var):
-        finder = _Mentions(loop_var)
-        finder.visit(stmt)
         self.stmt = stmt
         self.loop_var = loop_var
-        self.containing = finder.found
+        self.plain: set[int] = set()  # ids of nodes without the loop variable
+        self.uses = 0  # occurrences of the loop variable met so far
         self.replacement: PrimExpr = loop_var
 
     def apply(self, replacement: PrimExpr) -> Stmt:
@@ -304,12 +284,20 @@ class _LoopVarSubstituter(Mutator):
         return self.visit(self.stmt)
 
     def visit(self, node):
-        if id(node) not in self.containing:
+        if id(node) in self.plain:
             return node
-        return super().visit(node)
+        uses = self.uses
+        result = super().visit(node)
+        if self.uses == uses:
+            self.plain.add(id(node))
+            return node
+        return result
 
     def visit_var(self, node: Var) -> PrimExpr:
-        return self.replacement if node is self.loop_var else node
+        if node is self.loop_var:
+            self.uses += 1
+            return self.replacement
+        return node
 
     _FOLD = {Add: lambda a, b: a + b, Sub: lambda a, b: a - b, Mul: lambda a, b: a * b,
              FloorDiv: lambda a, b: a // b, FloorMod: lambda a, b: a % b}

@@ -16,16 +16,15 @@ from __future__ import annotations
 from typing import Sequence
 
 from ...ir import (
-    EQ, GE, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, Evaluate, For,
-    IfThenElse,
-    IntImm, PrimExpr, PrimFunc, SeqStmt, Stmt, seq,
+    EQ, GE, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferRegion,
+    BufferStore, Evaluate, For, IfThenElse, IntImm, IRMutator, PrimExpr, PrimFunc, SeqStmt,
+    Stmt, seq,
 )
 from .annotations import is_pipelined, other_annotations, read_annotation
 from .emit import Emitter, fold_sub
 from .planning import plan_pipeline
 from .schedule import PipelineStatement, Schedule, compute_schedule, conflicts, regions_of
 from .sync import BODY, PROLOGUE, SyncPlan, plan_for_every_extent, plan_synchronization
-from .walk import Mutator
 
 
 def inject_software_pipeline(func: PrimFunc, target: str = "sm_80") -> PrimFunc:
@@ -40,9 +39,21 @@ def inject_software_pipeline(func: PrimFunc, target: str = "sm_80") -> PrimFunc:
     return func if body is func.body else func.with_body(body)
 
 
-class _Injector(Mutator):
+class _Injector(IRMutator):
+    """Walks the statements (loops sit only there, never inside expressions) and
+    pipelines annotated loops, innermost first."""
+
     def __init__(self) -> None:
         self.results: set[Block] = set()
+
+    def visit_buffer_store(self, node: BufferStore) -> Stmt:
+        return node
+
+    def visit_evaluate(self, node: Evaluate) -> Stmt:
+        return node
+
+    def visit_buffer_region(self, node: BufferRegion) -> BufferRegion:
+        return node
 
     def visit_for(self, node: For) -> Stmt:
         loop = super().visit_for(node)

@@ -21,10 +21,10 @@ from typing import Iterable, Mapping, Sequence
 from ...arith import Analyzer, infer_regions
 from ...ir import (
     AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, For, IntImm,
-    PrimExpr, Range, Stmt, Var, substitute,
+    IRVisitor, PrimExpr, Range, Stmt, Var, substitute,
 )
 from .annotations import ORDER, STAGE, PipelineAnnotation, loop_error
-from .walk import Visitor
+
 
 DOUBLE_BUFFER_SCOPE = "double_buffer_scope"
 
@@ -180,7 +180,7 @@ class _RegionTest:
         return True
 
 
-class _VarFinder(Visitor):
+class _VarFinder(IRVisitor):
     def __init__(self, var: Var):
         self.var = var
         self.found = False
@@ -215,7 +215,7 @@ def _used_queues(stmts: Iterable[Stmt]) -> set[int]:
     """Queues that the statements (inner pipelines) already commit to or wait on."""
     queues: set[int] = set()
 
-    class _Finder(Visitor):
+    class _Finder(IRVisitor):
         def visit_async_commit_queue(self, node: AsyncCommitQueue) -> None:
             queues.add(node.queue)
             super().visit_async_commit_queue(node)
@@ -245,7 +245,7 @@ def _double_buffered(stmts: Iterable[Stmt]) -> set[Buffer]:
     return chosen
 
 
-class _Accesses(Visitor):
+class _Accesses(IRVisitor):
     """Every access of a statement as a region of single elements (loop variables of
     the statement left free), in order; a block that declares its regions gives those."""
 

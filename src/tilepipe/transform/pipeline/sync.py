@@ -88,9 +88,10 @@ def sections_for(schedule: Schedule, extent: int, prologue_length: int) -> list[
 
 
 class _Replay:
-    """The replayed timeline: which statements run, the commit count of every queue
-    before each statement, and each statement's needs (per queue, the commits since the
-    newest group it conflicts with)."""
+    """The replayed timeline: which statements run, and, for each instance of a
+    statement that may have to wait (an *event*), the commit count of every queue before
+    it and its needs (per queue, the commits since the newest group it conflicts with).
+    Other instances only commit."""
 
     def __init__(self, schedule: Schedule, extent: int, sections: Sequence[Section]):
         self.schedule = schedule
@@ -109,11 +110,22 @@ class _Replay:
         self.before: dict[tuple[int, int], dict[int, int]] = {}
         self.needs: dict[tuple[int, int], dict[int, int]] = {}
         self.kinds: dict[tuple[int, int], dict[int, bool]] = {}
+        waiting = {position for position in range(len(schedule.statements))
+                   if position in schedule.consumers or position in self.preloop_needs}
+        commits = {position: schedule.groups[group].queue
+                   for position, group in self.last_member.items()}
+        stages = [(statement.position, statement.stage) for statement in schedule.statements]
         for section in sections:
             for slot in range(section.start, section.start + section.length):
-                for statement in schedule.statements:
-                    if self.runs(slot, statement.position):
-                        self._step(slot, statement.position)
+                for position, stage in stages:
+                    if not 0 <= slot - stage < extent:
+                        continue
+                    if position in waiting:
+                        self._step(slot, position)
+                    queue = commits.get(position)
+                    if queue is not None:
+                        self.counter[queue] += 1
+                        self.marks[(slot, self.last_member[position])] = self.counter[queue]
 
     def runs(self, slot: int, position: int) -> bool:
         iteration = slot - self.schedule.statements[position].stage
@@ -125,6 +137,7 @@ class _Replay:
         reads[queue] = reads.get(queue, False) or kind == "read"
 
     def _step(self, slot: int, position: int) -> None:
+        """The event of the statement at ``position`` in ``slot``."""
         schedule = self.schedule
         statement = schedule.statements[position]
         key = (slot, position)
@@ -148,11 +161,6 @@ class _Replay:
         if needs:
             self.needs[key] = needs
             self.kinds[key] = reads
-        group = self.last_member.get(position)
-        if group is not None:
-            queue = schedule.groups[group].queue
-            self.counter[queue] += 1
-            self.marks[(slot, group)] = self.counter[queue]
 
 
 @dataclass(eq=False)
