@@ -154,5 +154,5 @@ def test_pipelined_loop_inside_a_serial_loop_is_rejected():
     text = source(4).replace(
         "            for k in T.serial(4, annotations",
         "            for outer in T.serial(2):\n             for k in T.serial(4, annotations")
-    with pytest.raises(PipelineError, match="directly inside blocks"):
+    with pytest.raises(PipelineError, match="pipelined loop 'k' is inside loop 'outer'"):
         warp_specialize(parse(text))

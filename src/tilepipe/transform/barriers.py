@@ -28,11 +28,12 @@ plan as a producer warpgroup and consumer threads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from ..arith import Analyzer, infer_regions
 from ..errors import PipelineError
 from ..ir import (
-    EQ, GE, LT, And, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Evaluate,
+    EQ, GE, LE, LT, And, AsyncScope, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Evaluate,
     For, ForKind, IfThenElse, IntImm, IRMutator, IRVisitor, PrimExpr, PrimFunc, Range,
     SeqStmt, Stmt, StringImm, Var, as_int, const, post_order_visit, seq, substitute,
 )
@@ -121,7 +122,16 @@ def issues_wgmma(stmt: Stmt) -> bool:
 
 
 def _loop_statements(loop: For) -> list[Stmt]:
+    """The statements of the loop body (inside its block, if it is one block)."""
     body = loop.body
+    if isinstance(body, Block) and body.predicate is None:
+        if body.alloc_buffers:
+            names = ", ".join(buffer.name for buffer in body.alloc_buffers)
+            raise PipelineError(
+                f"pipelined loop '{loop.loop_var.name}': the barrier lowering rings buffers "
+                f"allocated outside the loop; allocate {names} before the loop",
+                body.span or loop.span)
+        body = body.body
     return list(body.stmts) if isinstance(body, SeqStmt) else [body]
 
 
@@ -149,8 +159,14 @@ def _buffers_touched(stmt: Stmt) -> tuple[set[Buffer], set[Buffer]]:
     return reads, writes
 
 
-def _tile_copy(loop: For, position: int, stmt: Stmt, analyzer: Analyzer) -> TileCopy:
-    """The asynchronous statement as a TMA tile copy, or a PipelineError saying why not."""
+def _tile_copy(loop: For, position: int, stmt: Stmt, analyzer: Analyzer,
+               thread_loops: Sequence[For] = ()) -> TileCopy:
+    """The asynchronous statement as a TMA tile copy, or a PipelineError saying why not.
+
+    One elected thread issues the copy for the whole block, so a statement in which each
+    thread copies its part (indices of ``threadIdx``) copies the union over the threads.
+    Every element must land at the same offset in the shared tile as in the global one.
+    """
     name = f"pipelined loop '{loop.loop_var.name}'"
     stores: list[BufferStore] = []
 
@@ -173,10 +189,16 @@ def _tile_copy(loop: For, position: int, stmt: Stmt, analyzer: Analyzer) -> Tile
             f"{name}: asynchronous statement {position} is not a tile copy from global to "
             "shared memory (each store must be shared[...] = global[...] of one dtype), so "
             "it cannot become a TMA copy", getattr(stmt, "span", None) or loop.span)
-    if isinstance(stmt, Block) and stmt.reads and stmt.writes:
+    used = _variables(stmt)
+    per_thread = [thread_loop for thread_loop in thread_loops if thread_loop.loop_var in used]
+    if isinstance(stmt, Block) and stmt.reads and stmt.writes and not per_thread:
         reads, writes = stmt.reads, stmt.writes
     else:
-        reads, writes = infer_regions(stmt, analyzer=analyzer)
+        whole = stmt
+        for thread_loop in reversed(per_thread):
+            whole = For(thread_loop.loop_var, thread_loop.min, thread_loop.extent,
+                        ForKind.SERIAL, whole)
+        reads, writes = infer_regions(whole, analyzer=analyzer)
     if len(reads) != 1 or len(writes) != 1:
         raise PipelineError(
             f"{name}: asynchronous statement {position} must copy one global tile into one "
@@ -196,6 +218,12 @@ def _tile_copy(loop: For, position: int, stmt: Stmt, analyzer: Analyzer) -> Tile
             f"{name}: statement {position} copies a {extents[0]} tile of "
             f"{source.buffer.name} into a {extents[1]} tile of {destination.buffer.name}",
             getattr(stmt, "span", None))
+    for store in stores:
+        if not _same_offsets(store, destination, source, analyzer):
+            raise PipelineError(
+                f"{name}: statement {position} does not copy each element of the "
+                f"{source.buffer.name} tile to the same place in the {destination.buffer.name} "
+                "tile, as a TMA copy does", store.span or getattr(stmt, "span", None))
     num_elements = 1
     for size in extents[0]:
         num_elements *= size
@@ -203,8 +231,61 @@ def _tile_copy(loop: For, position: int, stmt: Stmt, analyzer: Analyzer) -> Tile
                     num_elements * DTYPE_BYTES[destination.buffer.dtype])
 
 
-def plan_barrier_pipeline(loop: For, analyzer: Analyzer | None = None) -> BarrierPlan:
-    """The barrier plan of ``loop`` from its pipeline schedule.
+def _variables(stmt: Stmt) -> set[Var]:
+    found: set[Var] = set()
+    post_order_visit(stmt, lambda node: found.add(node) if isinstance(node, Var) else None)
+    return found
+
+
+def _same_offsets(store: BufferStore, destination: BufferRegion, source: BufferRegion,
+                  analyzer: Analyzer) -> bool:
+    """Whether ``store`` puts ``source``'s element at offset o of the tile at offset o of
+    ``destination``'s (dimensions of extent one left out)."""
+
+    def offsets(indices, region: BufferRegion) -> list[PrimExpr]:
+        return [index - range_.min for index, range_ in zip(indices, region.region)
+                if as_int(analyzer.simplify(range_.extent)) != 1]
+
+    written = offsets(store.indices, destination)
+    read = offsets(store.value.indices, source)
+    return len(written) == len(read) and all(
+        as_int(analyzer.simplify(left - right)) == 0 for left, right in zip(written, read))
+
+
+def _check_thread_private(loop: For, statements: list[Stmt], copies: set[int],
+                          analyzer: Analyzer) -> None:
+    """Shared memory that a synchronous statement of the loop writes must stay with the
+    writing thread: the barrier lowering orders the copies through mbarriers, but puts no
+    thread barrier between synchronous statements."""
+    regions = [infer_regions(stmt, analyzer=analyzer) for stmt in statements]
+    for position, (_, writes) in enumerate(regions):
+        if position in copies:
+            continue
+        for written in writes:
+            if written.buffer.scope not in SHARED_SCOPES:
+                continue
+            for other, (reads, other_writes) in enumerate(regions):
+                for accessed in reads + other_writes:
+                    if accessed.buffer is written.buffer and not _within(
+                            accessed, written, analyzer):
+                        raise PipelineError(
+                            f"pipelined loop '{loop.loop_var.name}': statement {other} "
+                            f"accesses {written.buffer.name} where statement {position} "
+                            "writes it in other threads; the barrier lowering synchronizes "
+                            "only the TMA copies, not synchronous statements across threads",
+                            getattr(statements[other], "span", None) or loop.span)
+
+
+def _within(inner: BufferRegion, outer: BufferRegion, analyzer: Analyzer) -> bool:
+    return all(
+        analyzer.can_prove(GE(small.min, large.min)) and analyzer.can_prove(
+            LE(small.min + small.extent, large.min + large.extent))
+        for small, large in zip(inner.region, outer.region))
+
+
+def plan_barrier_pipeline(loop: For, analyzer: Analyzer | None = None,
+                          thread_loops: Sequence[For] = ()) -> BarrierPlan:
+    """The barrier plan of ``loop`` (inside ``thread_loops``) from its pipeline schedule.
 
     The schedule (:func:`tilepipe.transform.pipeline.schedule.compute_schedule`, the one
     the count-based synchronization reads) gives the producer -> consumer dependencies
@@ -217,14 +298,23 @@ def plan_barrier_pipeline(loop: For, analyzer: Analyzer | None = None) -> Barrie
     annotation = read_annotation(loop, len(statements))
     analyzer = analyzer.copy()
     analyzer.bind(loop.loop_var, Range(loop.min, loop.extent))
+    for thread_loop in thread_loops:
+        analyzer.bind(thread_loop.loop_var, Range(thread_loop.min, thread_loop.extent))
     groups: dict[int, BarrierGroup] = {}
     for index, stmt in enumerate(statements):
         if annotation.stages[index] in annotation.async_stages:
-            copy = _tile_copy(loop, index, stmt, analyzer)
+            copy = _tile_copy(loop, index, stmt, analyzer, thread_loops)
             groups.setdefault(annotation.stages[index], BarrierGroup(
                 annotation.stages[index], [])).copies.append(copy)
+    if not groups:
+        raise PipelineError(
+            f"pipelined loop '{loop.loop_var.name}' has no asynchronous stage: there is no "
+            "copy to lower to TMA and mbarriers (mark the copy stages with "
+            "software_pipeline_async_stages, or use the wait-count form)", loop.span)
     copied = {copy.destination.buffer: group for group in groups.values()
               for copy in group.copies}
+    _check_thread_private(loop, statements, {copy.position for group in groups.values()
+                                             for copy in group.copies}, analyzer)
     schedule = compute_schedule(loop, statements, list(copied), annotation)
     for dependency in schedule.dependencies:
         producer = schedule.statements[dependency.producer]
@@ -488,12 +578,20 @@ class BarrierLowering(IRMutator):
     def __init__(self, lower_loop):
         self.lower_loop = lower_loop
         self.thread_loops: list[For] = []
+        self.serial_loops: list[For] = []  # loops around, other than thread bindings
         self.rings: dict[Buffer, Buffer] = {}
         self.barriers: dict[Buffer, list[Buffer]] = {}  # first ringed buffer -> barriers
         self.analyzer = Analyzer()
 
     def lower_pipelined(self, loop: For) -> Stmt:
-        plan = plan_barrier_pipeline(loop, self.analyzer)
+        if self.serial_loops:
+            outer = self.serial_loops[-1]
+            raise PipelineError(
+                f"pipelined loop '{loop.loop_var.name}' is inside loop "
+                f"'{outer.loop_var.name}': its mbarriers are initialized once and their "
+                "phases follow the pipelined loop's iterations, so the barrier lowering "
+                "needs it outside other loops", loop.span)
+        plan = plan_barrier_pipeline(loop, self.analyzer, self.thread_loops)
         self.rings.update(plan.rings)
         self.barriers[plan.groups[0].buffers[0]] = [
             barrier for group in plan.groups for barrier in (group.full, group.empty)]
@@ -509,7 +607,19 @@ class BarrierLowering(IRMutator):
                 self.thread_loops.pop()
         if is_pipelined(node):
             return self.lower_pipelined(node)
-        return super().visit_for(node)
+        if node.kind is ForKind.THREAD_BINDING:
+            return super().visit_for(node)
+        self.serial_loops.append(node)
+        try:
+            return super().visit_for(node)
+        finally:
+            self.serial_loops.pop()
+
+    def visit_async_scope(self, node: AsyncScope) -> Stmt:
+        raise PipelineError(
+            "an asynchronous statement outside the pipelined loop: the barrier lowering "
+            "makes only the loop's tile copies asynchronous (TMA on mbarriers), and has no "
+            "wait for this one", node.span)
 
     def run(self, func: PrimFunc) -> PrimFunc:
         body = self.visit(func.body)

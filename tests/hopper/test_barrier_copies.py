@@ -1,0 +1,100 @@
+"""What the barrier lowering accepts as a TMA copy and where it says no: a copy in which
+each thread copies its own part is one tile copy of the union, issued by one thread; a
+copy that moves elements to other places, buffers allocated in the loop body, a loop
+inside another loop, an asynchronous statement before the loop and synchronous shared
+data read by other threads are rejected with a message."""
+
+import numpy as np
+import pytest
+
+from tilepipe import parse
+from tilepipe.errors import PipelineError
+from tilepipe.sim import random_inputs, simulate, verify
+from tilepipe.transform.barriers import lower_to_barriers
+from tilepipe.transform.warp_specialize import warp_specialize
+
+PER_THREAD = '''
+from tilepipe import script as T
+
+@T.prim_func
+def per_thread(A: T.Buffer((4, 6), "float32"), C: T.Buffer((4, 6), "float32")):
+    for tx in T.thread_binding(4, thread="threadIdx.x"):
+        with T.block("root"):
+            S = T.alloc_buffer((4, 1), "float32", scope="shared")
+            for i in T.serial(6, annotations={"software_pipeline_stage": [0, 1],
+                                              "software_pipeline_order": [0, 1],
+                                              "software_pipeline_async_stages": [0]}):
+                S[tx, 0] = A[tx, i]
+                C[tx, i] = S[(tx + 1) % 4, 0] + T.float32(1)
+'''
+
+FORMS = [lower_to_barriers, lambda func: warp_specialize(func, reallocate_registers=False)]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_copy_of_one_element_per_thread_becomes_one_tile_copy(form):
+    func = parse(PER_THREAD)
+    lowered = form(func)
+    assert "T.tma_load(S[i % 2, 0:4, 0], A[0:4, i], full, i % 2)" in lowered.script()
+    inputs = random_inputs(func, seed=2)
+    for schedule in ("eager", "lazy", "random:3"):
+        np.testing.assert_array_equal(simulate(lowered, inputs, schedule=schedule)["C"],
+                                      simulate(func, inputs)["C"])
+    assert verify(lowered).ok
+
+
+def test_copy_that_moves_elements_is_not_a_tma_copy():
+    text = PER_THREAD.replace("S[tx, 0] = A[tx, i]", "S[tx, 0] = A[3 - tx, i]")
+    with pytest.raises(PipelineError, match="does not copy each element of the A tile to "
+                                            "the same place in the S tile"):
+        lower_to_barriers(parse(text))
+
+
+def test_buffers_allocated_in_the_loop_body_are_named():
+    text = PER_THREAD.replace(
+        '            S = T.alloc_buffer((4, 1), "float32", scope="shared")\n', "").replace(
+        "                S[tx, 0] = A[tx, i]\n",
+        '                with T.block("body"):\n'
+        '                    S = T.alloc_buffer((4, 1), "float32", scope="shared")\n'
+        "                    S[tx, 0] = A[tx, i]\n"
+        "                    C[tx, i] = S[(tx + 1) % 4, 0] + T.float32(1)\n").replace(
+        "                C[tx, i] = S[(tx + 1) % 4, 0] + T.float32(1)\n", "", 1)
+    with pytest.raises(PipelineError, match="allocate S before the loop"):
+        lower_to_barriers(parse(text))
+
+
+def test_pipelined_loop_inside_another_loop_is_rejected():
+    text = PER_THREAD.replace("            for i in T.serial(6,", "            for j in T.serial(2):\n"
+                              "             for i in T.serial(6,")
+    with pytest.raises(PipelineError, match="pipelined loop 'i' is inside loop 'j'"):
+        lower_to_barriers(parse(text))
+
+
+def test_asynchronous_statement_before_the_loop_is_rejected():
+    text = PER_THREAD.replace(
+        "            for i in T.serial(6,",
+        '            with T.attr(0, "async_scope", 1):\n'
+        "                S[tx, 0] = A[tx, 0]\n"
+        "            for i in T.serial(6,")
+    with pytest.raises(PipelineError, match="asynchronous statement outside the pipelined"):
+        lower_to_barriers(parse(text))
+
+
+def test_synchronous_shared_data_read_by_other_threads_is_rejected():
+    text = PER_THREAD.replace(
+        '            S = T.alloc_buffer((4, 1), "float32", scope="shared")\n',
+        '            S = T.alloc_buffer((4, 1), "float32", scope="shared")\n'
+        '            R = T.alloc_buffer((4, 1), "float32", scope="shared")\n').replace(
+        '"software_pipeline_stage": [0, 1]', '"software_pipeline_stage": [0, 1, 1]').replace(
+        '"software_pipeline_order": [0, 1]', '"software_pipeline_order": [0, 1, 2]').replace(
+        "                C[tx, i] = S[(tx + 1) % 4, 0] + T.float32(1)\n",
+        "                R[tx, 0] = S[tx, 0] * T.float32(2)\n"
+        "                C[tx, i] = R[(tx + 1) % 4, 0]\n")
+    with pytest.raises(PipelineError, match="statement 2 accesses R where statement 1 "
+                                            "writes it in other threads"):
+        lower_to_barriers(parse(text))
+    same_thread = parse(text.replace("R[(tx + 1) % 4, 0]", "R[tx, 0]"))
+    lowered = lower_to_barriers(same_thread)
+    inputs = random_inputs(same_thread, seed=5)
+    np.testing.assert_array_equal(simulate(lowered, inputs, schedule="lazy")["C"],
+                                  simulate(same_thread, inputs)["C"])

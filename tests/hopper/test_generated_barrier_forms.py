@@ -1,0 +1,88 @@
+"""The barrier lowering and warp specialization over the shared generated pipelines
+(tests/pipeline_programs.py), their shared buffers allocated before the loop: each
+program either lowers and then computes what the original computes under every
+schedule, race-free, or is rejected with a PipelineError naming what the barrier form
+does not support (a statement that is not a tile copy in an asynchronous stage, an
+asynchronous statement before the loop, a loop inside another loop, no asynchronous
+stage, synchronous data shared across threads)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, find, given, settings
+
+from tilepipe import parse
+from tilepipe.errors import PipelineError
+from tilepipe.sim import random_inputs, simulate, verify
+from tilepipe.transform.barriers import lower_to_barriers
+from tilepipe.transform.warp_specialize import warp_specialize
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline_programs import programs  # noqa: E402
+
+SCHEDULES = ("eager", "lazy", "random:4")
+KNOWN_LIMITS = ("cannot become a TMA copy", "outside other loops", "no asynchronous stage",
+                "asynchronous statement outside the pipelined loop",
+                "not synchronous statements across threads")
+FORMS = {"barriers": lower_to_barriers,
+         "warp-specialized": lambda func: warp_specialize(func, reallocate_registers=False)}
+
+
+def rings_outside(source: str) -> str:
+    """The program with the buffers of the loop body allocated in a block around the
+    loop (the barrier lowering rings buffers allocated outside the loop)."""
+    lines = source.split("\n")
+    out = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if "for i in T.serial(" not in line:
+            out.append(line)
+            index += 1
+            continue
+        indent = line[:len(line) - len(line.lstrip())]
+        assert 'with T.block("body"):' in lines[index + 1]
+        index += 2
+        allocations = []
+        while "T.alloc_buffer" in lines[index]:
+            allocations.append(f"{indent}    {lines[index].strip()}")
+            index += 1
+        out += [f'{indent}with T.block("ring"):', *allocations, f"    {line}"]
+    return "\n".join(out)
+
+
+def check_form(program, form: str) -> bool:
+    """False when the form rejects the program for a known reason; else checks it."""
+    func = parse(rings_outside(program.source))
+    try:
+        lowered = FORMS[form](func)
+    except PipelineError as error:
+        assert any(limit in str(error) for limit in KNOWN_LIMITS), str(error)
+        return False
+    inputs = random_inputs(func, seed=1, dims=program.dims)
+    expected = simulate(func, inputs, dims=program.dims)
+    for schedule in SCHEDULES:
+        outputs = simulate(lowered, inputs, dims=program.dims, schedule=schedule)
+        for name, array in expected.items():
+            np.testing.assert_array_equal(outputs[name], array, err_msg=program.describe())
+    assert verify(lowered, dims=program.dims).ok, program.describe()
+    return True
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+@settings(max_examples=25, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(program=programs().filter(lambda program: program.async_stages))
+def test_generated_pipeline_lowers_correctly_or_is_rejected_clearly(form, program):
+    check_form(program, form)
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_some_generated_pipelines_lower(form):
+    """Among the generated programs there are ones the barrier forms accept."""
+    found = find(programs(), lambda program: program.async_stages and check_form(
+        program, form), settings=settings(max_examples=200, database=None,
+                                          derandomize=True, deadline=None))
+    assert check_form(found, form)
