@@ -3,12 +3,15 @@ become named barriers of those threads (``bar.sync 1, consumers``), which the si
 runs with their own semantics (only the participants wait and are ordered); a block
 barrier left in the consumers' branch is reported, since the producer never reaches it."""
 
+import re
+
 import numpy as np
 import pytest
 
 from tilepipe import parse
 from tilepipe.backend.cuda import codegen
 from tilepipe.backend.cuda.compiler import compile_source, find_nvcc
+from tilepipe.backend.cuda.sass import disassemble, find_cuobjdump
 from tilepipe.errors import LoweringError, PipelineError, RaceError
 from tilepipe.sim import random_inputs, simulate, verify
 from tilepipe.sim.mbarrier import BarrierError, BarrierRace
@@ -133,6 +136,9 @@ def test_named_barrier_zero_is_not_accepted_by_the_backend():
 
 @pytest.mark.nvcc
 def test_specialized_program_with_named_barriers_compiles_for_sm90a():
-    if find_nvcc() is None:
-        pytest.skip("nvcc is not installed")
-    assert compile_source(codegen(warp_specialize(program()), "sm_90a"), "sm_90a")
+    if find_nvcc() is None or find_cuobjdump() is None:
+        pytest.skip("nvcc or cuobjdump is not installed")
+    sass = disassemble(compile_source(codegen(warp_specialize(program()), "sm_90a"),
+                                      "sm_90a"))
+    assert len(re.findall(r"BAR\.SYNC\S* 0x1, 0x80\b", sass)) == 2  # barrier 1, 128 threads
+    assert len(re.findall(r"BAR\.SYNC\S* 0x0\b", sass)) == 1  # after barrier initialization
