@@ -287,7 +287,10 @@ class _LoopVarSubstituter(IRMutator):
         if id(node) in self.plain:
             return node
         uses = self.uses
-        result = super().visit(node)
+        method = self._table.get(type(node))
+        if method is None:
+            method = self._lookup(node)
+        result = method(self, node)
         if self.uses == uses:
             self.plain.add(id(node))
             return node

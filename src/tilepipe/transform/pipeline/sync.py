@@ -115,6 +115,13 @@ class _Replay:
         commits = {position: schedule.groups[group].queue
                    for position, group in self.last_member.items()}
         stages = [(statement.position, statement.stage) for statement in schedule.statements]
+        self.stages = [stage for _, stage in stages]
+        # consumer position -> (producer stage, group, queue, distances, kind) per dependency
+        self.sources = {
+            position: [(self.stages[dependency.producer], schedule.group_of[dependency.producer],
+                        schedule.groups[schedule.group_of[dependency.producer]].queue,
+                        dependency.distances, dependency.kind) for dependency in dependencies]
+            for position, dependencies in schedule.consumers.items()}
         for section in sections:
             for slot in range(section.start, section.start + section.length):
                 for position, stage in stages:
@@ -138,25 +145,22 @@ class _Replay:
 
     def _step(self, slot: int, position: int) -> None:
         """The event of the statement at ``position`` in ``slot``."""
-        schedule = self.schedule
-        statement = schedule.statements[position]
         key = (slot, position)
+        counter = self.counter
         self.events.append(key)
-        self.before[key] = dict(self.counter)
+        self.before[key] = dict(counter)
         needs: dict[int, int] = {}
         reads: dict[int, bool] = {}
         for queue, mark, kind in self.preloop_needs.get(position, ()):
-            self._need(needs, reads, queue, self.counter[queue] - mark, kind)
-        iteration = slot - statement.stage
-        for dependency in schedule.consumers.get(position, ()):
-            producer = schedule.statements[dependency.producer]
-            group = schedule.group_of[dependency.producer]
-            queue = schedule.groups[group].queue
-            for distance in dependency.distances:
+            self._need(needs, reads, queue, counter[queue] - mark, kind)
+        iteration = slot - self.stages[position]
+        extent = self.extent
+        for stage, group, queue, distances, kind in self.sources.get(position, ()):
+            for distance in distances:
                 produced = iteration - distance
-                if 0 <= produced < self.extent:
-                    mark = self.marks[(produced + producer.stage, group)]
-                    self._need(needs, reads, queue, self.counter[queue] - mark, dependency.kind)
+                if 0 <= produced < extent:
+                    self._need(needs, reads, queue,
+                               counter[queue] - self.marks[(produced + stage, group)], kind)
                     break
         if needs:
             self.needs[key] = needs
