@@ -264,15 +264,16 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
 
 
 def _complete(schedule: Schedule, replay: _Replay, candidates: Sequence[_Site],
-              chosen: list[_Site]) -> list[_Site]:
-    """``chosen`` and, earliest first, the sites of the needs no chosen wait protects."""
+              chosen: list[_Site]) -> tuple[list[_Site], _Outcome]:
+    """``chosen`` and, earliest first, the sites of the needs no chosen wait protects,
+    with the outcome of their replay."""
     while True:
         outcome = _replay_waits(schedule, replay, chosen)
         missing = [site for slot, position, queue in outcome.unprotected for site in candidates
                    if site.queue == queue and position in site.covered and site not in chosen
                    and site.section.start <= slot < site.section.start + site.section.length]
         if not missing:
-            return chosen
+            return chosen, outcome
         chosen = chosen + [min(missing, key=lambda site: (site.section.start, site.first))]
 
 
@@ -288,9 +289,8 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     sections = sections_for(schedule, replayed_extent, prologue_length)
     replay = _Replay(schedule, replayed_extent, sections)
     candidates = [site for section in sections for site in _sites(schedule, replay, section)]
-    chosen = _complete(schedule, replay, candidates,
-                       [site for site in candidates if site.for_read])
-    outcome = _replay_waits(schedule, replay, chosen)
+    chosen, outcome = _complete(schedule, replay, candidates,
+                                [site for site in candidates if site.for_read])
     for site in [site for site in chosen if any(position in replay.preloop_needs
                                                     for position in site.covered)]:
         # A read whose data an earlier wait already guarantees, at no cost to that wait's
