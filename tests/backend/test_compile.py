@@ -12,7 +12,7 @@ import cuda_programs as programs
 from tilepipe.backend.cuda import (
     DeviceError, async_instruction_counts, build, disassemble, find_nvcc, lower,
 )
-from tilepipe.backend.cuda.insert_barriers import is_storage_sync
+from tilepipe.transform.thread_sync import is_storage_sync
 from tilepipe.backend.cuda.runtime import _present_arch
 from tilepipe.ir import (
     AsyncCommitQueue, AsyncScope, AsyncWaitQueue, For, ForKind, IfThenElse, SeqStmt, as_int,

@@ -8,7 +8,7 @@
 
 from .codegen import KernelSource, codegen, generate
 from .compiler import CompileError, compile, compile_source, find_nvcc
-from .insert_barriers import insert_barriers
+from ...transform.thread_sync import insert_barriers
 from .intrinsics import register_intrinsic
 from .lower import lower
 from .merge_queues import merge_queues

@@ -3,7 +3,8 @@
 1. :func:`~.unroll.unroll_waits` - every wait count an immediate;
 2. :func:`~.simplify.simplify` - indices in canonical form, decided predicates dropped;
 3. :func:`~.merge_queues.merge_queues` - one hardware cp.async queue, counts adjusted;
-4. :func:`~.insert_barriers.insert_barriers` - the block barriers that make it race-free.
+4. :func:`~tilepipe.transform.thread_sync.insert_barriers` - the block barriers that make
+   it race-free again after the unrolling and merging (idempotent).
 
 The result is still a tile program (``tilepipe lower`` prints it) that the simulator runs
 and :func:`~.codegen.codegen` turns into CUDA C++.
@@ -12,7 +13,7 @@ and :func:`~.codegen.codegen` turns into CUDA C++.
 from __future__ import annotations
 
 from ...ir import PrimFunc
-from .insert_barriers import insert_barriers
+from ...transform.thread_sync import insert_barriers
 from .merge_queues import merge_queues
 from .simplify import simplify
 from .unroll import unroll_waits

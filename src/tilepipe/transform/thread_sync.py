@@ -1,4 +1,5 @@
-"""Insert the block barriers (``T.tvm_storage_sync("shared")``) that make a program race-free.
+"""Thread synchronization: the block barriers (``T.tvm_storage_sync("shared")``) that make
+a program whose threads share shared-memory tiles race-free, on any target.
 
 The planner walks the program in execution order keeping, per thread, the shared-memory
 accesses made since the last barrier and the async groups still in flight. An async
@@ -6,27 +7,36 @@ write becomes an access of its own at the wait that completes its group (other t
 may see it only after that wait and a later barrier). A barrier goes right before the
 first statement whose access conflicts with a pending one of another thread: a read
 after a wait of data other threads copied, a write (sync or async) into a ring slot other
-threads may still read; before a loop when the conflict is with what came before it.
-Loops are walked to a fixed point so that conflicts between
-iterations are found. Two accesses are never another thread's when, for every thread axis
-of the launch, both index one dimension by that axis' variable alone, or when the analyzer
-proves that different threads reach different elements, taking accesses of the same loop
-iteration as such (a copy into ring slot ``(k + 2) % 3`` never meets a read of slot
-``k % 3`` of the same iteration ``k``).
+threads may still read, a plain shared-memory write read by other threads; before a loop
+(or a branch on a thread-dependent condition) when the conflict is with what came before
+it. Serial loops are walked to a fixed point so that conflicts between iterations are
+found; unrolled loops (the pipeline's prologue and epilogue) one iteration at a time,
+their variable a known value, so that decided predicates, wait counts and ring slots are
+exact. A barrier that only some unrolled iterations need is guarded by a condition on the
+unrolled loop's variable, which every thread evaluates alike. Two accesses are never
+another thread's when, for every thread axis of the launch, both index one dimension by
+that axis' variable alone, or when the analyzer proves that different threads reach
+different elements, taking accesses of the same loop iteration as such (a copy into ring
+slot ``(k + 2) % 3`` never meets a read of slot ``k % 3`` of the same iteration ``k``).
+
+The pass is idempotent: on its own output it finds every conflict already settled.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...arith import Analyzer
-from ...ir import (
-    EQ, NE, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer,
+from ..arith import Analyzer
+from ..ir import (
+    EQ, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer,
     BufferLoad, BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IfThenElse, IRMutator,
-    IntImm, IRVisitor, Not, Or, PrimExpr, PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, post_order_visit, seq,
-    substitute,
+    IntImm, IRVisitor, Not, Or, PrimExpr, PrimFunc, Range, SeqStmt, Stmt, StringImm, Var,
+    as_int, post_order_visit, seq, substitute,
 )
-from .async_copy import SHARED_SCOPES
+from ..errors import PipelineError
+from ..ir.printer import expr_to_str
+
+SHARED_SCOPES = ("shared", "shared.dyn")
 
 MAX_TRACKED_GROUPS = 12
 MAX_DISTANCE = 8  # iterations back that an access is still told apart exactly
@@ -50,7 +60,7 @@ def insert_barriers(func: PrimFunc) -> PrimFunc:
     planner.plan(func.body)
     if not planner.barriers:
         return func
-    return func.with_body(_Inserter(planner.barriers).visit(func.body))
+    return func.with_body(_Inserter(planner.guards()).visit(func.body))
 
 
 def _thread_axes(body: Stmt) -> dict[Var, str]:
@@ -80,6 +90,11 @@ class _Access:
     indices: tuple
     write: bool
     extents: tuple | None = None
+
+    def specialized(self, values: dict) -> "_Access":
+        """The access with variables replaced by their ``values``."""
+        extents = None if self.extents is None else _specialize(self.extents, values)
+        return _Access(self.buffer, _specialize(self.indices, values), self.write, extents)
 
     @property
     def variables(self) -> frozenset:
@@ -130,20 +145,30 @@ class _Planner:
         self.thread_axes = thread_axes
         self.axes = frozenset(thread_axes.values())
         self.analyzer = Analyzer()
-        self.barriers: set[Stmt] = set()
-        self._accesses: dict[Stmt, frozenset] = {}
+        # statement -> the iterations of the unrolled loops around it (tuples of values,
+        # outermost first) that need a barrier right before it, and that reach it at all
+        self.barriers: dict[Stmt, set[tuple]] = {}
+        self.reached: dict[Stmt, set[tuple]] = {}
+        self.unrolled_around: dict[Stmt, tuple] = {}  # the variables of those loops
+        self.divergent: list[tuple[PrimExpr, Stmt]] = []  # thread-dependent conditions around
+        self._accesses: dict[tuple, frozenset] = {}
         self._private_pairs: dict[tuple, bool] = {}
         self._thread_copies: dict[tuple[int, str], Var] = {}
         self.ranges: dict[Var, Range] = {}  # where each loop variable is now
-        self.full_ranges: dict[Var, Range] = {}  # the whole range of an unrolled one
-        self.unrolled_values: dict[Var, int] = {}  # unrolled loops being walked: iteration
+        self.unrolled_values: dict[Var, PrimExpr] = {}  # unrolled loops being walked: value
         self.enclosing: set[Var] = set()  # variables of the loops around the current point
 
     def accesses(self, stmt: Stmt) -> frozenset:
-        """The accesses of ``stmt``, the same objects on every visit (for the fixed point)."""
-        found = self._accesses.get(stmt)
+        """The accesses of ``stmt`` in the current iteration of the unrolled loops being
+        walked (their variables replaced by their values, so that an access stays exact
+        after its loop is left), the same objects on every visit (for the fixed point)."""
+        key = (stmt, self._iteration())
+        found = self._accesses.get(key)
         if found is None:
-            found = self._accesses[stmt] = _accesses(stmt)
+            found = _accesses(stmt)
+            if self.unrolled_values:
+                found = frozenset(access.specialized(self.unrolled_values) for access in found)
+            self._accesses[key] = found
 
             def note_range(node) -> None:
                 if isinstance(node, For):
@@ -159,9 +184,7 @@ class _Planner:
     def _private(self, first: _Access, second: _Access, carried: frozenset) -> bool:
         """Whether two threads can never touch one element through these accesses
         (``second`` made before, in other iterations of the ``carried`` loops)."""
-        values = tuple((var, self.unrolled_values[var]) for var in
-                       (first.variables | second.variables) if var in self.unrolled_values)
-        key = (first, second, carried, values)
+        key = (first, second, carried)
         known = self._private_pairs.get(key)
         if known is None:
             known = self._private_pairs[key] = (
@@ -203,7 +226,7 @@ class _Planner:
                 elif side == 1 and (var in distances or var not in self.enclosing):
                     renamed[var] = Var(f"{var.name}_earlier", var.dtype)
             for var, copy in renamed.items():
-                range_ = self.full_ranges.get(var, self.ranges.get(var))
+                range_ = self.ranges.get(var)
                 if range_ is not None:
                     analyzer.bind(copy, Range(substitute(range_.min, renamed),
                                               substitute(range_.extent, renamed)))
@@ -234,11 +257,68 @@ class _Planner:
                    and not self._private(a, b, carried)
                    for a in accesses for b, carried in pending)
 
+    def _barrier_count(self) -> int:
+        return sum(len(iterations) for iterations in self.barriers.values())
+
+    def guards(self) -> dict[Stmt, PrimExpr | None]:
+        """Each statement that needs a barrier before it, with the thread-uniform condition
+        on the unrolled loops around it under which it does (None: always)."""
+        guards: dict[Stmt, PrimExpr | None] = {}
+        for stmt, iterations in self.barriers.items():
+            reached = self.reached[stmt]
+            if iterations == reached:
+                guards[stmt] = None
+                continue
+            variables = self.unrolled_around[stmt]
+            varying = [position for position in range(len(variables))
+                       if len({iteration[position] for iteration in reached}) > 1]
+            if len(varying) == 1:
+                (position,) = varying
+                guards[stmt] = _one_of(variables[position],
+                                       [iteration[position] for iteration in iterations],
+                                       [iteration[position] for iteration in reached])
+                continue
+            condition = None
+            for iteration in sorted(iterations, key=str):
+                match = None
+                for position in varying:
+                    equal = EQ(variables[position], iteration[position])
+                    match = equal if match is None else And(match, equal)
+                condition = match if condition is None else Or(condition, match)
+            guards[stmt] = condition
+        return guards
+
+    def _iteration(self) -> tuple:
+        return tuple(self.unrolled_values.values())
+
     def _barrier_before(self, stmt: Stmt, accesses, state: _State) -> _State:
-        if stmt in self.barriers or self._conflicts(accesses, state.pending):
-            self.barriers.add(stmt)
+        iteration = self._iteration()
+        self.reached.setdefault(stmt, set()).add(iteration)
+        self.unrolled_around[stmt] = tuple(self.unrolled_values)
+        needed = self.barriers.get(stmt, ())
+        if iteration in needed or self._conflicts(accesses, state.pending):
+            if self.divergent:
+                condition, branch = self.divergent[-1]
+                raise PipelineError(
+                    f"threads share data inside a branch on the thread-dependent condition "
+                    f"'{expr_to_str(condition)}'{_at(branch)}: the block barrier it needs "
+                    f"cannot run in only some threads (move the sharing out of the branch)",
+                    stmt.span or branch.span)
+            self.barriers.setdefault(stmt, set()).add(iteration)
             return _State(frozenset(), state.groups, state.open)
         return state
+
+    def _depends_on_threads(self, condition: PrimExpr) -> bool:
+        return any(var in self.thread_axes for var in _variables((condition,)))
+
+    def _branch(self, stmt: Stmt, condition: PrimExpr, state: _State):
+        """Settle before a branch on a thread-dependent condition every conflict of its
+        statements with what came before (a barrier inside would run in some threads only)."""
+        if not self._depends_on_threads(condition):
+            return state, False
+        state = self._barrier_before(stmt, self.accesses(stmt), state)
+        self.divergent.append((condition, stmt))
+        return state, True
 
     # Walk -----------------------------------------------------------------------------------
     def visit(self, stmt: Stmt, state: _State) -> _State:
@@ -267,22 +347,32 @@ class _Planner:
         if isinstance(stmt, For):
             return self._loop(stmt, state)
         if isinstance(stmt, IfThenElse):
+            if self.analyzer.can_prove(stmt.condition):
+                return self.visit(stmt.then_case, state)
+            if self.analyzer.can_prove(Not(stmt.condition)):
+                return state if stmt.else_case is None else self.visit(stmt.else_case, state)
+            state, divergent = self._branch(stmt, stmt.condition, state)
             then_state = self.visit(stmt.then_case, state)
             else_state = state if stmt.else_case is None else self.visit(stmt.else_case, state)
+            if divergent:
+                self.divergent.pop()
             return then_state.join(else_state)
         if isinstance(stmt, Block):
-            if stmt.predicate is not None and self.analyzer.can_prove(Not(stmt.predicate)):
-                return state
-            inner = self.visit(stmt.body, state)
             if stmt.predicate is None or self.analyzer.can_prove(stmt.predicate):
-                return inner
+                return self.visit(stmt.body, state)
+            if self.analyzer.can_prove(Not(stmt.predicate)):
+                return state
+            state, divergent = self._branch(stmt, stmt.predicate, state)
+            inner = self.visit(stmt.body, state)
+            if divergent:
+                self.divergent.pop()
             return inner.join(state)
         if isinstance(stmt, AttrStmt):
             return self.visit(stmt.body, state)
         return state
 
     def _wait(self, wait: AsyncWaitQueue, state: _State) -> _State:
-        count = as_int(wait.in_flight)
+        count = as_int(self.analyzer.simplify(wait.in_flight))
         if count is None:  # unknown: everything may have landed, and may land again later
             landed = frozenset().union(*state.groups) if state.groups else frozenset()
             return _State(state.pending | landed, state.groups, state.open)
@@ -303,10 +393,10 @@ class _Planner:
         entry = state
         self.enclosing.add(loop.loop_var)
         for _ in range(MAX_ROUNDS):
-            barriers = len(self.barriers)
+            barriers = self._barrier_count()
             out = self.visit(loop.body, entry)
             following = state.join(out.carry(loop.loop_var))
-            if following == entry and len(self.barriers) == barriers:
+            if following == entry and self._barrier_count() == barriers:
                 break
             entry = following
         self.enclosing.discard(loop.loop_var)
@@ -321,14 +411,13 @@ class _Planner:
         predicates are decided and ring slots told apart); a barrier that one iteration
         needs is in every copy."""
         var = loop.loop_var
-        self.full_ranges[var] = Range(loop.min, loop.extent)
         self.enclosing.add(var)
         start = self.analyzer.simplify(loop.min)
         for iteration in range(extent):
             value = Range(self.analyzer.simplify(start + iteration), IntImm(1))
             self.analyzer.bind(var, value)
             self.ranges[var] = value
-            self.unrolled_values[var] = iteration
+            self.unrolled_values[var] = value.min
             state = self.visit(loop.body, state)
             if iteration + 1 < extent:
                 state = state.carry(var)
@@ -337,6 +426,37 @@ class _Planner:
         self.analyzer.bind(var, Range(loop.min, loop.extent))
         self.ranges[var] = Range(loop.min, loop.extent)
         return state.carry(var, leaving=True)
+
+
+def _one_of(var: Var, chosen: list, values: list) -> PrimExpr:
+    """``var`` is one of the ``chosen`` among the ``values`` it takes: a bound or two
+    when they are consecutive integers, else a disjunction of equalities."""
+    numbers = sorted({as_int(value) for value in chosen})
+    everything = sorted({as_int(value) for value in values})
+    if None not in numbers and None not in everything and \
+            numbers == list(range(numbers[0], numbers[-1] + 1)):
+        if len(numbers) == 1 and everything[0] < numbers[0] < everything[-1]:
+            return EQ(var, IntImm(numbers[0]))
+        condition = None
+        if numbers[0] > everything[0]:
+            condition = IntImm(numbers[0]) <= var
+        if numbers[-1] < everything[-1]:
+            upper = var <= numbers[-1]
+            condition = upper if condition is None else And(condition, upper)
+        return condition
+    condition = None
+    for value in sorted(set(chosen), key=str):
+        equal = EQ(var, value)
+        condition = equal if condition is None else Or(condition, equal)
+    return condition
+
+
+def _specialize(exprs: tuple, values: dict) -> tuple:
+    return tuple(substitute(expr, values) for expr in exprs)
+
+
+def _at(stmt: Stmt) -> str:
+    return f" (line {stmt.span.line})" if stmt.span is not None else ""
 
 
 def _fresh(accesses: frozenset) -> frozenset:
@@ -396,35 +516,36 @@ def _accesses(stmt: Stmt) -> frozenset:
 
 
 class _Inserter(IRMutator):
-    """Puts a barrier before each planned statement, hoisted out of the blocks and commit
-    scopes it would open (never out of a wait, a loop or a branch)."""
+    """Puts a barrier (guarded where only some unrolled iterations need it) before each
+    planned statement, hoisted out of the blocks and commit scopes it would open (never
+    out of a wait, a loop or a branch)."""
 
-    def __init__(self, barriers: set[Stmt]):
-        self.barriers = barriers
+    def __init__(self, guards: dict[Stmt, PrimExpr | None]):
+        self.guards = guards
 
     def visit_seq_stmt(self, node: SeqStmt) -> Stmt:
         return seq(*(self.visit(stmt) for stmt in node.stmts))
 
     def visit(self, node):
         result = super().visit(node)
-        if isinstance(node, Stmt) and node in self.barriers:
-            return seq(storage_sync(), result)
-        if isinstance(result, (Block, AsyncCommitQueue)) and _starts_with_sync(result.body):
-            rest = _drop_first(result.body)
+        if isinstance(node, Stmt) and node in self.guards:
+            guard = self.guards[node]
+            barrier = storage_sync() if guard is None else IfThenElse(guard, storage_sync())
+            return seq(barrier, result)
+        if isinstance(result, (Block, AsyncCommitQueue)) and isinstance(result.body, SeqStmt) \
+                and _is_barrier(result.body.stmts[0]):
+            barrier, rest = result.body.stmts[0], seq(*result.body.stmts[1:])
             if isinstance(result, Block):
                 hoisted = Block(result.name, rest, result.reads, result.writes,
                                 result.alloc_buffers, result.predicate, result.annotations,
                                 result.span)
             else:
                 hoisted = AsyncCommitQueue(result.queue, rest, result.span)
-            return seq(storage_sync(), hoisted)
+            return seq(barrier, hoisted)
         return result
 
 
-def _starts_with_sync(body: Stmt) -> bool:
-    first = body.stmts[0] if isinstance(body, SeqStmt) else body
-    return is_storage_sync(first) and isinstance(body, SeqStmt)
-
-
-def _drop_first(body: SeqStmt) -> Stmt:
-    return seq(*body.stmts[1:])
+def _is_barrier(stmt: Stmt) -> bool:
+    """A barrier, or one under a guard on unrolled loops (as the inserter writes them)."""
+    return is_storage_sync(stmt) or (isinstance(stmt, IfThenElse) and stmt.else_case is None
+                                     and is_storage_sync(stmt.then_case))

@@ -1,0 +1,197 @@
+"""Thread synchronization: the pipeliner's output is race-free across threads with the
+fewest block barriers (each one, removed, lets the checker find a race), the pass is
+idempotent, never adds a barrier where threads use their own data, guards a barrier that
+only some unrolled iterations need by a thread-uniform condition, and refuses to place
+one under a thread-dependent condition."""
+
+from __future__ import annotations
+
+import pytest
+
+from tilepipe.backend.cuda import lower
+from tilepipe.errors import PipelineError
+from tilepipe.ir import (
+    For, ForKind, IfThenElse, IRMutator, IRVisitor, PrimFunc, SeqStmt, assert_structural_equal,
+    seq,
+)
+from tilepipe.kernels import examples
+from tilepipe.kernels.gemm import gemm_small
+from tilepipe.sim import verify
+from tilepipe.transform import inject_software_pipeline, insert_barriers
+from tilepipe.transform.thread_sync import is_storage_sync
+
+from pipeline_helpers import program
+
+
+def _is_barrier(stmt) -> bool:
+    return is_storage_sync(stmt) or (isinstance(stmt, IfThenElse) and stmt.else_case is None
+                                     and is_storage_sync(stmt.then_case))
+
+
+def _barrier_count(func: PrimFunc) -> int:
+    count = 0
+
+    class _Counter(IRVisitor):
+        def visit_seq_stmt(self, node: SeqStmt) -> None:
+            nonlocal count
+            count += sum(1 for stmt in node.stmts if _is_barrier(stmt))
+            super().visit_seq_stmt(node)
+
+    _Counter().visit(func.body)
+    return count
+
+
+def _without_barrier(func: PrimFunc, position: int) -> PrimFunc:
+    """``func`` less its ``position``-th barrier statement (guarded ones whole)."""
+    seen = 0
+
+    class _Remover(IRMutator):
+        def visit_seq_stmt(self, node: SeqStmt):
+            nonlocal seen
+            kept = []
+            for stmt in node.stmts:
+                if _is_barrier(stmt):
+                    seen += 1
+                    if seen - 1 == position:
+                        continue
+                kept.append(self.visit(stmt))
+            return seq(*kept)
+
+    return func.with_body(_Remover().visit(func.body))
+
+
+def _assert_race_free_and_minimal(func: PrimFunc) -> None:
+    report = verify(func)
+    assert report.ok, report.format()
+    count = _barrier_count(func)
+    assert count > 0
+    for position in range(count):
+        assert not verify(_without_barrier(func, position)).ok, \
+            f"barrier {position} of {count} is not needed:\n{func.script()}"
+
+
+@pytest.fixture(scope="module")
+def small_gemm() -> PrimFunc:
+    return inject_software_pipeline(gemm_small())
+
+
+def test_tensor_core_gemm_pipeline_is_race_free_with_fewest_barriers(small_gemm):
+    _assert_race_free_and_minimal(small_gemm)
+
+
+def test_lowered_tensor_core_gemm_is_race_free_with_fewest_barriers(small_gemm):
+    _assert_race_free_and_minimal(lower(small_gemm))
+
+
+def test_exchange_between_threads_gets_fewest_barriers():
+    for num_stages in (1, 2, 3):
+        _assert_race_free_and_minimal(inject_software_pipeline(
+            examples.shared_exchange(num_stages)))
+
+
+def test_simt_gemm_pipeline_is_race_free():
+    pipelined = inject_software_pipeline(examples.simt_gemm(M=64, N=64, K=64, num_stages=3))
+    report = verify(pipelined)
+    assert report.ok, report.format()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: inject_software_pipeline(gemm_small()),
+    lambda: lower(inject_software_pipeline(gemm_small())),
+    lambda: inject_software_pipeline(examples.shared_exchange(2)),
+])
+def test_idempotent(make):
+    synchronized = make()
+    assert_structural_equal(insert_barriers(synchronized), synchronized)
+
+
+def test_threads_using_their_own_data_get_no_barrier():
+    for num_stages in (1, 2, 3):
+        pipelined = inject_software_pipeline(examples.simple_compute(num_stages))
+        assert _barrier_count(pipelined) == 0
+        assert verify(pipelined).ok
+
+
+def test_guards_read_only_unrolled_loop_variables(small_gemm):
+    unrolled: set = set()
+    guards: list = []
+
+    class _Collector(IRVisitor):
+        def visit_for(self, node: For) -> None:
+            if node.kind is ForKind.UNROLLED:
+                unrolled.add(node.loop_var)
+            super().visit_for(node)
+
+        def visit_if_then_else(self, node: IfThenElse) -> None:
+            if _is_barrier(node):
+                guards.append(node.condition)
+            super().visit_if_then_else(node)
+
+    _Collector().visit(small_gemm.body)
+    assert guards, "the epilogue's barriers are needed in some unrolled copies only"
+    for condition in guards:
+        found: set = set()
+
+        class _Variables(IRVisitor):
+            def visit_var(self, node) -> None:
+                found.add(node)
+
+        _Variables().visit(condition)
+        assert found and found <= unrolled
+
+
+SYNCHRONOUS_EXCHANGE = """
+@T.prim_func
+def exchange(A: T.Buffer((4, 32), "float32"), C: T.Buffer((4, 32), "float32")):
+    for tx in T.thread_binding(32, thread="threadIdx.x"):
+        for i in T.serial(4):
+            with T.block("step"):
+                S = T.alloc_buffer((32,), dtype="float32", scope="shared")
+                S[tx] = A[i, tx]
+                C[i, tx] = S[31 - tx]
+"""
+
+
+def test_synchronous_producer_and_consumer_across_threads():
+    synchronized = insert_barriers(program(SYNCHRONOUS_EXCHANGE))
+    # one before the read of another thread's element, one before the next iteration's
+    # write over an element another thread may still read
+    assert _barrier_count(synchronized) == 2
+    _assert_race_free_and_minimal(synchronized)
+
+
+def test_own_elements_need_no_barrier():
+    own = program(SYNCHRONOUS_EXCHANGE.replace("S[31 - tx]", "S[tx]"))
+    assert insert_barriers(own) is own
+
+
+def test_sharing_under_a_thread_dependent_condition_is_refused():
+    divergent = program("""
+@T.prim_func
+def divergent(A: T.Buffer((32,), "float32"), C: T.Buffer((32,), "float32")):
+    for tx in T.thread_binding(32, thread="threadIdx.x"):
+        with T.block("step"):
+            S = T.alloc_buffer((32,), dtype="float32", scope="shared")
+            if tx < 16:
+                S[tx] = A[tx]
+                C[tx] = S[15 - tx]
+""")
+    with pytest.raises(PipelineError, match="thread-dependent condition 'tx < 16'") as caught:
+        insert_barriers(divergent)
+    assert caught.value.span is not None and caught.value.span.line == 10
+
+
+def test_conflict_before_a_thread_dependent_branch_is_settled_before_it():
+    func = program("""
+@T.prim_func
+def before_branch(A: T.Buffer((32,), "float32"), C: T.Buffer((32,), "float32")):
+    for tx in T.thread_binding(32, thread="threadIdx.x"):
+        with T.block("step"):
+            S = T.alloc_buffer((32,), dtype="float32", scope="shared")
+            S[tx] = A[tx]
+            if tx < 16:
+                C[tx] = S[31 - tx]
+""")
+    synchronized = insert_barriers(func)
+    assert "T.tvm_storage_sync" in synchronized.script().split("if tx < 16")[0]
+    _assert_race_free_and_minimal(synchronized)
