@@ -10,6 +10,7 @@ other steps use the full-size one.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from .errors import RaceError, TilepipeError
 MACHINE = "A100"
 ARCH = "sm_80"
 SIZES = {"M": 256, "N": 256, "K": 1024}
+TILES = {"block_m": 128, "block_n": 128, "block_k": 32}
 REPORT_LINES = 4  # of a race report, in the demo's summary
 TOLERANCE = 1e-2  # fp16 inputs, fp32 accumulation: the simulator and NumPy agree closely
 NUM_STAGES = 4
@@ -55,13 +57,15 @@ class _Demo:
         from .kernels.tuning import with_num_stages
         from .script import parse
 
-        self.func = with_num_stages(gemm(**SIZES), NUM_STAGES)
+        self.func = with_num_stages(gemm(**SIZES, **TILES), NUM_STAGES)
         self.small = with_num_stages(gemm_small(), NUM_STAGES)
         text = self.func.script()
         if not structural_equal(parse(text, source_name="<gemm printed>"), self.func):
             raise TilepipeError("printing the GEMM and parsing it back changed the program")
         sizes = " x ".join(f"{name}={value}" for name, value in SIZES.items())
-        return [f"{self.func.name} ({sizes}, tiles 128x128x32, 4 warps, "
+        tiles = "x".join(str(value) for value in TILES.values())
+        warps = _threads(self.func) // 32
+        return [f"{self.func.name} ({sizes}, tiles {tiles}, {warps} warps, "
                 f"software_pipeline_num_stages = {NUM_STAGES}): "
                 f"{len(text.splitlines())} lines of TVMScript",
                 "printed and parsed back: structurally equal"]
@@ -94,7 +98,7 @@ class _Demo:
                 f"prologue / body / epilogue emitted in {elapsed:.2f} s: {len(commits)} commit "
                 f"sites, wait counts {', '.join(dict.fromkeys(waits))}",
                 f"shared memory {shared_memory_bytes(self.pipelined):,} bytes "
-                f"({NUM_STAGES}-deep rings for the A and B tiles)"]
+                f"(rings: {_rings(self.pipelined)})"]
 
     def verify(self) -> list[str]:
         import numpy as np
@@ -121,7 +125,10 @@ class _Demo:
             raise RaceError(f"the pipelined small GEMM computes a wrong C: it differs from "
                             f"A @ B by up to {error:.3g}")
         exact = [count for count in counts if count.exact]
-        lines = [f"small GEMM 64x64x128, pipelined and lowered with its barriers, in the "
+        (rows, depth), (_, columns) = inputs["A"].shape, inputs["B"].shape
+        barriers = program.script().count("T.tvm_storage_sync(")
+        lines = [f"small GEMM {rows}x{columns}x{depth}, pipelined and lowered with its "
+                 f"{barriers} barriers, in the "
                  f"simulator ({elapsed:.1f} s): race-free; C matches A @ B in NumPy to "
                  f"{error:.1e}",
                  f"{len(exact)} of {len(counts)} wait sites use the largest safe count"]
@@ -149,10 +156,11 @@ class _Demo:
 
         source = codegen(lower(self.pipelined), arch=ARCH)
         lines = source.splitlines()
-        copies = sum("cp.async" in line and "commit" not in line and "wait" not in line
-                     for line in lines)
-        return [f"{len(lines)} lines of CUDA C++ for {ARCH}: {copies} lines issue cp.async, "
-                f"{source.count('cp.async.wait_group')} wait_group"]
+        copies = _calls(source, "cp_async<")
+        return [f"{len(lines)} lines of CUDA C++ for {ARCH}: {copies} cp.async copy sites "
+                f"(cp_async<bytes>), {_calls(source, 'cp_async_commit_group')} commits, "
+                f"{_calls(source, 'cp_async_wait_group<')} waits, "
+                f"{_calls(source, '__syncthreads')} barriers"]
 
     def nvcc(self) -> list[str]:
         from .backend.cuda import build
@@ -198,6 +206,46 @@ class _Demo:
         error = float(np.max(np.abs(inputs["C"] - expected)))
         return [f"ran on the GPU in {elapsed * 1e3:.2f} ms (copies included); C matches "
                 f"NumPy to {error:.1e}"]
+
+
+def _calls(source: str, name: str) -> int:
+    """Statements of ``source`` that call ``name`` (its definitions left out)."""
+    pattern = re.compile(r"^\s*" + re.escape(name) + r"[\w<>]*\(.*\);")
+    return sum(1 for line in source.splitlines() if pattern.match(line))
+
+
+def _threads(func) -> int:
+    """Threads per block of ``func``: the product of its threadIdx extents."""
+    from .ir import For, ForKind, as_int, post_order_visit
+
+    extents = []
+
+    def collect(node) -> None:
+        if isinstance(node, For) and node.kind is ForKind.THREAD_BINDING \
+                and node.thread_tag.startswith("threadIdx"):
+            extents.append(as_int(node.extent))
+
+    post_order_visit(func.body, collect)
+    threads = 1
+    for extent in extents:
+        threads *= extent
+    return threads
+
+
+def _rings(func) -> str:
+    """The shared-memory buffers of ``func`` with their number of versions (the first
+    dimension the pipeliner added)."""
+    from .ir import Block, post_order_visit
+
+    rings = []
+
+    def collect(node) -> None:
+        if isinstance(node, Block):
+            rings.extend(f"{buffer.name} {buffer.shape[0]}-deep" for buffer in
+                         node.alloc_buffers if buffer.scope.startswith("shared"))
+
+    post_order_visit(func.body, collect)
+    return ", ".join(rings)
 
 
 def run_demo(args) -> int:
