@@ -10,6 +10,8 @@ waits of :mod:`.sync` right before the statements that need them.
 
 from __future__ import annotations
 
+import copy
+
 from typing import Mapping, Sequence
 
 from ...ir import (
@@ -128,6 +130,13 @@ class Emitter:
         self.bodies = [ring.visit(statement.stmt) for statement in schedule.statements]
         self.substituters = [_LoopVarSubstituter(body, self.loop.loop_var)
                              for body in self.bodies]
+
+    def with_extent(self, extent: PrimExpr) -> "Emitter":
+        """This emitter for another trip count: the same ring buffers and statements, so
+        that every section of one loop allocates and uses the same buffers."""
+        other = copy.copy(self)
+        other.extent = extent
+        return other
 
     def sections(self, plan: SyncPlan, frames: Sequence[tuple[PrimExpr, PrimExpr]],
                  body_annotations: Mapping) -> list[Stmt]:

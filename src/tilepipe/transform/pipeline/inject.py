@@ -194,7 +194,7 @@ def _guarded(schedule: Schedule, emitter: Emitter, kept: dict) -> Stmt:
     otherwise: Stmt | None = _no_iteration(schedule) if schedule.preloop else None
     for extent in range(1, least):
         short = plan_synchronization(schedule, extent, schedule.max_stage)
-        short_emitter = Emitter(schedule, IntImm(extent, loop.extent.dtype))
+        short_emitter = emitter.with_extent(IntImm(extent, loop.extent.dtype))
         stmt = seq(*short_emitter.sections(
             short, _frames(short, extent, schedule.max_stage, loop), kept))
         otherwise = IfThenElse(EQ(loop.extent, IntImm(extent, loop.extent.dtype)), stmt,
