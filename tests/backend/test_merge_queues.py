@@ -1,0 +1,131 @@
+"""merge_queues: merged counts are the largest safe ones (the simulator's oracle), in the
+steady-state loop as in the straight-line prologue and epilogue - ring slots of another
+queue written some iterations earlier are told apart from the slot read now."""
+
+import pytest
+
+from tilepipe.backend.cuda import lower
+from tilepipe.ir import AsyncWaitQueue, as_int, post_order_visit
+from tilepipe.script import parse
+from tilepipe.sim import max_safe_counts, verify
+from tilepipe.transform import inject_software_pipeline
+
+HEADER = "from tilepipe import script as T\n\n\n@T.prim_func\n"
+
+# The seeds' three stages, two of them asynchronous: a copy, an asynchronous compute, and
+# the consumer, which reads another thread's element.
+THREE_STAGE_TWO_ASYNC = HEADER + '''\
+def pipeline(A0: T.Buffer((2, 6), "float32"), A1: T.Buffer((2, 6), "float32"),
+             C: T.Buffer((2, 6), "float32")):
+    for tx in T.thread_binding(2, thread="threadIdx.x"):
+        for i in T.serial(0, 6, annotations={"software_pipeline_stage": [0, 2, 2, 3],
+                                             "software_pipeline_order": [3, 0, 1, 2],
+                                             "software_pipeline_async_stages": [0, 2]}):
+            with T.block("body"):
+                S0 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                S1 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                R1 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                S0[tx, 0] = A0[tx, i]
+                S1[tx, 0] = A1[tx, i]
+                R1[tx, 0] = S1[tx, 0] * T.float32(3)
+                C[tx, i] = S0[(tx + 1) % 2, 0] + R1[(tx + 1) % 2, 0] + T.float32(1)
+'''
+
+# Two asynchronous copies into rings of three and four slots, a symbolic extent, inside an
+# outer loop: before merging exactness, the waits of the steady-state loop and of the
+# epilogue used 3 where 4 is safe.
+TWO_RINGS_SYMBOLIC = HEADER + '''\
+def pipeline(a0: T.handle, a1: T.handle, c: T.handle):
+    n = T.int32()
+    A0 = T.match_buffer(a0, (2, 4, n), "float32")
+    A1 = T.match_buffer(a1, (2, 4, n), "float32")
+    C = T.match_buffer(c, (2, 4, n), "float32")
+    for tx in T.thread_binding(4, thread="threadIdx.x"):
+        for j in T.serial(2):
+            for i in T.serial(0, n, annotations={"software_pipeline_stage": [1, 3, 0, 3, 3],
+                                                 "software_pipeline_order": [2, 0, 3, 1, 4],
+                                                 "software_pipeline_async_stages": [0, 1]}):
+                with T.block("body"):
+                    S0 = T.alloc_buffer((4, 1), "float32", scope="shared")
+                    R0 = T.alloc_buffer((4, 1), "float32", scope="shared")
+                    S1 = T.alloc_buffer((4, 1), "float32", scope="shared")
+                    R1 = T.alloc_buffer((4, 1), "float32", scope="shared")
+                    S0[tx, 0] = A0[j, tx, i]
+                    R0[tx, 0] = S0[tx, 0] * T.float32(2)
+                    S1[tx, 0] = A1[j, tx, i]
+                    R1[tx, 0] = S1[tx, 0] * T.float32(3)
+                    C[j, tx, i] = R0[tx, 0] + R1[tx, 0] + T.float32(1)
+'''
+
+# An asynchronous copy before the loop (the Q tile of attention) next to two asynchronous
+# stages of the loop: three queues merged into one.
+ASYNC_BEFORE_THE_LOOP = HEADER + '''\
+def pipeline(a0: T.handle, a1: T.handle, c: T.handle, q: T.handle):
+    n = T.int32()
+    A0 = T.match_buffer(a0, (2, 4, n), "float32")
+    A1 = T.match_buffer(a1, (2, 4, n), "float32")
+    C = T.match_buffer(c, (2, 4, n), "float32")
+    Q = T.match_buffer(q, (4,), "float32")
+    for tx in T.thread_binding(4, thread="threadIdx.x"):
+        for j in T.serial(2):
+            with T.block():
+                P = T.alloc_buffer((4, 1), "float32", scope="shared")
+                with T.attr(0, "async_scope", 1):
+                    P[tx, 0] = Q[tx]
+                for i in T.serial(0, n, annotations={"software_pipeline_stage": [1, 2, 2, 3],
+                                                     "software_pipeline_order": [2, 0, 1, 3],
+                                                     "software_pipeline_async_stages": [1, 2]}):
+                    with T.block("body"):
+                        S0 = T.alloc_buffer((4, 1), "float32", scope="shared")
+                        S1 = T.alloc_buffer((4, 1), "float32", scope="shared")
+                        R1 = T.alloc_buffer((4, 1), "float32", scope="shared")
+                        S0[tx, 0] = A0[j, tx, i]
+                        S1[tx, 0] = A1[j, tx, i]
+                        R1[tx, 0] = S1[tx, 0] * T.float32(3)
+                        C[j, tx, i] = (S0[(tx + 2) % 4, 0] + R1[(tx + 2) % 4, 0]
+                                       + P[(tx + 2) % 4, 0] + T.float32(1))
+'''
+
+
+def _lowered(source):
+    return lower(inject_software_pipeline(parse(source)))
+
+
+def _assert_exact(func, dims):
+    report = verify(func, dims=dims)
+    assert report.ok, report.format()
+    counts = max_safe_counts(func, dims=dims)
+    assert counts
+    for count in counts:
+        assert count.max_safe is None or count.exact, count.format()
+
+
+def _wait_counts(func):
+    found = []
+    post_order_visit(func.body, lambda node: found.append(as_int(node.in_flight))
+                     if isinstance(node, AsyncWaitQueue) else None)
+    return found
+
+
+def test_three_stage_two_async_is_exact():
+    lowered = _lowered(THREE_STAGE_TWO_ASYNC)
+    _assert_exact(lowered, {})
+    # the consumer's wait in the loop lets the three newest groups fly: S1 and R1 of the
+    # next iteration and S0 committed two iterations ahead
+    assert 3 in _wait_counts(lowered)
+
+
+@pytest.mark.parametrize("extent", [1, 3, 4, 6])
+def test_two_rings_with_a_symbolic_extent_are_exact(extent):
+    _assert_exact(_lowered(TWO_RINGS_SYMBOLIC), {"n": extent})
+
+
+def test_two_rings_wait_for_the_slot_they_read():
+    # S1 has four slots: the wait before R1 reads slot i % 4 leaves four groups in flight
+    counts = _wait_counts(_lowered(TWO_RINGS_SYMBOLIC))
+    assert 4 in counts
+
+
+@pytest.mark.parametrize("extent", [1, 2, 5])
+def test_async_statement_before_the_loop_is_exact(extent):
+    _assert_exact(_lowered(ASYNC_BEFORE_THE_LOOP), {"n": extent})
