@@ -25,6 +25,7 @@ The pass is idempotent: on its own output it finds every conflict already settle
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..arith import Analyzer
 from ..ir import (
@@ -96,8 +97,9 @@ class _Access:
         extents = None if self.extents is None else _specialize(self.extents, values)
         return _Access(self.buffer, _specialize(self.indices, values), self.write, extents)
 
-    @property
+    @cached_property
     def variables(self) -> frozenset:
+        """The variables of the indices and extents (asked for at every loop step)."""
         return frozenset(_variables(self.indices + (self.extents or ())))
 
 
@@ -464,17 +466,19 @@ def _fresh(accesses: frozenset) -> frozenset:
     return frozenset((access, frozenset()) for access in accesses)
 
 
+class _VariableCollector(IRVisitor):
+    def __init__(self) -> None:
+        self.found: dict[Var, None] = {}
+
+    def visit_var(self, node: Var) -> None:
+        self.found.setdefault(node, None)
+
+
 def _variables(exprs) -> list[Var]:
-    found: dict[Var, None] = {}
-
-    class _Collector(IRVisitor):
-        def visit_var(self, node: Var) -> None:
-            found.setdefault(node, None)
-
-    collector = _Collector()
+    collector = _VariableCollector()
     for expr in exprs:
         collector.visit(expr)
-    return list(found)
+    return list(collector.found)
 
 
 def _accesses(stmt: Stmt) -> frozenset:
