@@ -39,9 +39,6 @@ def test_hand_written_programs_and_mutants():
         _agree(programs.load(source))
 
 
-@pytest.mark.xfail(reason="known defect: insert_barriers raises IndexError on some fully "
-                   "synchronous programs whose threads share data (stages [3, 3, 3])",
-                   raises=IndexError, strict=False)
 @settings(max_examples=12, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(generated(max_threads=4, max_extent=4))

@@ -189,3 +189,25 @@ def before_branch(A: T.Buffer((32,), "float32"), C: T.Buffer((32,), "float32")):
     synchronized = insert_barriers(func)
     assert "T.tvm_storage_sync" in synchronized.script().split("if tx < 16")[0]
     _assert_race_free_and_minimal(synchronized)
+
+
+SHIFTED_EXCHANGE = """
+@T.prim_func
+def shifted(A: T.Buffer((2, 4), "float32"), C: T.Buffer((2, 4), "float32")):
+    for tx in T.thread_binding(2, thread="threadIdx.x"):
+        for i in T.serial(4, annotations={"software_pipeline_stage": [3, 3, 3],
+                                          "software_pipeline_order": [0, 1, 2]}):
+            with T.block("body"):
+                S = T.alloc_buffer((2, 1), "float32", scope="shared")
+                R = T.alloc_buffer((2, 1), "float32", scope="shared")
+                S[tx, 0] = A[tx, i]
+                R[tx, 0] = S[tx, 0] * T.float32(2)
+                C[tx, i] = R[(tx + 1) % 2, 0] + T.float32(1)
+"""
+
+
+def test_a_statement_in_both_a_loop_body_and_an_unrolled_epilogue():
+    # Every stage is 3: the body keeps one iteration and the epilogue unrolls three, and
+    # both hold the same statement object (its indices have no loop variable).
+    synchronized = inject_software_pipeline(program(SHIFTED_EXCHANGE))
+    _assert_race_free_and_minimal(synchronized)

@@ -24,6 +24,7 @@ The pass is idempotent: on its own output it finds every conflict already settle
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -57,11 +58,12 @@ def is_storage_sync(stmt: Stmt) -> bool:
 
 def insert_barriers(func: PrimFunc) -> PrimFunc:
     """``func`` with the fewest barriers, each right before the access that needs it."""
-    planner = _Planner(_thread_axes(func.body))
-    planner.plan(func.body)
+    body = _Unsharer().visit(func.body)
+    planner = _Planner(_thread_axes(body))
+    planner.plan(body)
     if not planner.barriers:
         return func
-    return func.with_body(_Inserter(planner.guards()).visit(func.body))
+    return func.with_body(_Inserter(planner.guards()).visit(body))
 
 
 def _thread_axes(body: Stmt) -> dict[Var, str]:
@@ -517,6 +519,23 @@ def _accesses(stmt: Stmt) -> frozenset:
 
     _Collector().visit(stmt)
     return frozenset(found)
+
+
+class _Unsharer(IRMutator):
+    """Gives each place of a statement its own node: the pipeline's prologue, body and
+    epilogue may hold one statement object in several places, and the planner tells
+    places apart by node identity."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def visit(self, node):
+        result = super().visit(node)
+        if isinstance(result, Stmt):
+            if id(result) in self.seen:
+                result = copy.copy(result)
+            self.seen.add(id(result))
+        return result
 
 
 class _Inserter(IRMutator):
