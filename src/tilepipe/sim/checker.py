@@ -12,6 +12,8 @@ A conflict (same element, one access writes, not the same statement instance of 
 same thread) is a race when the earlier access may still be in flight or not yet
 visible; a conflict with an asynchronous access also bounds the in-flight count of the
 latest wait its thread executed on that queue (see :mod:`tilepipe.sim.exactness`).
+Writes of in-order asynchronous statements (``T.wgmma``'s accumulator updates) of one
+thread and queue are ordered among themselves (:mod:`tilepipe.sim.async_wgmma`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import AsyncScope, BufferStore, Evaluate, IRVisitor, Stmt
+from .async_wgmma import issues_in_order
 from .interpreter import Observer
 from .memory import GLOBAL, THREAD, Storage
 from .queues import NEVER
@@ -93,6 +96,7 @@ class _Shadow:
             return np.full(size, value, dtype=np.int64)
 
         self.write_thread, self.write_queue = filled(-1), filled(-1)
+        self.write_in_order = np.zeros(size, dtype=bool)
         self.write_group, self.write_interval, self.write_instance = (
             filled(0), filled(0), filled(-1))
         self.read_interval, self.read_thread, self.read_instance = (
@@ -140,6 +144,7 @@ class Checker(Observer):
         self.executions: list[WaitExecution] = []
         self._shadows: dict[int, tuple[Storage, _Shadow]] = {}
         self._current = -1
+        self._in_order = False  # whether the current instance is an in-order async one
         self._issues: list[_Issue] = []
         self._last_wait: dict[int, np.ndarray] = {}
         self._wait_committed: dict[int, np.ndarray] = {}
@@ -158,9 +163,11 @@ class Checker(Observer):
 
     def statement(self, stmt: Stmt, context) -> None:
         self._current = self._new_instance(stmt, context, False)
+        self._in_order = False
 
     def issue(self, scope: AsyncScope, context, queue: int, groups: np.ndarray) -> None:
         self._current = self._new_instance(scope, context, True)
+        self._in_order = issues_in_order(scope)
         self._issues.append(_Issue(self._current, queue, context.threads, groups))
 
     def _new_instance(self, node, context, is_async: bool) -> int:
@@ -188,6 +195,7 @@ class Checker(Observer):
             shadow.write_group[flat] = groups
             shadow.write_interval[flat] = interval
             shadow.write_instance[flat] = instance
+            shadow.write_in_order[flat] = self._in_order
         elif queue is not None:
             latest, earlier = shadow.async_reads
             other = (latest.thread[flat] >= 0) & (latest.thread[flat] != threads)
@@ -242,6 +250,9 @@ class Checker(Observer):
         prior_thread = shadow.write_thread[flat]
         lanes = (prior_thread >= 0) & ~((prior_thread == threads)
                                         & (shadow.write_instance[flat] == self._current))
+        if self._in_order:  # in-order statements of one thread and queue never race
+            lanes &= ~((prior_thread == threads) & shadow.write_in_order[flat]
+                       & (shadow.write_queue[flat] == queue))
         if not lanes.any():
             return
         lanes = np.flatnonzero(lanes)

@@ -29,6 +29,7 @@ from ..ir import (
     is_float_dtype,
 )
 from . import intrinsics
+from .async_wgmma import issues_in_order
 from .context import Context, is_lanes
 from .launch import BLOCK_AXES, THREAD_AXES, WARP_SIZE, launch_of
 from .memory import THREAD, WARP, AccessError, Memory, Storage, numpy_dtype
@@ -82,6 +83,7 @@ class PendingStatement:
     context: Context
     queue: int
     groups: np.ndarray
+    in_order: bool = False
 
 
 _MISSING = object()
@@ -299,10 +301,14 @@ class Interpreter:
         if self.observer is not None:
             self.observer.issue(stmt, context, queue, groups)
         now = self.schedule.issue_now(len(context))
+        in_order = issues_in_order(stmt)
+        if in_order:
+            now &= ~self._behind(queue, context.threads)
         if not now.all():
             later = context.subset(~now)
             later.async_queue = queue
-            self.pending.append(PendingStatement(stmt.body, later, queue, groups[~now]))
+            self.pending.append(PendingStatement(stmt.body, later, queue, groups[~now],
+                                                 in_order))
         if now.any():
             running = context.copy(async_queue=queue) if now.all() \
                 else context.subset(now)
@@ -358,8 +364,23 @@ class Interpreter:
     def _land_random(self) -> None:
         for pending in list(self.pending):
             lanes = self.schedule.landing(len(pending.context))
+            if pending.in_order:
+                lanes &= ~self._behind(pending.queue, pending.context.threads, pending)
             if lanes.any():
                 self._land(pending, lanes)
+
+    def _behind(self, queue: int, threads: np.ndarray,
+                until: PendingStatement | None = None) -> np.ndarray:
+        """Which of ``threads`` still have an earlier in-order statement pending on
+        ``queue`` (issued before ``until``, or at all): in-order statements of a thread
+        and queue land in issue order (see :mod:`tilepipe.sim.async_wgmma`)."""
+        behind = np.zeros(len(threads), dtype=bool)
+        for pending in self.pending:
+            if pending is until:
+                break
+            if pending.in_order and pending.queue == queue:
+                behind |= np.isin(threads, pending.context.threads)
+        return behind
 
     def _land_all(self) -> None:
         while self.pending:

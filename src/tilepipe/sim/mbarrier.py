@@ -989,6 +989,9 @@ def _wgmma(call, args, context):
         if not region.buffer.scope.startswith("shared") or region.buffer.dtype != "float16":
             raise BarrierError(f"T.wgmma reads its {what} as float16 from shared memory",
                                call.span)
+    if context.async_queue is not None:  # an async stage of a count pipeline defers it
+        from .async_wgmma import run_async_wgmma
+        return run_async_wgmma(call, accumulator, a, b, accumulate, context, BarrierError)
     queues = _wgmma_queues(context)
     storage = context.machine.memory.storage(accumulator.buffer, call.span)
     if len(accumulator.region) != 1:
