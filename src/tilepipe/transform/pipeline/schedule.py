@@ -23,6 +23,7 @@ from ...ir import (
     AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, For, IntImm,
     IRVisitor, PrimExpr, Range, Stmt, Var, substitute,
 )
+from . import wgmma
 from .annotations import ORDER, STAGE, PipelineAnnotation, loop_error
 
 
@@ -267,6 +268,11 @@ class _Accesses(IRVisitor):
         self.writes.append(self._point(node.buffer, node.indices))
 
     def visit_call(self, node) -> None:
+        known = wgmma.call_accesses(node)
+        if known is not None:
+            self.reads.extend(known[0])
+            self.writes.extend(known[1])
+            return
         # An opaque call may read or write any buffer it is given.
         for arg in node.args:
             region = BufferRegion.full(arg) if isinstance(arg, Buffer) else arg
@@ -330,6 +336,7 @@ def compute_schedule(loop: For, stmts: Sequence[Stmt], local_buffers: Sequence[B
             index, position, stmts[index], stage, annotation.orders[index],
             stage in annotation.async_stages, reads, writes))
     _check_dependencies(loop, statements)
+    wgmma.check_stages(loop, statements)
     regions = _RegionTest(loop)
     versions = _versions(statements, local_buffers, _double_buffered(stmts), regions)
     base = max(_used_queues(stmts), default=-1) + 1
@@ -474,6 +481,7 @@ def _dependencies(statements: Sequence[PipelineStatement], versions: Mapping[Buf
         pairs += [(region, consumer, other, "write")
                   for region in producer.reads if region.buffer.scope != "global"
                   for consumer, other, writes in accesses[region.buffer] if writes]
+        pairs = [pair for pair in pairs if not wgmma.in_order(producer, pair[1])]
         for region, consumer, other, kind in pairs:
             # The producer's instance j - d precedes the consumer's instance j from here on.
             first = producer.stage - consumer.stage + int(producer.position >= consumer.position)
