@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import AsyncScope, BufferRegion, Call, IntImm, IRVisitor, Range, Stmt
+from .intrinsics import IntrinsicError, register
 
 IN_ORDER_INTRINSICS = frozenset({"wgmma"})
 WARPGROUP_THREADS = 128
@@ -90,6 +91,16 @@ def run_async_wgmma(call, accumulator, a, b, accumulate, context, error) -> int:
         else:
             product = product[rows, columns]
         storage.array[places] = product
+    return 0
+
+
+@register("fence_proxy_async")
+def _fence_proxy_async(call, args, context):
+    """``fence.proxy.async``: orders the thread's shared-memory writes (landed
+    ``cp.async`` copies) before reads through the async proxy (a later wgmma). The
+    simulator has one view of memory: nothing to do."""
+    if args:
+        raise IntrinsicError("T.fence_proxy_async takes no argument", call.span)
     return 0
 
 

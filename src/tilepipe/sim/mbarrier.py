@@ -1078,7 +1078,7 @@ def _wgmma_wait_group(call, args, context):
     for warpgroup, _, members in _warpgroups(context, call):
         if oracle is not None:
             _system(context)
-            oracle.wait((call, unroll), call.span, warpgroup, members.local, int(in_flight),
-                        queues.commits.get(warpgroup, 0))
+            oracle.wgmma_wait((call, unroll), call.span, warpgroup, members.local,
+                              int(in_flight), queues.commits.get(warpgroup, 0))
         queues.wait(warpgroup, int(in_flight))
     return 0

@@ -84,7 +84,8 @@ class WgmmaOracle(Observer):
     """Observer that records, while the interpreter runs, the wgmma groups, the waits
     and the accesses conflicting with them; :func:`max_safe_wgmma_counts` runs it.
 
-    The Hopper intrinsics report to it (``wgmma``, ``committed``, ``wait``, ``write``)
+    The Hopper intrinsics report to it (``wgmma``, ``wgmma_wait``, ``write``; ``wait``
+    is a count wait's, which it leaves alone)
     and the block's :class:`~tilepipe.sim.mbarrier.HappensBefore` sets :attr:`order`.
     """
 
@@ -115,8 +116,8 @@ class WgmmaOracle(Observer):
             self.footprints.append(_Footprint(warpgroup, group, storage, flat,
                                               np.ones(len(flat), bool), is_accumulator))
 
-    def wait(self, site: tuple, span: Span | None, warpgroup: int, threads: np.ndarray,
-             used: int, committed: int) -> None:
+    def wgmma_wait(self, site: tuple, span: Span | None, warpgroup: int,
+                   threads: np.ndarray, used: int, committed: int) -> None:
         clocks = self.order.clocks[threads, threads].copy()
         execution = _WaitExecution(site, used, committed, threads, clocks)
         self.waits.setdefault(warpgroup, []).append(execution)

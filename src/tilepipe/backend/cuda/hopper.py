@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from ...errors import LoweringError
 from ...ir import Buffer, BufferLoad, BufferRegion, Call, StringImm, as_int, post_order_visit
+from .async_copy import match_async_copy
 from .codegen import CudaEmitter
 from .intrinsics import register_intrinsic
 from .tma import DTYPE_BYTES, TensorMapSpec, tensor_map_spec
@@ -261,6 +262,14 @@ def emit_wgmma_fence(call: Call, emitter: CudaEmitter) -> str:
     return "tilepipe_hopper::wgmma_fence()"
 
 
+@register_intrinsic("fence_proxy_async")
+def emit_fence_proxy_async(call: Call, emitter: CudaEmitter) -> str:
+    """Orders the thread's generic-proxy shared writes (``cp.async``) before the async
+    proxy's reads (wgmma operands)."""
+    _check_arity(call, 0, "fence_proxy_async()")
+    return 'asm volatile("fence.proxy.async.shared::cta;" ::: "memory")'
+
+
 @register_intrinsic("wgmma_commit_group")
 def emit_wgmma_commit_group(call: Call, emitter: CudaEmitter) -> str:
     _check_arity(call, 0, "wgmma_commit_group()")
@@ -387,6 +396,27 @@ class HopperEmitter(CudaEmitter):
                        for arg in call.args[1:3] if isinstance(arg, BufferRegion)}
         self.swizzled = {buffer for buffer in self.tiles if _only_wgmma_reads(buffer, calls,
                                                                               func.body)}
+
+    def _async_copy(self, stmt) -> None:
+        """A ``cp.async`` into a swizzled wgmma operand tile writes its 16-byte chunk where
+        the swizzle puts it (as TMA would): byte address bits 4.. XOR bits 7.. of the
+        tile, whose base is aligned to the swizzle atom."""
+        copy = match_async_copy(stmt, self.analyzer)
+        buffer = copy.destination.buffer
+        if buffer not in self.swizzled:
+            super()._async_copy(stmt)
+            return
+        element_bytes = DTYPE_BYTES[buffer.dtype]
+        row_bytes = (as_int(buffer.shape[-1]) or 0) * element_bytes
+        if row_bytes not in SWIZZLE_WIDTHS:
+            raise LoweringError(f"the wgmma operand {buffer.name} written by cp.async must "
+                                "have rows of 32, 64 or 128 bytes (a swizzle width)", stmt.span)
+        scale = element_bytes.bit_length() - 1  # log2 of the element size
+        offset = self.flat_index(buffer, copy.destination_indices)
+        swizzled = (f"({offset}) ^ (((({offset}) >> {7 - scale}) & {row_bytes // 16 - 1}) "
+                    f"<< {4 - scale})")
+        source = self.address_of(copy.source.buffer, copy.source_indices)
+        self.line(f"cp_async<{copy.num_bytes}>(&{self.name_of(buffer)}[{swizzled}], {source});")
 
     def launch_bounds(self, threads: int) -> str:
         if threads and self.reallocates:
