@@ -2,9 +2,10 @@
 a program whose threads share shared-memory tiles race-free, on any target.
 
 The planner walks the program in execution order keeping, per thread, the shared-memory
-accesses made since the last barrier and the async groups still in flight. An async
-write becomes an access of its own at the wait that completes its group (other threads
-may see it only after that wait and a later barrier). A barrier goes right before the
+accesses made since the last barrier and, per queue, the async groups still in flight (a
+wait completes groups of its own queue only). An async access (a copy's write, an async
+computation's read) becomes an access of its own at the wait that completes its group
+(other threads may see it only after that wait and a later barrier). A barrier goes right before the
 first statement whose access conflicts with a pending one of another thread: a read
 after a wait of data other threads copied, a write (sync or async) into a ring slot other
 threads may still read, a plain shared-memory write read by other threads; before a loop
@@ -112,7 +113,8 @@ class _State:
     (None: further back than MAX_DISTANCE, or in another run of the loop)."""
 
     pending: frozenset  # accesses since the last barrier (landed async writes included)
-    groups: tuple  # committed async groups in flight, oldest first (frozensets of entries)
+    groups: tuple  # per queue (sorted): its committed groups in flight, oldest first
+    #                (frozensets of entries)
     open: frozenset  # async accesses issued but not yet committed
 
     def carry(self, var: Var, leaving: bool = False) -> "_State":
@@ -130,15 +132,29 @@ class _State:
                 result.add((access, carried))
             return frozenset(result)
 
-        return _State(moved(self.pending), tuple(moved(group) for group in self.groups),
+        return _State(moved(self.pending),
+                      tuple((queue, tuple(moved(group) for group in groups))
+                            for queue, groups in self.groups),
                       moved(self.open))
 
     def join(self, other: "_State") -> "_State":
-        length = max(len(self.groups), len(other.groups))
-        left = (frozenset(),) * (length - len(self.groups)) + self.groups
-        right = (frozenset(),) * (length - len(other.groups)) + other.groups
-        return _State(self.pending | other.pending,
-                      tuple(a | b for a, b in zip(left, right)), self.open | other.open)
+        mine, theirs = dict(self.groups), dict(other.groups)
+        joined = {}
+        for queue in mine.keys() | theirs.keys():
+            left, right = mine.get(queue, ()), theirs.get(queue, ())
+            length = max(len(left), len(right))
+            left = (frozenset(),) * (length - len(left)) + left
+            right = (frozenset(),) * (length - len(right)) + right
+            joined[queue] = tuple(a | b for a, b in zip(left, right))
+        return _State(self.pending | other.pending, tuple(sorted(joined.items())),
+                      self.open | other.open)
+
+    def with_groups(self, queue: int, groups: tuple) -> "_State":
+        """The state with ``groups`` in flight on ``queue``."""
+        others = {key: value for key, value in self.groups if key != queue}
+        if groups:
+            others[queue] = groups
+        return _State(self.pending, tuple(sorted(others.items())), self.open)
 
 
 _EMPTY = _State(frozenset(), (), frozenset())
@@ -342,10 +358,11 @@ class _Planner:
             return _State(state.pending, state.groups, state.open | _fresh(accesses))
         if isinstance(stmt, AsyncCommitQueue):
             state = self.visit(stmt.body, state)
-            groups = (state.groups + (state.open,))
+            groups = dict(state.groups).get(stmt.queue, ()) + (state.open,)
             if len(groups) > MAX_TRACKED_GROUPS:  # the oldest ones complete together
                 groups = (groups[0] | groups[1],) + groups[2:]
-            return _State(state.pending, groups, frozenset())
+            state = state.with_groups(stmt.queue, groups)
+            return _State(state.pending, state.groups, frozenset())
         if isinstance(stmt, AsyncWaitQueue):
             return self.visit(stmt.body, self._wait(stmt, state))
         if isinstance(stmt, For):
@@ -376,13 +393,15 @@ class _Planner:
         return state
 
     def _wait(self, wait: AsyncWaitQueue, state: _State) -> _State:
+        groups = dict(state.groups).get(wait.queue, ())
         count = as_int(self.analyzer.simplify(wait.in_flight))
         if count is None:  # unknown: everything may have landed, and may land again later
-            landed = frozenset().union(*state.groups) if state.groups else frozenset()
+            landed = frozenset().union(*groups) if groups else frozenset()
             return _State(state.pending | landed, state.groups, state.open)
-        completed = max(len(state.groups) - count, 0)
-        landed = frozenset().union(*state.groups[:completed]) if completed else frozenset()
-        return _State(state.pending | landed, state.groups[completed:], state.open)
+        completed = max(len(groups) - count, 0)
+        landed = frozenset().union(*groups[:completed]) if completed else frozenset()
+        return _State(state.pending | landed, state.groups,
+                      state.open).with_groups(wait.queue, groups[completed:])
 
     def _loop(self, loop: For, state: _State) -> _State:
         self.analyzer.bind(loop.loop_var, Range(loop.min, loop.extent))
