@@ -16,7 +16,8 @@ from tilepipe.backend.cuda.sass import disassemble, find_cuobjdump
 from tilepipe.backend.cuda.wgmma_queue import lower_wgmma_queues, wgmma_queues
 from tilepipe.errors import LoweringError, PipelineError
 from tilepipe.ir import (
-    AsyncCommitQueue, AsyncWaitQueue, Call, For, IRMutator, post_order_visit,
+    AsyncCommitQueue, AsyncScope, AsyncWaitQueue, BufferStore, Call, Evaluate, FloatImm, For,
+    IntImm, IRMutator, post_order_visit, seq,
 )
 from tilepipe.kernels.hopper_gemm import hopper_gemm_count_pipeline
 from tilepipe.sim import random_inputs, simulate, verify
@@ -339,6 +340,21 @@ def test_wgmma_on_two_queues_cannot_be_lowered(pipelined):
         lower_wgmma_queues(split)
 
 
+def test_a_wgmma_queue_statement_that_is_not_one_wgmma_cannot_be_lowered(pipelined):
+    (queue,) = wgmma_queues(pipelined)
+
+    class _AddStore(IRMutator):
+        def visit_async_scope(self, node):
+            if isinstance(node.body, Evaluate) and node.body.value.op == "wgmma":
+                accumulator = node.body.value.args[0].buffer
+                store = BufferStore(accumulator, FloatImm(0.0, "float32"), (IntImm(0),))
+                return AsyncScope(seq(store, node.body), node.span)
+            return node
+
+    with pytest.raises(LoweringError, match="must be one T.wgmma call"):
+        lower_wgmma_queues(pipelined.with_body(_AddStore().visit(pipelined.body)))
+
+
 # CUDA ---------------------------------------------------------------------------------------
 SASS_INSTRUCTION = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Za-z0-9_.]*)"
                               r"([^;]*);")
@@ -371,19 +387,23 @@ def test_sass_has_hgmma_and_the_wait_immediates(gemm_sass):
     assert {("cp.async wait", 1), ("cp.async wait", 0)} <= set(instructions)
 
 
-def test_cp_async_into_an_operand_tile_writes_the_128_byte_swizzle():
+@pytest.mark.parametrize("block_k, swizzled_chunk", [
+    (64, lambda row, chunk: chunk ^ row % 8),          # 128-byte rows
+    (32, lambda row, chunk: chunk ^ row // 2 % 4),     # 64-byte rows
+])
+def test_cp_async_into_an_operand_tile_writes_the_tma_swizzle(block_k, swizzled_chunk):
     source = generate(lower(inject_software_pipeline(hopper_gemm_count_pipeline(
-        128, 128, 256, block_m=128, block_n=128, block_k=64))), "sm_90a").source
+        128, 128, 4 * block_k, block_m=128, block_n=128, block_k=block_k))), "sm_90a").source
     swizzled = re.findall(r"cp_async<16>\(&A_shared\[\((.+?)\) \^ \(\(\(\(\1\) >> (\d+)\) & "
                           r"(\d+)\) << (\d+)\)\]", source)
     assert swizzled
     shift, mask, low = (int(value) for value in swizzled[0][1:])
-    # fp16 rows of 128 bytes: the 16-byte chunk c of row r lands in chunk c ^ (r % 8)
+    # the 16-byte chunk (8 fp16) c of row r lands in the chunk TMA's swizzle puts it in
     for row in range(16):
-        for chunk in range(8):
-            offset = row * 64 + chunk * 8
+        for chunk in range(block_k // 8):
+            offset = row * block_k + chunk * 8
             moved = offset ^ (((offset >> shift) & mask) << low)
-            assert moved == row * 64 + (chunk ^ row % 8) * 8
+            assert moved == row * block_k + swizzled_chunk(row, chunk) * 8
 
 
 @pytest.mark.gpu

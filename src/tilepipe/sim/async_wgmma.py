@@ -51,6 +51,7 @@ def run_async_wgmma(call, accumulator, a, b, accumulate, context, error) -> int:
     (any subset of warpgroups: a warpgroup's threads may land their parts at different
     moments) with the operands as they are now. ``error`` builds the exception of a
     malformed call."""
+    # imported here: mbarrier imports the interpreter, which imports this module
     from .mbarrier import WGMMA_K, WGMMA_M, wgmma_accumulator_position
 
     machine = context.machine
