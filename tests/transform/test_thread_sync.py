@@ -89,6 +89,15 @@ def test_exchange_between_threads_gets_fewest_barriers():
             examples.shared_exchange(num_stages)))
 
 
+@pytest.mark.parametrize("copy_first", [False, True])
+def test_simt_gemm_pipeline_is_race_free_with_fewest_barriers(copy_first):
+    """256 threads each read 32 elements of the tiles that others copied, in loops
+    unrolled into 256 statements an iteration: one barrier after the wait, and one more
+    before the copies when they come first."""
+    _assert_race_free_and_minimal(inject_software_pipeline(
+        examples.simt_gemm(64, 64, 64, num_stages=3, copy_first=copy_first)))
+
+
 @pytest.mark.parametrize("make", [
     lambda: inject_software_pipeline(gemm_small()),
     lambda: lower(inject_software_pipeline(gemm_small())),
