@@ -9,7 +9,8 @@ first statement whose access conflicts with a pending one of another thread: a r
 after a wait of data other threads copied, a write (sync or async) into a ring slot other
 threads may still read, a plain shared-memory write read by other threads; before a loop
 (or a branch on a thread-dependent condition) when the conflict is with what came before
-it. Serial loops are walked to a fixed point so that conflicts between iterations are
+it, unless the barriers that the loop's body needs anyway settle it (a walk of the loop
+from the unsynchronized state finds no new conflict). Serial loops are walked to a fixed point so that conflicts between iterations are
 found; unrolled loops (the pipeline's prologue and epilogue) one iteration at a time,
 their variable a known value, so that decided predicates, wait counts and ring slots are
 exact. A barrier that only some unrolled iterations need is guarded by a condition on the
@@ -191,6 +192,9 @@ class _Planner:
         self.ranges: dict[Var, Range] = {}  # where each loop variable is now
         self.unrolled_values: dict[Var, PrimExpr] = {}  # unrolled loops being walked: value
         self.enclosing: set[Var] = set()  # variables of the loops around the current point
+        # Probing walks a loop without the barrier before it, planning nothing new.
+        self._probing = False
+        self._probe_failed = False
 
     def accesses(self, stmt: Stmt) -> frozenset:
         """The accesses of ``stmt`` in the current iteration of the unrolled loops being
@@ -414,6 +418,10 @@ class _Planner:
         self.reached.setdefault(stmt, set()).add(iteration)
         self.unrolled_around[stmt] = tuple(self.unrolled_values)
         needed = self.barriers.get(stmt, ())
+        if self._probing and iteration not in needed:
+            if self._conflicts(accesses, state):
+                self._probe_failed = True
+            return state
         if iteration in needed or self._conflicts(accesses, state):
             if self.divergent:
                 condition, branch = self.divergent[-1]
@@ -440,6 +448,8 @@ class _Planner:
 
     # Walk -----------------------------------------------------------------------------------
     def visit(self, stmt: Stmt, state: _State) -> _State:
+        if self._probe_failed:
+            return state
         if isinstance(stmt, SeqStmt):
             for child in stmt.stmts:
                 state = self.visit(child, state)
@@ -505,9 +515,33 @@ class _Planner:
         self.ranges[loop.loop_var] = Range(loop.min, loop.extent)
         if loop.kind is ForKind.THREAD_BINDING:
             return self.visit(loop.body, state)
-        # A conflict with what came before the loop is settled once, before the loop.
-        return self._iterations(loop, self._barrier_before(loop, self.accesses(loop.body),
-                                                           state))
+        if self._probing:
+            planned = self._iteration() in self.barriers.get(loop, ())
+            return self._iterations(loop, state.synchronized() if planned else state)
+        # A conflict with what came before the loop is settled once, before the loop,
+        # unless the barriers that the body needs anyway settle it already.
+        synchronized = self._barrier_before(loop, self.accesses(loop.body), state)
+        out = self._iterations(loop, synchronized)
+        if synchronized is state:
+            return out
+        unsynchronized = self._probe(loop, state)
+        if unsynchronized is None:
+            return out
+        planned = self.barriers[loop]
+        planned.discard(self._iteration())
+        if not planned:
+            del self.barriers[loop]
+        return unsynchronized
+
+    def _probe(self, loop: For, state: _State) -> _State | None:
+        """The state after ``loop`` entered from ``state`` with no new barrier anywhere,
+        or None when the barriers planned so far leave a conflict."""
+        self._probing = True
+        try:
+            out = self._iterations(loop, state)
+            return None if self._probe_failed else out
+        finally:
+            self._probing = self._probe_failed = False
 
     def _iterations(self, loop: For, state: _State) -> _State:
         """The state after the iterations of a (non thread) loop entered with ``state``."""
