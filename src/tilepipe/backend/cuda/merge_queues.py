@@ -39,8 +39,8 @@ from ...ir import (
 )
 
 
-def merge_queues(func: PrimFunc) -> PrimFunc:
-    """``func`` with every commit and wait on queue 0 and counts adjusted."""
+def async_queues(func: PrimFunc) -> set[int]:
+    """The queues that ``func`` commits to or waits on."""
     queues: set[int] = set()
 
     def collect(node) -> None:
@@ -48,6 +48,12 @@ def merge_queues(func: PrimFunc) -> PrimFunc:
             queues.add(node.queue)
 
     post_order_visit(func.body, collect)
+    return queues
+
+
+def merge_queues(func: PrimFunc) -> PrimFunc:
+    """``func`` with every commit and wait on queue 0 and counts adjusted."""
+    queues = async_queues(func)
     if not queues or queues == {0}:
         return func
     counts: dict[AsyncWaitQueue, int] = {}
