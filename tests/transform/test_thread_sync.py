@@ -20,7 +20,7 @@ from tilepipe.sim import verify
 from tilepipe.transform import inject_software_pipeline, insert_barriers
 from tilepipe.transform.thread_sync import is_storage_sync
 
-from pipeline_helpers import program
+from pipeline_helpers import program, waits
 
 
 def _is_barrier(stmt) -> bool:
@@ -149,6 +149,35 @@ def test_guards_read_only_unrolled_loop_variables(small_gemm):
 
         _Variables().visit(condition)
         assert found and found <= unrolled
+
+
+# Two async stages on two queues (a copy and an asynchronous compute), the consumer reading
+# another thread's elements of both.
+TWO_QUEUES = """
+@T.prim_func
+def pipeline(A0: T.Buffer((2, 6), "float32"), A1: T.Buffer((2, 6), "float32"),
+             C: T.Buffer((2, 6), "float32")):
+    for tx in T.thread_binding(2, thread="threadIdx.x"):
+        for i in T.serial(0, 6, annotations={"software_pipeline_stage": [0, 2, 2, 3],
+                                             "software_pipeline_order": [3, 0, 1, 2],
+                                             "software_pipeline_async_stages": [0, 2]}):
+            with T.block("body"):
+                S0 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                S1 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                R1 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                S0[tx, 0] = A0[tx, i]
+                S1[tx, 0] = A1[tx, i]
+                R1[tx, 0] = S1[tx, 0] * T.float32(3)
+                C[tx, i] = S0[(tx + 1) % 2, 0] + R1[(tx + 1) % 2, 0] + T.float32(1)
+"""
+
+
+def test_a_wait_lands_only_the_groups_of_its_own_queue():
+    """A wait on the compute's queue leaves the copies in flight: the barrier that makes
+    a copied element visible to the other thread follows the copy queue's own wait."""
+    pipelined = inject_software_pipeline(program(TWO_QUEUES))
+    assert len({queue for queue, _ in waits(pipelined)}) == 2
+    _assert_race_free_and_minimal(pipelined)
 
 
 SYNCHRONOUS_EXCHANGE = """

@@ -2,10 +2,10 @@
 a program whose threads share shared-memory tiles race-free, on any target.
 
 The planner walks the program in execution order keeping, per thread, the shared-memory
-accesses made since the last barrier and the async groups still in flight. An async
-write becomes an access of its own at the wait that completes its group (other threads
-may see it only after that wait and a later barrier). A barrier goes right before the
-first statement whose access conflicts with a pending one of another thread: a read
+accesses made since the last barrier and, per queue, the async groups still in flight. An
+async write becomes an access of its own at the wait that completes its group (a wait on
+one queue completes none of another's; other threads may see the write only after that
+wait and a later barrier). A barrier goes right before the first statement whose access conflicts with a pending one of another thread: a read
 after a wait of data other threads copied, a write (sync or async) into a ring slot other
 threads may still read, a plain shared-memory write read by other threads; before a loop
 (or a branch on a thread-dependent condition) when the conflict is with what came before
@@ -125,7 +125,9 @@ class _State:
 
     reads: frozenset  # reads since the last barrier (landed async reads included)
     writes: frozenset  # writes since the last barrier (landed async writes included)
-    groups: tuple  # committed async groups in flight, oldest first (frozensets of entries)
+    # per queue (sorted by queue), its committed groups in flight, oldest first
+    # (frozensets of entries): a wait on one queue leaves the others' groups in flight
+    groups: tuple
     open: frozenset  # async accesses issued but not yet committed
 
     def with_pending(self, entries: frozenset) -> "_State":
@@ -156,14 +158,31 @@ class _State:
             return frozenset(result)
 
         return _State(moved(self.reads), moved(self.writes),
-                      tuple(moved(group) for group in self.groups), moved(self.open))
+                      tuple((queue, tuple(moved(group) for group in groups))
+                            for queue, groups in self.groups), moved(self.open))
 
     def join(self, other: "_State") -> "_State":
-        length = max(len(self.groups), len(other.groups))
-        left = (frozenset(),) * (length - len(self.groups)) + self.groups
-        right = (frozenset(),) * (length - len(other.groups)) + other.groups
-        return _State(self.reads | other.reads, self.writes | other.writes,
-                      tuple(a | b for a, b in zip(left, right)), self.open | other.open)
+        mine, theirs = dict(self.groups), dict(other.groups)
+        groups = []
+        for queue in sorted(mine.keys() | theirs.keys()):
+            left, right = mine.get(queue, ()), theirs.get(queue, ())
+            length = max(len(left), len(right))
+            left = (frozenset(),) * (length - len(left)) + left
+            right = (frozenset(),) * (length - len(right)) + right
+            groups.append((queue, tuple(a | b for a, b in zip(left, right))))
+        return _State(self.reads | other.reads, self.writes | other.writes, tuple(groups),
+                      self.open | other.open)
+
+    def in_flight(self, queue: int) -> tuple:
+        """The groups of ``queue`` in flight, oldest first."""
+        return dict(self.groups).get(queue, ())
+
+    def with_groups(self, queue: int, groups: tuple) -> "_State":
+        """The state with ``groups`` in flight on ``queue``."""
+        others = [(other, kept) for other, kept in self.groups if other != queue]
+        return _State(self.reads, self.writes,
+                      tuple(sorted(others + [(queue, groups)], key=lambda item: item[0])),
+                      self.open)
 
 
 _EMPTY = _State(frozenset(), frozenset(), (), frozenset())
@@ -467,10 +486,11 @@ class _Planner:
                           state.open | self._made(accesses))
         if isinstance(stmt, AsyncCommitQueue):
             state = self.visit(stmt.body, state)
-            groups = (state.groups + (state.open,))
+            groups = state.in_flight(stmt.queue) + (state.open,)
             if len(groups) > MAX_TRACKED_GROUPS:  # the oldest ones complete together
                 groups = (groups[0] | groups[1],) + groups[2:]
-            return _State(state.reads, state.writes, groups, frozenset())
+            state = state.with_groups(stmt.queue, groups)
+            return _State(state.reads, state.writes, state.groups, frozenset())
         if isinstance(stmt, AsyncWaitQueue):
             return self.visit(stmt.body, self._wait(stmt, state))
         if isinstance(stmt, For):
@@ -503,12 +523,12 @@ class _Planner:
     def _wait(self, wait: AsyncWaitQueue, state: _State) -> _State:
         count = as_int(self.analyzer.simplify(wait.in_flight))
         if count is None:  # unknown: everything may have landed, and may land again later
-            landed = frozenset().union(*state.groups) if state.groups else frozenset()
+            landed = frozenset().union(*state.in_flight(wait.queue))
             return state.with_pending(landed)
-        completed = max(len(state.groups) - count, 0)
-        landed = frozenset().union(*state.groups[:completed]) if completed else frozenset()
-        state = state.with_pending(landed)
-        return _State(state.reads, state.writes, state.groups[completed:], state.open)
+        groups = state.in_flight(wait.queue)
+        completed = max(len(groups) - count, 0)
+        state = state.with_pending(frozenset().union(*groups[:completed]))
+        return state.with_groups(wait.queue, groups[completed:])
 
     def _loop(self, loop: For, state: _State) -> _State:
         self.analyzer.bind(loop.loop_var, Range(loop.min, loop.extent))
