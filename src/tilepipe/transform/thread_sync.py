@@ -5,20 +5,22 @@ The planner walks the program in execution order keeping, per thread, the shared
 accesses made since the last barrier and, per queue, the async groups still in flight. An
 async write becomes an access of its own at the wait that completes its group (a wait on
 one queue completes none of another's; other threads may see the write only after that
-wait and a later barrier). A barrier goes right before the first statement whose access conflicts with a pending one of another thread: a read
-after a wait of data other threads copied, a write (sync or async) into a ring slot other
-threads may still read, a plain shared-memory write read by other threads; before a loop
-(or a branch on a thread-dependent condition) when the conflict is with what came before
-it, unless the barriers that the loop's body needs anyway settle it (a walk of the loop
-from the unsynchronized state finds no new conflict). Serial loops are walked to a fixed point so that conflicts between iterations are
-found; unrolled loops (the pipeline's prologue and epilogue) one iteration at a time,
-their variable a known value, so that decided predicates, wait counts and ring slots are
-exact. A barrier that only some unrolled iterations need is guarded by a condition on the
-unrolled loop's variable, which every thread evaluates alike. Two accesses are never
-another thread's when, for every thread axis of the launch, both index one dimension by
-that axis' variable alone, or when the analyzer proves that different threads reach
-different elements, taking accesses of the same loop iteration as such (a copy into ring
-slot ``(k + 2) % 3`` never meets a read of slot ``k % 3`` of the same iteration ``k``).
+wait and a later barrier). A barrier goes right before the first statement whose access
+conflicts with a pending one of another thread: a read after a wait of data other threads
+copied, a write (sync or async) into a ring slot other threads may still read, a plain
+shared-memory write read by other threads; before a loop (or a branch on a
+thread-dependent condition) when the conflict is with what came before it, unless the
+barriers that the loop's body needs anyway settle it (a walk of the loop from the
+unsynchronized state finds no new conflict). Serial loops are walked to a fixed point so
+that conflicts between iterations are found; unrolled loops (the pipeline's prologue and
+epilogue) one iteration at a time, their variable a known value, so that decided
+predicates, wait counts and ring slots are exact. A barrier that only some unrolled
+iterations need is guarded by a condition on the unrolled loop's variable, which every
+thread evaluates alike. Two accesses are never another thread's when, for every thread
+axis of the launch, both index one dimension by that axis' variable alone, or when the
+analyzer proves that different threads reach different elements, taking accesses of the
+same loop iteration as such (a copy into ring slot ``(k + 2) % 3`` never meets a read of
+slot ``k % 3`` of the same iteration ``k``).
 
 The pass is idempotent: on its own output it finds every conflict already settled.
 """
