@@ -5,12 +5,21 @@ import numpy as np
 import pytest
 
 from tilepipe.backend.cuda import lower, merge_queues, unroll_waits
-from tilepipe.ir import AsyncCommitQueue, AsyncWaitQueue, IfThenElse, as_int, post_order_visit
+from tilepipe.backend.cuda.lower import pipeline_and_lower
+from tilepipe.ir import (
+    AsyncCommitQueue, AsyncWaitQueue, IfThenElse, IRMutator, SeqStmt, as_int,
+    assert_structural_equal, post_order_visit, seq,
+)
+from tilepipe.kernels.examples import shared_exchange
+from tilepipe.kernels.gemm import gemm, gemm_small
 from tilepipe.ir.printer import script
 from tilepipe.script import parse
 from tilepipe.sim import random_inputs, simulate, verify
+from tilepipe.transform import inject_software_pipeline
+from tilepipe.transform.thread_sync import is_storage_sync
 
 import cuda_programs as programs
+from test_merge_queues import THREE_STAGE_TWO_ASYNC
 
 
 def waits(func):
@@ -121,6 +130,44 @@ def test_shared_data_gets_barriers_after_wait_and_before_overwrite(exchange):
             assert lines[index + 1].startswith("T.tvm_storage_sync(")
     report = verify(lowered)
     assert report.ok, report.format()
+
+
+@pytest.mark.parametrize("make", [
+    gemm_small,
+    lambda: gemm(32, 32, 192, 32, 32, 32, 16, 16),  # a steady-state loop
+    lambda: shared_exchange(2),
+])
+def test_barriers_planned_by_the_pipeliner_still_hold_after_lowering_one_queue(make):
+    """Lowering a pipelined program with one queue without planning its barriers again
+    gives the program that planning them again gives (as pipeline_and_lower does)."""
+    func = make()
+    kept = pipeline_and_lower(func)
+    assert_structural_equal(kept, lower(inject_software_pipeline(func)))
+    report = verify(kept)
+    assert report.ok, report.format()
+
+
+def test_barriers_are_planned_again_when_queues_merge():
+    """Merged, the queues land their groups at other waits, so the barriers of a program
+    with several queues are planned again even when said to be planned: here there are
+    none left, and lowering still gives a race-free program."""
+    pipelined = inject_software_pipeline(parse(THREE_STAGE_TWO_ASYNC))
+    assert len({wait.queue for wait in waits(pipelined)}) == 2
+    unsynchronized = pipelined.with_body(_WithoutBarriers().visit(pipelined.body))
+    assert barriers(unsynchronized) == 0 and not verify(unsynchronized).ok
+    report = verify(lower(unsynchronized, barriers_planned=True))
+    assert report.ok, report.format()
+
+
+class _WithoutBarriers(IRMutator):
+    def visit_seq_stmt(self, node: SeqStmt):
+        return seq(*(self.visit(stmt) for stmt in node.stmts if not _is_barrier(stmt)))
+
+
+def _is_barrier(stmt) -> bool:
+    """A barrier, or one under a guard."""
+    return is_storage_sync(stmt) or (isinstance(stmt, IfThenElse) and stmt.else_case is None
+                                     and is_storage_sync(stmt.then_case))
 
 
 def test_lowering_is_idempotent(exchange):

@@ -2,12 +2,13 @@
 steady-state loop as in the straight-line prologue and epilogue - ring slots of another
 queue written some iterations earlier are told apart from the slot read now."""
 
+import numpy as np
 import pytest
 
 from tilepipe.backend.cuda import lower
-from tilepipe.ir import AsyncWaitQueue, as_int, post_order_visit
+from tilepipe.ir import AsyncCommitQueue, AsyncWaitQueue, as_int, post_order_visit
 from tilepipe.script import parse
-from tilepipe.sim import max_safe_counts, verify
+from tilepipe.sim import max_safe_counts, random_inputs, simulate, verify
 from tilepipe.transform import inject_software_pipeline
 
 HEADER = "from tilepipe import script as T\n\n\n@T.prim_func\n"
@@ -86,6 +87,30 @@ def pipeline(a0: T.handle, a1: T.handle, c: T.handle, q: T.handle):
                                        + P[(tx + 2) % 4, 0] + T.float32(1))
 '''
 
+# Two pipelines nested, each with its own asynchronous copy: the outer loop copies the A
+# tile of the next iteration, the inner one prefetches B elements ``INNER`` iterations
+# ahead; merged, the outer wait for the A tile need not drain the inner prefetches, since
+# the inner loop's first wait lands the A tile too before it is read.
+TWO_LEVELS = HEADER + '''\
+def pipeline(A: T.Buffer((3, 4, 6), "float32"), B: T.Buffer((3, 4, 6), "float32"),
+             C: T.Buffer((3, 4, 6), "float32")):
+    for tx in T.thread_binding(4, thread="threadIdx.x"):
+        for i in T.serial(3, annotations={"software_pipeline_stage": [0, 1, 1, 1],
+                                          "software_pipeline_order": OUTER_ORDER,
+                                          "software_pipeline_async_stages": [0]}):
+            with T.block("outer"):
+                A_shared = T.alloc_buffer((4, 6), "float32", scope="shared")
+                for k in T.serial(6):
+                    A_shared[tx, k] = A[i, tx, k]
+                for j in T.serial(6, annotations={"software_pipeline_stage": [0, INNER],
+                                                  "software_pipeline_order": [0, 1],
+                                                  "software_pipeline_async_stages": [0]}):
+                    with T.block("inner"):
+                        B_shared = T.alloc_buffer((4, 1), "float32", scope="shared")
+                        B_shared[tx, 0] = B[i, tx, j]
+                        C[i, tx, j] = A_shared[(tx + 1) % 4, j] + B_shared[(tx + 1) % 4, 0]
+'''
+
 
 def _lowered(source):
     return lower(inject_software_pipeline(parse(source)))
@@ -129,3 +154,27 @@ def test_two_rings_wait_for_the_slot_they_read():
 @pytest.mark.parametrize("extent", [1, 2, 5])
 def test_async_statement_before_the_loop_is_exact(extent):
     _assert_exact(_lowered(ASYNC_BEFORE_THE_LOOP), {"n": extent})
+
+
+@pytest.mark.parametrize("outer_order, inner_stage", [
+    ([0, 1, 2, 3], 1),
+    ([0, 1, 2, 3], 3),  # three B elements in flight when the outer body waits for A
+    ([3, 0, 1, 2], 2),  # the inner epilogue first: the next A tile is copied after it
+])
+def test_two_nested_levels_of_async_copies_merge_exactly(outer_order, inner_stage):
+    source = TWO_LEVELS.replace("OUTER_ORDER", str(outer_order)).replace("INNER",
+                                                                         str(inner_stage))
+    func = parse(source)
+    pipelined = inject_software_pipeline(func)
+    queues = set()
+    post_order_visit(pipelined.body, lambda node: queues.add(node.queue)
+                     if isinstance(node, (AsyncCommitQueue, AsyncWaitQueue)) else None)
+    assert len(queues) == 2  # one queue per level before merging
+    lowered = lower(pipelined)
+    _assert_exact(lowered, {})
+    inputs = random_inputs(func, seed=inner_stage)
+    expected = simulate(func, {name: array.copy() for name, array in inputs.items()})
+    for schedule in ("lazy", "random:5"):
+        outputs = simulate(lowered, {name: array.copy() for name, array in inputs.items()},
+                           schedule=schedule)
+        np.testing.assert_array_equal(outputs["C"], expected["C"])

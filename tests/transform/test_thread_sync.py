@@ -15,12 +15,12 @@ from tilepipe.ir import (
     seq,
 )
 from tilepipe.kernels import examples
-from tilepipe.kernels.gemm import gemm_small
+from tilepipe.kernels.gemm import gemm, gemm_small
 from tilepipe.sim import verify
 from tilepipe.transform import inject_software_pipeline, insert_barriers
 from tilepipe.transform.thread_sync import is_storage_sync
 
-from pipeline_helpers import program
+from pipeline_helpers import program, waits
 
 
 def _is_barrier(stmt) -> bool:
@@ -83,10 +83,27 @@ def test_lowered_tensor_core_gemm_is_race_free_with_fewest_barriers(small_gemm):
     _assert_race_free_and_minimal(lower(small_gemm))
 
 
+@pytest.mark.parametrize("lowered", [False, True])
+def test_tensor_core_gemm_with_a_steady_state_loop_is_race_free_with_fewest_barriers(lowered):
+    """Six k tiles through a four-deep ring: the steady-state loop's body starts with the
+    barrier that also settles what the prologue read, so none goes before the loop."""
+    pipelined = inject_software_pipeline(gemm(32, 32, 192, 32, 32, 32, 16, 16))
+    _assert_race_free_and_minimal(lower(pipelined) if lowered else pipelined)
+
+
 def test_exchange_between_threads_gets_fewest_barriers():
     for num_stages in (1, 2, 3):
         _assert_race_free_and_minimal(inject_software_pipeline(
             examples.shared_exchange(num_stages)))
+
+
+@pytest.mark.parametrize("copy_first", [False, True])
+def test_simt_gemm_pipeline_is_race_free_with_fewest_barriers(copy_first):
+    """256 threads each read 32 elements of the tiles that others copied, in loops
+    unrolled into 256 statements an iteration: one barrier after the wait, and one more
+    before the copies when they come first."""
+    _assert_race_free_and_minimal(inject_software_pipeline(
+        examples.simt_gemm(64, 64, 64, num_stages=3, copy_first=copy_first)))
 
 
 @pytest.mark.parametrize("make", [
@@ -132,6 +149,35 @@ def test_guards_read_only_unrolled_loop_variables(small_gemm):
 
         _Variables().visit(condition)
         assert found and found <= unrolled
+
+
+# Two async stages on two queues (a copy and an asynchronous compute), the consumer reading
+# another thread's elements of both.
+TWO_QUEUES = """
+@T.prim_func
+def pipeline(A0: T.Buffer((2, 6), "float32"), A1: T.Buffer((2, 6), "float32"),
+             C: T.Buffer((2, 6), "float32")):
+    for tx in T.thread_binding(2, thread="threadIdx.x"):
+        for i in T.serial(0, 6, annotations={"software_pipeline_stage": [0, 2, 2, 3],
+                                             "software_pipeline_order": [3, 0, 1, 2],
+                                             "software_pipeline_async_stages": [0, 2]}):
+            with T.block("body"):
+                S0 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                S1 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                R1 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                S0[tx, 0] = A0[tx, i]
+                S1[tx, 0] = A1[tx, i]
+                R1[tx, 0] = S1[tx, 0] * T.float32(3)
+                C[tx, i] = S0[(tx + 1) % 2, 0] + R1[(tx + 1) % 2, 0] + T.float32(1)
+"""
+
+
+def test_a_wait_lands_only_the_groups_of_its_own_queue():
+    """A wait on the compute's queue leaves the copies in flight: the barrier that makes
+    a copied element visible to the other thread follows the copy queue's own wait."""
+    pipelined = inject_software_pipeline(program(TWO_QUEUES))
+    assert len({queue for queue, _ in waits(pipelined)}) == 2
+    _assert_race_free_and_minimal(pipelined)
 
 
 SYNCHRONOUS_EXCHANGE = """

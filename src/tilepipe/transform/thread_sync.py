@@ -2,23 +2,25 @@
 a program whose threads share shared-memory tiles race-free, on any target.
 
 The planner walks the program in execution order keeping, per thread, the shared-memory
-accesses made since the last barrier and, per queue, the async groups still in flight (a
-wait completes groups of its own queue only). An async access (a copy's write, an async
-computation's read) becomes an access of its own at the wait that completes its group
-(other threads may see it only after that wait and a later barrier). A barrier goes right before the
-first statement whose access conflicts with a pending one of another thread: a read
-after a wait of data other threads copied, a write (sync or async) into a ring slot other
-threads may still read, a plain shared-memory write read by other threads; before a loop
-(or a branch on a thread-dependent condition) when the conflict is with what came before
-it. Serial loops are walked to a fixed point so that conflicts between iterations are
-found; unrolled loops (the pipeline's prologue and epilogue) one iteration at a time,
-their variable a known value, so that decided predicates, wait counts and ring slots are
-exact. A barrier that only some unrolled iterations need is guarded by a condition on the
-unrolled loop's variable, which every thread evaluates alike. Two accesses are never
-another thread's when, for every thread axis of the launch, both index one dimension by
-that axis' variable alone, or when the analyzer proves that different threads reach
-different elements, taking accesses of the same loop iteration as such (a copy into ring
-slot ``(k + 2) % 3`` never meets a read of slot ``k % 3`` of the same iteration ``k``).
+accesses made since the last barrier and, per queue, the async groups still in flight. An
+async access (a copy's write, an async computation's read) becomes an access of its own
+at the wait that completes its group (a wait on one queue completes none of another's;
+other threads may see it only after that wait and a later barrier). A barrier goes right before the first statement whose access
+conflicts with a pending one of another thread: a read after a wait of data other threads
+copied, a write (sync or async) into a ring slot other threads may still read, a plain
+shared-memory write read by other threads; before a loop (or a branch on a
+thread-dependent condition) when the conflict is with what came before it, unless the
+barriers that the loop's body needs anyway settle it (a walk of the loop from the
+unsynchronized state finds no new conflict). Serial loops are walked to a fixed point so
+that conflicts between iterations are found; unrolled loops (the pipeline's prologue and
+epilogue) one iteration at a time, their variable a known value, so that decided
+predicates, wait counts and ring slots are exact. A barrier that only some unrolled
+iterations need is guarded by a condition on the unrolled loop's variable, which every
+thread evaluates alike. Two accesses are never another thread's when, for every thread
+axis of the launch, both index one dimension by that axis' variable alone, or when the
+analyzer proves that different threads reach different elements, taking accesses of the
+same loop iteration as such (a copy into ring slot ``(k + 2) % 3`` never meets a read of
+slot ``k % 3`` of the same iteration ``k``).
 
 The pass is idempotent: on its own output it finds every conflict already settled.
 """
@@ -29,7 +31,7 @@ import copy
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..arith import Analyzer
+from ..arith import Analyzer, structural_key
 from ..ir import (
     EQ, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer,
     BufferLoad, BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IfThenElse, IRMutator,
@@ -97,6 +99,8 @@ class _Access:
 
     def specialized(self, values: dict) -> "_Access":
         """The access with variables replaced by their ``values``."""
+        if self.variables.isdisjoint(values):
+            return self
         extents = None if self.extents is None else _specialize(self.extents, values)
         return _Access(self.buffer, _specialize(self.indices, values), self.write, extents)
 
@@ -105,17 +109,40 @@ class _Access:
         """The variables of the indices and extents (asked for at every loop step)."""
         return frozenset(_variables(self.indices + (self.extents or ())))
 
+    @cached_property
+    def dimensions(self) -> tuple:
+        """Per dimension, a key of its index and extent equal for equal expressions."""
+        extents = self.extents or (None,) * len(self.indices)
+        return tuple((structural_key(index), None if extent is None else structural_key(extent))
+                     for index, extent in zip(self.indices, extents))
+
 
 @dataclass(frozen=True)
 class _State:
     """Entries are ``(access, carried)``: ``carried`` maps the loop variables whose loop
     has advanced (or exited) since the access to how many iterations back it was made
-    (None: further back than MAX_DISTANCE, or in another run of the loop)."""
+    (None: further back than MAX_DISTANCE, or in another run of the loop). The accesses
+    since the last barrier are kept apart as reads and writes: a read only conflicts with
+    a write, and most pending accesses are reads."""
 
-    pending: frozenset  # accesses since the last barrier (landed async writes included)
-    groups: tuple  # per queue (sorted): its committed groups in flight, oldest first
-    #                (frozensets of entries)
+    reads: frozenset  # reads since the last barrier (landed async reads included)
+    writes: frozenset  # writes since the last barrier (landed async writes included)
+    # per queue (sorted by queue), its committed groups in flight, oldest first
+    # (frozensets of entries): a wait on one queue leaves the others' groups in flight
+    groups: tuple
     open: frozenset  # async accesses issued but not yet committed
+
+    def with_pending(self, entries: frozenset) -> "_State":
+        """The state with ``entries`` made (or landed) since the last barrier."""
+        if not entries:
+            return self
+        reads = frozenset(entry for entry in entries if not entry[0].write)
+        return _State(self.reads | reads, self.writes | (entries - reads), self.groups,
+                      self.open)
+
+    def synchronized(self) -> "_State":
+        """The state right after a barrier."""
+        return _State(frozenset(), frozenset(), self.groups, self.open)
 
     def carry(self, var: Var, leaving: bool = False) -> "_State":
         """The state one iteration of ``var``'s loop later (or after the loop)."""
@@ -132,32 +159,35 @@ class _State:
                 result.add((access, carried))
             return frozenset(result)
 
-        return _State(moved(self.pending),
+        return _State(moved(self.reads), moved(self.writes),
                       tuple((queue, tuple(moved(group) for group in groups))
-                            for queue, groups in self.groups),
-                      moved(self.open))
+                            for queue, groups in self.groups), moved(self.open))
 
     def join(self, other: "_State") -> "_State":
         mine, theirs = dict(self.groups), dict(other.groups)
-        joined = {}
-        for queue in mine.keys() | theirs.keys():
+        groups = []
+        for queue in sorted(mine.keys() | theirs.keys()):
             left, right = mine.get(queue, ()), theirs.get(queue, ())
             length = max(len(left), len(right))
             left = (frozenset(),) * (length - len(left)) + left
             right = (frozenset(),) * (length - len(right)) + right
-            joined[queue] = tuple(a | b for a, b in zip(left, right))
-        return _State(self.pending | other.pending, tuple(sorted(joined.items())),
+            groups.append((queue, tuple(a | b for a, b in zip(left, right))))
+        return _State(self.reads | other.reads, self.writes | other.writes, tuple(groups),
                       self.open | other.open)
+
+    def in_flight(self, queue: int) -> tuple:
+        """The groups of ``queue`` in flight, oldest first."""
+        return dict(self.groups).get(queue, ())
 
     def with_groups(self, queue: int, groups: tuple) -> "_State":
         """The state with ``groups`` in flight on ``queue``."""
-        others = {key: value for key, value in self.groups if key != queue}
-        if groups:
-            others[queue] = groups
-        return _State(self.pending, tuple(sorted(others.items())), self.open)
+        others = [(other, kept) for other, kept in self.groups if other != queue]
+        return _State(self.reads, self.writes,
+                      tuple(sorted(others + [(queue, groups)], key=lambda item: item[0])),
+                      self.open)
 
 
-_EMPTY = _State(frozenset(), (), frozenset())
+_EMPTY = _State(frozenset(), frozenset(), (), frozenset())
 
 
 class _Planner:
@@ -172,11 +202,20 @@ class _Planner:
         self.unrolled_around: dict[Stmt, tuple] = {}  # the variables of those loops
         self.divergent: list[tuple[PrimExpr, Stmt]] = []  # thread-dependent conditions around
         self._accesses: dict[tuple, frozenset] = {}
+        self._statement_accesses: dict[Stmt, frozenset] = {}
+        self._held_variables: set[Var] = set()  # of the accesses a state may hold
         self._private_pairs: dict[tuple, bool] = {}
         self._thread_copies: dict[tuple[int, str], Var] = {}
+        self._earlier_copies: dict[Var, Var] = {}
+        self._proofs: dict[tuple, tuple] = {}
+        self._apart_dimensions: dict[tuple, bool] = {}
+        self._range_keys: dict[Range, tuple] = {}
         self.ranges: dict[Var, Range] = {}  # where each loop variable is now
         self.unrolled_values: dict[Var, PrimExpr] = {}  # unrolled loops being walked: value
         self.enclosing: set[Var] = set()  # variables of the loops around the current point
+        # Probing walks a loop without the barrier before it, planning nothing new.
+        self._probing = False
+        self._probe_failed = False
 
     def accesses(self, stmt: Stmt) -> frozenset:
         """The accesses of ``stmt`` in the current iteration of the unrolled loops being
@@ -185,17 +224,33 @@ class _Planner:
         key = (stmt, self._iteration())
         found = self._accesses.get(key)
         if found is None:
-            found = _accesses(stmt)
+            found = self._statement_accesses.get(stmt)
+            if found is None:
+                found = self._statement_accesses[stmt] = _accesses(stmt)
+
+                def note_range(node) -> None:
+                    if isinstance(node, For):
+                        self.ranges.setdefault(node.loop_var, Range(node.min, node.extent))
+
+                post_order_visit(stmt, note_range)
             if self.unrolled_values:
                 found = frozenset(access.specialized(self.unrolled_values) for access in found)
             self._accesses[key] = found
-
-            def note_range(node) -> None:
-                if isinstance(node, For):
-                    self.ranges.setdefault(node.loop_var, Range(node.min, node.extent))
-
-            post_order_visit(stmt, note_range)
         return found
+
+    def _made(self, accesses: frozenset) -> frozenset:
+        """Entries for ``accesses`` made now, whose variables the state may now hold."""
+        for access in accesses:
+            self._held_variables |= access.variables
+        return _fresh(accesses)
+
+    def _carry(self, state: _State, var: Var, leaving: bool = False) -> _State:
+        """``state`` one iteration of ``var``'s loop later (or after the loop); as it is
+        when no access it holds can mention ``var`` (an unrolled loop's accesses are made
+        with its value)."""
+        if var not in self._held_variables:
+            return state
+        return state.carry(var, leaving)
 
     def plan(self, body: Stmt) -> None:
         self.visit(body, _EMPTY)
@@ -228,11 +283,41 @@ class _Planner:
         are disjoint, whatever the threads) over the loop ranges. The earlier access shares
         with the current one the variables of the loops around both that have not advanced
         since (the same iteration), takes ``var - 1`` for a loop one iteration back, and
-        gets its own copy of the others and of the thread variables."""
-        analyzer = Analyzer()
-        for var, range_ in self.ranges.items():
-            if var not in self.thread_axes:
-                analyzer.bind(var, range_)
+        gets its own copy of the others and of the thread variables. A dimension that
+        keeps the two apart by itself (ring slots of one iteration) settles it alone, and
+        is remembered by its shape, the iterations back and the variables' ranges: the
+        accesses of other unrolled iterations ask again."""
+        if first.extents is None and second.extents is None and not self.axes:
+            return True  # one thread
+        variables = first.variables | second.variables
+        context = (carried, variables & self.enclosing,
+                   frozenset((var, self._range_key(var)) for var in variables))
+        keys = [(dimension, other, context)
+                for dimension, other in zip(first.dimensions, second.dimensions)]
+        if any(self._apart_dimensions.get(key) for key in keys):
+            return True
+        sides, bounds = self._renamed(first, second, carried)
+        aparts = [Or(low + extent <= other_low, other_low + other_extent <= low)
+                  for (low, extent), (other_low, other_extent) in zip(*sides)]
+        for key, apart in zip(keys, aparts):
+            known = self._apart_dimensions.get(key)
+            if known is None:
+                known = self._apart_dimensions[key] = self._proves(apart, bounds)
+            if known:
+                return True
+        condition = None
+        if first.extents is None and second.extents is None:
+            for axis in sorted(self.axes):
+                equal = EQ(self._thread_copy(0, axis), self._thread_copy(1, axis))
+                condition = equal if condition is None else And(condition, equal)
+        for apart in aparts:
+            condition = apart if condition is None else Or(condition, apart)
+        return condition is not None and self._proves(condition, bounds)
+
+    def _renamed(self, first: _Access, second: _Access, carried: frozenset):
+        """Per side, the (index, extent) of each dimension with the variables renamed as
+        :meth:`_proved_disjoint` says, and the ranges of the copies."""
+        bounds: dict[Var, Range] = {}
         sides = []
         distances = dict(carried)
         for side, access in enumerate((first, second)):
@@ -244,27 +329,53 @@ class _Planner:
                 elif side == 1 and var in self.enclosing and distances.get(var):
                     shifted[var] = var - distances[var]  # that many iterations back
                 elif side == 1 and (var in distances or var not in self.enclosing):
-                    renamed[var] = Var(f"{var.name}_earlier", var.dtype)
+                    renamed[var] = self._earlier_copy(var)
             for var, copy in renamed.items():
                 range_ = self.ranges.get(var)
                 if range_ is not None:
-                    analyzer.bind(copy, Range(substitute(range_.min, renamed),
-                                              substitute(range_.extent, renamed)))
+                    bounds[copy] = Range(substitute(range_.min, renamed),
+                                         substitute(range_.extent, renamed))
             renamed = {**renamed, **shifted}
             extents = access.extents or (IntImm(1),) * len(access.indices)
             sides.append([(substitute(index, renamed), substitute(extent, renamed))
                           for index, extent in zip(access.indices, extents)])
-        condition = None
-        if first.extents is None and second.extents is None:
-            for axis in sorted(self.axes):
-                equal = EQ(self._thread_copy(0, axis), self._thread_copy(1, axis))
-                condition = equal if condition is None else And(condition, equal)
-            if condition is None:  # one thread
-                return True
-        for (low, extent), (other_low, other_extent) in zip(*sides):
-            apart = Or(low + extent <= other_low, other_low + other_extent <= low)
-            condition = apart if condition is None else Or(condition, apart)
-        return condition is not None and analyzer.can_prove(condition)
+        return sides, bounds
+
+    def _proves(self, condition: PrimExpr, bounds: dict[Var, Range]) -> bool:
+        """``condition`` holds over the ranges of its variables (the loops' ranges, and
+        ``bounds`` for the copies), remembered by the condition's shape and those ranges:
+        accesses of other unrolled iterations often ask the same question."""
+        ranges: dict[Var, Range] = {}
+        waiting = _variables((condition,))
+        while waiting:
+            var = waiting.pop()
+            range_ = bounds.get(var)
+            if range_ is None and var not in self.thread_axes:
+                range_ = self.ranges.get(var)
+            if var in ranges or range_ is None:
+                continue
+            ranges[var] = range_
+            waiting.extend(_variables((range_.min, range_.extent)))
+        key = (structural_key(condition),) + tuple(sorted(
+            (id(var), structural_key(range_)) for var, range_ in ranges.items()))
+        known = self._proofs.get(key)
+        if known is None:
+            analyzer = Analyzer()
+            for var, range_ in ranges.items():
+                analyzer.bind(var, range_)
+            # The condition and ranges are kept so that the identities in the key stay unique.
+            known = self._proofs[key] = (condition, ranges, analyzer.can_prove(condition))
+        return known[2]
+
+    def _range_key(self, var: Var) -> tuple | None:
+        """A key of the range ``var`` has now, equal for equal ranges."""
+        range_ = self.ranges.get(var)
+        if range_ is None:
+            return None
+        key = self._range_keys.get(range_)
+        if key is None:
+            key = self._range_keys[range_] = structural_key(range_)
+        return key
 
     def _thread_copy(self, side: int, axis: str) -> Var:
         key = (side, axis)
@@ -272,10 +383,22 @@ class _Planner:
             self._thread_copies[key] = Var(f"{axis.replace('.', '_')}_{side}")
         return self._thread_copies[key]
 
-    def _conflicts(self, accesses, pending) -> bool:
-        return any(a.buffer is b.buffer and (a.write or b.write)
-                   and not self._private(a, b, carried)
-                   for a in accesses for b, carried in pending)
+    def _earlier_copy(self, var: Var) -> Var:
+        """The variable standing for ``var`` in another iteration than the current one."""
+        if var not in self._earlier_copies:
+            self._earlier_copies[var] = Var(f"{var.name}_earlier", var.dtype)
+        return self._earlier_copies[var]
+
+    def _conflicts(self, accesses, state: _State) -> bool:
+        """Whether an access of ``accesses`` conflicts with a pending one of another
+        thread (one of the two writing)."""
+        for access in accesses:
+            for entries in ((state.reads, state.writes) if access.write else (state.writes,)):
+                for other, carried in entries:
+                    if other.buffer is access.buffer \
+                            and not self._private(access, other, carried):
+                        return True
+        return False
 
     def _barrier_count(self) -> int:
         return sum(len(iterations) for iterations in self.barriers.values())
@@ -316,7 +439,11 @@ class _Planner:
         self.reached.setdefault(stmt, set()).add(iteration)
         self.unrolled_around[stmt] = tuple(self.unrolled_values)
         needed = self.barriers.get(stmt, ())
-        if iteration in needed or self._conflicts(accesses, state.pending):
+        if self._probing and iteration not in needed:
+            if self._conflicts(accesses, state):
+                self._probe_failed = True
+            return state
+        if iteration in needed or self._conflicts(accesses, state):
             if self.divergent:
                 condition, branch = self.divergent[-1]
                 raise PipelineError(
@@ -325,7 +452,7 @@ class _Planner:
                     f"cannot run in only some threads (move the sharing out of the branch)",
                     stmt.span or branch.span)
             self.barriers.setdefault(stmt, set()).add(iteration)
-            return _State(frozenset(), state.groups, state.open)
+            return state.synchronized()
         return state
 
     def _depends_on_threads(self, condition: PrimExpr) -> bool:
@@ -342,27 +469,30 @@ class _Planner:
 
     # Walk -----------------------------------------------------------------------------------
     def visit(self, stmt: Stmt, state: _State) -> _State:
+        if self._probe_failed:
+            return state
         if isinstance(stmt, SeqStmt):
             for child in stmt.stmts:
                 state = self.visit(child, state)
             return state
         if is_storage_sync(stmt):
-            return _State(frozenset(), state.groups, state.open)
+            return state.synchronized()
         if isinstance(stmt, (BufferStore, Evaluate)):
             accesses = self.accesses(stmt)
             state = self._barrier_before(stmt, accesses, state)
-            return _State(state.pending | _fresh(accesses), state.groups, state.open)
+            return state.with_pending(self._made(accesses))
         if isinstance(stmt, AsyncScope):
             accesses = self.accesses(stmt.body)
             state = self._barrier_before(stmt, accesses, state)
-            return _State(state.pending, state.groups, state.open | _fresh(accesses))
+            return _State(state.reads, state.writes, state.groups,
+                          state.open | self._made(accesses))
         if isinstance(stmt, AsyncCommitQueue):
             state = self.visit(stmt.body, state)
-            groups = dict(state.groups).get(stmt.queue, ()) + (state.open,)
+            groups = state.in_flight(stmt.queue) + (state.open,)
             if len(groups) > MAX_TRACKED_GROUPS:  # the oldest ones complete together
                 groups = (groups[0] | groups[1],) + groups[2:]
             state = state.with_groups(stmt.queue, groups)
-            return _State(state.pending, state.groups, frozenset())
+            return _State(state.reads, state.writes, state.groups, frozenset())
         if isinstance(stmt, AsyncWaitQueue):
             return self.visit(stmt.body, self._wait(stmt, state))
         if isinstance(stmt, For):
@@ -393,23 +523,50 @@ class _Planner:
         return state
 
     def _wait(self, wait: AsyncWaitQueue, state: _State) -> _State:
-        groups = dict(state.groups).get(wait.queue, ())
         count = as_int(self.analyzer.simplify(wait.in_flight))
         if count is None:  # unknown: everything may have landed, and may land again later
-            landed = frozenset().union(*groups) if groups else frozenset()
-            return _State(state.pending | landed, state.groups, state.open)
+            landed = frozenset().union(*state.in_flight(wait.queue))
+            return state.with_pending(landed)
+        groups = state.in_flight(wait.queue)
         completed = max(len(groups) - count, 0)
-        landed = frozenset().union(*groups[:completed]) if completed else frozenset()
-        return _State(state.pending | landed, state.groups,
-                      state.open).with_groups(wait.queue, groups[completed:])
+        state = state.with_pending(frozenset().union(*groups[:completed]))
+        return state.with_groups(wait.queue, groups[completed:])
 
     def _loop(self, loop: For, state: _State) -> _State:
         self.analyzer.bind(loop.loop_var, Range(loop.min, loop.extent))
         self.ranges[loop.loop_var] = Range(loop.min, loop.extent)
         if loop.kind is ForKind.THREAD_BINDING:
             return self.visit(loop.body, state)
-        # A conflict with what came before the loop is settled once, before the loop.
-        state = self._barrier_before(loop, self.accesses(loop.body), state)
+        if self._probing:
+            planned = self._iteration() in self.barriers.get(loop, ())
+            return self._iterations(loop, state.synchronized() if planned else state)
+        # A conflict with what came before the loop is settled once, before the loop,
+        # unless the barriers that the body needs anyway settle it already.
+        synchronized = self._barrier_before(loop, self.accesses(loop.body), state)
+        out = self._iterations(loop, synchronized)
+        if synchronized is state:
+            return out
+        unsynchronized = self._probe(loop, state)
+        if unsynchronized is None:
+            return out
+        planned = self.barriers[loop]
+        planned.discard(self._iteration())
+        if not planned:
+            del self.barriers[loop]
+        return unsynchronized
+
+    def _probe(self, loop: For, state: _State) -> _State | None:
+        """The state after ``loop`` entered from ``state`` with no new barrier anywhere,
+        or None when the barriers planned so far leave a conflict."""
+        self._probing = True
+        try:
+            out = self._iterations(loop, state)
+            return None if self._probe_failed else out
+        finally:
+            self._probing = self._probe_failed = False
+
+    def _iterations(self, loop: For, state: _State) -> _State:
+        """The state after the iterations of a (non thread) loop entered with ``state``."""
         extent = as_int(self.analyzer.simplify(loop.extent))
         if loop.kind is ForKind.UNROLLED and extent is not None and extent <= MAX_UNROLLED:
             return self._unrolled(loop, extent, state)
@@ -418,16 +575,15 @@ class _Planner:
         for _ in range(MAX_ROUNDS):
             barriers = self._barrier_count()
             out = self.visit(loop.body, entry)
-            following = state.join(out.carry(loop.loop_var))
+            following = state.join(self._carry(out, loop.loop_var))
             if following == entry and self._barrier_count() == barriers:
                 break
             entry = following
         self.enclosing.discard(loop.loop_var)
-        after = out.carry(loop.loop_var, leaving=True)
+        after = self._carry(out, loop.loop_var, leaving=True)
         if self.analyzer.can_prove(loop.extent >= 1):
             return after
         return after.join(state)
-
 
     def _unrolled(self, loop: For, extent: int, state: _State) -> _State:
         """Walk an unrolled loop one iteration at a time, its variable a known value (so
@@ -443,12 +599,12 @@ class _Planner:
             self.unrolled_values[var] = value.min
             state = self.visit(loop.body, state)
             if iteration + 1 < extent:
-                state = state.carry(var)
+                state = self._carry(state, var)
         self.enclosing.discard(var)
         del self.unrolled_values[var]
         self.analyzer.bind(var, Range(loop.min, loop.extent))
         self.ranges[var] = Range(loop.min, loop.extent)
-        return state.carry(var, leaving=True)
+        return self._carry(state, var, leaving=True)
 
 
 def _one_of(var: Var, chosen: list, values: list) -> PrimExpr:

@@ -8,6 +8,11 @@
 5. :func:`~tilepipe.transform.thread_sync.insert_barriers` - the block barriers that make
    it race-free again after the unrolling and merging (idempotent).
 
+Step 5 is left out when the caller says that the program's barriers are planned already
+(the pipeliner's output, as :func:`pipeline_and_lower` lowers it) and it has at most one
+queue: unrolling and simplifying keep what every thread does, so those barriers still
+hold; merged queues land groups at other waits, so their barriers are planned again.
+
 The result is still a tile program (``tilepipe lower`` prints it) that the simulator runs
 and :func:`~.codegen.codegen` turns into CUDA C++.
 """
@@ -16,19 +21,25 @@ from __future__ import annotations
 
 from ...ir import PrimFunc
 from ...transform.thread_sync import insert_barriers
-from .merge_queues import merge_queues
+from .merge_queues import async_queues, merge_queues
 from .simplify import simplify
 from .unroll import unroll_waits
 from .wgmma_queue import lower_wgmma_queues
 
 
-def lower(func: PrimFunc) -> PrimFunc:
-    """The program right before CUDA code generation (``func`` is already pipelined)."""
-    return insert_barriers(merge_queues(lower_wgmma_queues(simplify(unroll_waits(func)))))
+def lower(func: PrimFunc, barriers_planned: bool = False) -> PrimFunc:
+    """The program right before CUDA code generation (``func`` is already pipelined);
+    ``barriers_planned``: ``func`` carries the barriers that
+    :func:`~tilepipe.transform.thread_sync.insert_barriers` plans (as the pipeliner's
+    output does), not planned again unless queues are merged."""
+    merged = merge_queues(lower_wgmma_queues(simplify(unroll_waits(func))))
+    if barriers_planned and len(async_queues(func)) <= 1:
+        return merged
+    return insert_barriers(merged)
 
 
 def pipeline_and_lower(func: PrimFunc) -> PrimFunc:
     """Apply the pipeline annotations ``func`` still carries, then :func:`lower` it."""
     from ...transform import inject_software_pipeline
 
-    return lower(inject_software_pipeline(func))
+    return lower(inject_software_pipeline(func), barriers_planned=True)

@@ -1,12 +1,15 @@
 """Merge the abstract async queues into the one hardware ``cp.async`` queue.
 
 ``wait(q, N)`` needs every group of queue q but the N most recent to have completed; on
-one merged queue the same needed group is passed by every group of *any* queue committed
-after it, so the merged count is N plus the groups of other queues committed after the
-needed group of q. Merged, a wait also holds back the groups of the other queues: a group
-of another queue that an earlier wait completed and that the accesses this wait guards
-touch (those up to the next wait of any queue: same buffer, one of them writing, and not
-provably other elements) must count as needed too.
+one merged queue a needed group is passed by every group of *any* queue committed after
+it. Merged, a wait guards only the accesses up to the next wait of any queue (the next
+one guards those after it), so the groups it needs are those that it or an earlier wait
+of their own queue completed and that these accesses touch (same buffer, one of them
+writing, and not provably other elements), whatever their queue: an outer pipeline's
+wait whose tile the inner loop's first wait lands anyway does not drain the inner
+prefetches. Where the walk gives up before finding the touched group of the wait's own
+queue, or finds none at all, the group N needs counts, as unmerged: the merged count is
+then N plus the groups of other queues committed after it.
 
 These numbers are found by walking the commits backwards from the wait over a skeleton
 of the program (commits, waits, loops with their trip-count bounds, statements that may
@@ -36,8 +39,8 @@ from ...ir import (
 )
 
 
-def merge_queues(func: PrimFunc) -> PrimFunc:
-    """``func`` with every commit and wait on queue 0 and counts adjusted."""
+def async_queues(func: PrimFunc) -> set[int]:
+    """The queues that ``func`` commits to or waits on."""
     queues: set[int] = set()
 
     def collect(node) -> None:
@@ -45,6 +48,12 @@ def merge_queues(func: PrimFunc) -> PrimFunc:
             queues.add(node.queue)
 
     post_order_visit(func.body, collect)
+    return queues
+
+
+def merge_queues(func: PrimFunc) -> PrimFunc:
+    """``func`` with every commit and wait on queue 0 and counts adjusted."""
+    queues = async_queues(func)
     if not queues or queues == {0}:
         return func
     counts: dict[AsyncWaitQueue, int] = {}
@@ -391,6 +400,7 @@ class _Walk:
         self.horizon = horizon
         self.enclosing = enclosing
         self.best: int | None = None
+        self.cut = False  # whether a walk stopped at the horizon without settling
         self._shift: dict[Var, tuple[str, int]] = {}
 
     def settle(self, value: int) -> None:
@@ -458,6 +468,7 @@ class _Walk:
             del self._shift[loop.var]
             if iteration >= low + self.horizon:
                 # more iterations only pass more groups: what is left is a lower bound
+                self.cut = self.cut or bool(current)
                 self.unresolved(current)
                 break
             if iteration >= low:
@@ -513,8 +524,9 @@ def _walk(walk: _Walk, skip: int | None, path: list[tuple[list, int, object]]) -
 
 class _Window:
     """The accesses a wait guards: those made after it and before the next wait, on any
-    path forward, each with where it is made; ``reaches_end`` when some path meets the end
-    of the function first."""
+    path forward, each with where it is made (in a loop's first iteration when that one
+    meets a wait on every path); ``reaches_end`` when some path meets the end of the
+    function first."""
 
     def __init__(self, path: list[tuple[list, int, object]]):
         self.entries: list[tuple[tuple, _Where]] = []
@@ -542,8 +554,15 @@ class _Window:
             if isinstance(item, (_Accesses, _Commit)):
                 self.entries.extend((access, where) for access in item.accesses)
             elif isinstance(item, _Loop):
-                inner = _Where(where.kept - {item.var}, where.shift, where.facts)
-                if self.scan(item.body, inner) and item.low >= 1:
+                kept = where.kept - {item.var}
+                mark = len(self.entries)
+                # the first iteration, when it meets a wait on every path; else any
+                stops = self.scan(item.body, _Where(
+                    kept, where.shift + ((item.var, "start", 0),), where.facts))
+                if not stops:
+                    del self.entries[mark:]
+                    self.scan(item.body, _Where(kept, where.shift, where.facts))
+                elif item.low >= 1:
                     return True
             elif isinstance(item, _Maybe):
                 self.scan(item.body, where)
@@ -556,10 +575,10 @@ class _Window:
 
 def _merged_count(wait: AsyncWaitQueue, path: list[tuple[list, int, object]], queues: set,
                   horizon: int, elements: _Elements) -> int:
-    """The merged count of ``wait`` on one path: groups after the group it needs, and
-    after any group of another queue that an earlier wait completed and that the accesses
-    it guards touch (merged, nothing tells the queues apart any more); 0 when the end of
-    the function follows before another wait (nothing may be in flight there)."""
+    """The merged count of ``wait`` on one path: the groups after the newest one that it
+    or an earlier wait completed and that the accesses it guards touch, of any queue
+    (merged, nothing tells the queues apart any more); 0 when the end of the function
+    follows before another wait (nothing may be in flight there)."""
     in_flight = as_int(wait.in_flight)
     if in_flight is None:
         raise LoweringError(f"wait count {wait.in_flight!r} is not a constant (merge_queues "
@@ -574,12 +593,19 @@ def _merged_count(wait: AsyncWaitQueue, path: list[tuple[list, int, object]], qu
                    for access in commit.accesses
                    for guarded, guarded_where in window.entries)
 
-    count = _walk(_Walk(wait.queue, lambda commit, where: True, False, horizon, enclosing),
-                  in_flight, path)
+    own = _Walk(wait.queue, touched, True, horizon, enclosing)
+    count = _walk(own, in_flight, path)
     for queue in queues - {wait.queue}:
         other = _walk(_Walk(queue, touched, True, horizon, enclosing), None, path)
         if other is not None:
             count = other if count is None else min(count, other)
+    if count is None or (own.best is None and own.cut):
+        # nothing found to need (or the group of its own queue that the guarded accesses
+        # touch may be further back than the walk went): the group its count needs
+        needed = _walk(_Walk(wait.queue, lambda commit, where: True, False, horizon,
+                             enclosing), in_flight, path)
+        if needed is not None:
+            count = needed if count is None else min(count, needed)
     return count if count is not None else in_flight
 
 
