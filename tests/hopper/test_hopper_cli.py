@@ -1,17 +1,21 @@
 """``--sync barriers|warp-specialized`` on the pipeline, verify and cuda commands."""
 
-import pytest
+import sys
+from pathlib import Path
 
+import pytest
 from hopper_programs import scaled_rows_source
 
 from tilepipe import parse
 from tilepipe.cli import main
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cli_programs import write_program  # noqa: E402
+
+
 @pytest.fixture
 def program(tmp_path):
-    path = tmp_path / "scaled_rows.py"
-    path.write_text(scaled_rows_source())
-    return str(path)
+    return write_program(tmp_path, scaled_rows_source(), "scaled_rows.py")
 
 
 @pytest.mark.parametrize("sync, marker", [("barriers", "T.mbarrier_wait_parity(full"),
