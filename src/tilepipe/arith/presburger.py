@@ -29,7 +29,8 @@ _RELATIONS = {LT: "<", LE: "<=", GT: ">", GE: ">=", EQ: "=", NE: "!="}
 _CACHE_LIMIT = 65536
 # Each floordiv/floormod term becomes an existential variable in ISL, and negating the
 # condition multiplies the disjuncts: these counts are what make a question costly. The
-# passes' questions stay far below them (at most 5 variables and 10 terms in the tests).
+# passes' questions stay well below them (at most 7 variables and 10 terms in the test
+# suite).
 MAX_DIMENSIONS = 16
 MAX_DIVISIONS = 16
 # ISL's own count of its operations per question: a question stopped there has taken
