@@ -120,7 +120,16 @@ def programs(draw, max_threads: int = 4, max_extent: int = 6) -> PipelineProgram
     prelude = draw(st.booleans())
     statements = _body(num_inputs, computes, shift, threads, outer, prelude)
     stages, orders, async_stages = draw(_stages_and_orders(statements))
+    return build_program(threads, num_inputs, computes, shift, outer, start, extent, symbolic,
+                         prelude, stages, orders, async_stages)
 
+
+def build_program(threads: int, num_inputs: int, computes: tuple[bool, ...], shift: int,
+                  outer: bool, start: int, extent: int, symbolic: bool, prelude: bool,
+                  stages: tuple[int, ...], orders: tuple[int, ...],
+                  async_stages: tuple[int, ...]) -> PipelineProgram:
+    """The program :func:`programs` draws with these choices (see the module docstring)."""
+    statements = _body(num_inputs, computes, shift, threads, outer, prelude)
     size = "n" if symbolic else str(extent)
     length = f"{start} + n" if symbolic else str(start + extent)
     lead_shape = "2, " if outer else ""

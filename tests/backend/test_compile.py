@@ -30,7 +30,7 @@ KERNELS = {
     "copy_sizes": lambda: parse(programs.COPY_SIZES),
     "example_simple_compute": lambda: simple_compute(1),
     "example_shared_exchange": lambda: shared_exchange(2),
-    "simt_gemm": lambda: simt_gemm(128, 128, 64),
+    "simt_gemm": lambda: simt_gemm(128, 128, 48),
 }
 ARCHES = ("sm_80", "sm_90")
 

@@ -140,20 +140,31 @@ def test_three_stage_two_async_is_exact():
     assert 3 in _wait_counts(lowered)
 
 
+@pytest.fixture(scope="module")
+def two_rings():
+    """TWO_RINGS_SYMBOLIC pipelined and lowered once: the tests only read it."""
+    return _lowered(TWO_RINGS_SYMBOLIC)
+
+
+@pytest.fixture(scope="module")
+def async_before_the_loop():
+    return _lowered(ASYNC_BEFORE_THE_LOOP)
+
+
 @pytest.mark.parametrize("extent", [1, 3, 4, 6])
-def test_two_rings_with_a_symbolic_extent_are_exact(extent):
-    _assert_exact(_lowered(TWO_RINGS_SYMBOLIC), {"n": extent})
+def test_two_rings_with_a_symbolic_extent_are_exact(two_rings, extent):
+    _assert_exact(two_rings, {"n": extent})
 
 
-def test_two_rings_wait_for_the_slot_they_read():
+def test_two_rings_wait_for_the_slot_they_read(two_rings):
     # S1 has four slots: the wait before R1 reads slot i % 4 leaves four groups in flight
-    counts = _wait_counts(_lowered(TWO_RINGS_SYMBOLIC))
+    counts = _wait_counts(two_rings)
     assert 4 in counts
 
 
 @pytest.mark.parametrize("extent", [1, 2, 5])
-def test_async_statement_before_the_loop_is_exact(extent):
-    _assert_exact(_lowered(ASYNC_BEFORE_THE_LOOP), {"n": extent})
+def test_async_statement_before_the_loop_is_exact(async_before_the_loop, extent):
+    _assert_exact(async_before_the_loop, {"n": extent})
 
 
 @pytest.mark.parametrize("outer_order, inner_stage", [

@@ -1,6 +1,61 @@
-"""Generated pipelined loops for the barrier lowering and warp specialization tests."""
+"""Programs of the barrier lowering and warp specialization tests: the ``scaled_rows``
+loop, generated pipelined loops, and the two barrier forms they are lowered to."""
 
 from hypothesis import strategies as st
+
+from tilepipe.transform.barriers import lower_to_barriers
+from tilepipe.transform.warp_specialize import warp_specialize
+
+# Register reallocation is left out so that any thread count can be specialized.
+FORMS = {"barriers": lower_to_barriers,
+         "warp-specialized": lambda func: warp_specialize(func, reallocate_registers=False)}
+
+SCALED_ROWS = '''
+from tilepipe import script as T
+
+@T.prim_func
+def scaled_rows(SIGNATURE
+    for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
+        with T.block("root"):
+            A_shared = T.alloc_buffer((2, WIDTH), "float32", scope="shared")
+            for k in T.serial(TRIPS, annotations={"software_pipeline_stage": STAGES,
+                                                  "software_pipeline_order": [0, 1],
+                                                  "software_pipeline_async_stages": [0]}):
+                with T.block("copy"):
+                    T.reads(A[2 * k:2 * k + 2, 0:WIDTH])
+                    T.writes(A_shared[0:2, 0:WIDTH])
+                    for r in T.serial(2):
+                        for c in T.serial(WIDTH):
+                            A_shared[r, c] = A[2 * k + r, c]
+                with T.block("compute"):
+                    C[2 * k + tx // WIDTH, tx % WIDTH] = \\
+                        A_shared[tx // WIDTH, tx % WIDTH] * T.float32(3)
+'''
+SYMBOLIC_SIGNATURE = '''a: T.handle, c: T.handle, n: T.int32):
+    rows = T.int32()
+    A = T.match_buffer(a, (rows, 64), "float32")
+    C = T.match_buffer(c, (rows, 64), "float32")'''
+ADD_ONE = "            C[tx // WIDTH, tx % WIDTH] = C[tx // WIDTH, tx % WIDTH] + T.float32(1)\n"
+
+
+def scaled_rows_source(threads: int = 128, stages=(0, 1), extent: int | None = 6,
+                       then_add_one: bool = False) -> str:
+    """A loop over ``extent`` steps (the parameter ``n`` where None) that copies two rows
+    of A, ``threads // 2`` wide, into shared memory asynchronously (stage ``stages[0]``)
+    and writes them times 3 into C (stage ``stages[1]``), one element per thread; with
+    ``then_add_one`` each thread adds 1 to its element of C's first rows after the loop."""
+    if extent is None:
+        signature, trips = SYMBOLIC_SIGNATURE, "n"
+    else:
+        rows = max(2 * extent, 2)
+        signature = f'A: T.Buffer(({rows}, 64), "float32"), C: T.Buffer(({rows}, 64), "float32")):'
+        trips = str(extent)
+    text = SCALED_ROWS + (ADD_ONE if then_add_one else "")
+    for name, value in (("SIGNATURE", signature), ("THREADS", str(threads)),
+                        ("WIDTH", str(threads // 2)), ("TRIPS", trips),
+                        ("STAGES", str(list(stages)))):
+        text = text.replace(name, value)
+    return text
 
 
 def pipeline_source(threads, rows, start, extent, stages, orders, two_buffers,

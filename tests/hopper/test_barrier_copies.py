@@ -6,12 +6,12 @@ data read by other threads are rejected with a message."""
 
 import numpy as np
 import pytest
+from hopper_programs import FORMS
 
 from tilepipe import parse
 from tilepipe.errors import PipelineError
 from tilepipe.sim import random_inputs, simulate, verify
 from tilepipe.transform.barriers import lower_to_barriers
-from tilepipe.transform.warp_specialize import warp_specialize
 
 PER_THREAD = '''
 from tilepipe import script as T
@@ -28,13 +28,10 @@ def per_thread(A: T.Buffer((4, 6), "float32"), C: T.Buffer((4, 6), "float32")):
                 C[tx, i] = S[(tx + 1) % 4, 0] + T.float32(1)
 '''
 
-FORMS = [lower_to_barriers, lambda func: warp_specialize(func, reallocate_registers=False)]
-
-
-@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("form", sorted(FORMS))
 def test_copy_of_one_element_per_thread_becomes_one_tile_copy(form):
     func = parse(PER_THREAD)
-    lowered = form(func)
+    lowered = FORMS[form](func)
     assert "T.tma_load(S[i % 2, 0:4, 0], A[0:4, i], full, i % 2)" in lowered.script()
     inputs = random_inputs(func, seed=2)
     for schedule in ("eager", "lazy", "random:3"):

@@ -4,7 +4,7 @@ generated pipelines, and the errors for loops that cannot become TMA + mbarriers
 
 import numpy as np
 import pytest
-from hopper_programs import pipeline_source, pipelines
+from hopper_programs import pipeline_source, pipelines, scaled_rows_source
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,26 +14,7 @@ from tilepipe.ir import assert_structural_equal
 from tilepipe.sim import random_inputs, simulate
 from tilepipe.transform.barriers import lower_to_barriers, plan_barrier_pipeline
 
-BEFORE = '''
-from tilepipe import script as T
-
-@T.prim_func
-def scaled_rows(A: T.Buffer((12, 64), "float32"), C: T.Buffer((12, 64), "float32")):
-    for tx in T.thread_binding(64, thread="threadIdx.x"):
-        with T.block("root"):
-            A_shared = T.alloc_buffer((2, 32), "float32", scope="shared")
-            for k in T.serial(6, annotations={"software_pipeline_stage": [0, 1],
-                                              "software_pipeline_order": [0, 1],
-                                              "software_pipeline_async_stages": [0]}):
-                with T.block("copy"):
-                    T.reads(A[2 * k:2 * k + 2, 0:32])
-                    T.writes(A_shared[0:2, 0:32])
-                    for r in T.serial(2):
-                        for c in T.serial(32):
-                            A_shared[r, c] = A[2 * k + r, c]
-                with T.block("compute"):
-                    C[2 * k + tx // 32, tx % 32] = A_shared[tx // 32, tx % 32] * T.float32(3)
-'''
+BEFORE = scaled_rows_source(threads=64)
 
 AFTER = '''
 from tilepipe import script as T
@@ -136,36 +117,11 @@ def test_consumer_in_an_earlier_stage_is_rejected():
         lower_to_barriers(parse(text))
 
 
-SYMBOLIC = '''
-from tilepipe import script as T
-
-@T.prim_func
-def scaled_rows(a: T.handle, c: T.handle, n: T.int32):
-    rows = T.int32()
-    A = T.match_buffer(a, (rows, 64), "float32")
-    C = T.match_buffer(c, (rows, 64), "float32")
-    for tx in T.thread_binding(128, thread="threadIdx.x"):
-        with T.block("root"):
-            A_shared = T.alloc_buffer((2, 64), "float32", scope="shared")
-            for k in T.serial(n, annotations={"software_pipeline_stage": [0, 2],
-                                              "software_pipeline_order": [0, 1],
-                                              "software_pipeline_async_stages": [0]}):
-                with T.block("copy"):
-                    T.reads(A[2 * k:2 * k + 2, 0:64])
-                    T.writes(A_shared[0:2, 0:64])
-                    for r in T.serial(2):
-                        for c in T.serial(64):
-                            A_shared[r, c] = A[2 * k + r, c]
-                with T.block("compute"):
-                    C[2 * k + tx // 64, tx % 64] = A_shared[tx // 64, tx % 64] * T.float32(3)
-'''
-
-
 @pytest.mark.parametrize("trips", [0, 1, 2, 3, 7])
 def test_symbolic_trip_count_bound_at_run_time(trips):
     from tilepipe.transform.warp_specialize import warp_specialize
 
-    func = parse(SYMBOLIC)
+    func = parse(scaled_rows_source(stages=(0, 2), extent=None))
     lowered = lower_to_barriers(func)
     assert "for k in T.serial(n + 2):" in lowered.script()
     dims = {"n": trips, "rows": max(2 * trips, 2)}

@@ -1,37 +1,21 @@
 """``--sync barriers|warp-specialized`` on the pipeline, verify and cuda commands."""
 
+import sys
+from pathlib import Path
+
 import pytest
+from hopper_programs import scaled_rows_source
 
 from tilepipe import parse
 from tilepipe.cli import main
 
-PROGRAM = '''
-from tilepipe import script as T
-
-@T.prim_func
-def scaled_rows(A: T.Buffer((12, 64), "float32"), C: T.Buffer((12, 64), "float32")):
-    for tx in T.thread_binding(128, thread="threadIdx.x"):
-        with T.block("root"):
-            A_shared = T.alloc_buffer((2, 64), "float32", scope="shared")
-            for k in T.serial(6, annotations={"software_pipeline_stage": [0, 1],
-                                              "software_pipeline_order": [0, 1],
-                                              "software_pipeline_async_stages": [0]}):
-                with T.block("copy"):
-                    T.reads(A[2 * k:2 * k + 2, 0:64])
-                    T.writes(A_shared[0:2, 0:64])
-                    for r in T.serial(2):
-                        for c in T.serial(64):
-                            A_shared[r, c] = A[2 * k + r, c]
-                with T.block("compute"):
-                    C[2 * k + tx // 64, tx % 64] = A_shared[tx // 64, tx % 64] * T.float32(3)
-'''
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cli_programs import write_program  # noqa: E402
 
 
 @pytest.fixture
 def program(tmp_path):
-    path = tmp_path / "scaled_rows.py"
-    path.write_text(PROGRAM)
-    return str(path)
+    return write_program(tmp_path, scaled_rows_source(), "scaled_rows.py")
 
 
 @pytest.mark.parametrize("sync, marker", [("barriers", "T.mbarrier_wait_parity(full"),

@@ -4,7 +4,7 @@ reallocation, trip counts below the slot count or zero, deadlocks across roles."
 
 import numpy as np
 import pytest
-from hopper_programs import pipeline_source, pipelines
+from hopper_programs import pipeline_source, pipelines, scaled_rows_source
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,29 +13,6 @@ from tilepipe.errors import PipelineError, RaceError
 from tilepipe.ir import assert_structural_equal
 from tilepipe.sim import random_inputs, simulate, verify
 from tilepipe.transform.warp_specialize import register_split, warp_specialize
-
-BEFORE = '''
-from tilepipe import script as T
-
-@T.prim_func
-def scaled_rows(A: T.Buffer((EXTENT_ROWS, 64), "float32"),
-                C: T.Buffer((EXTENT_ROWS, 64), "float32")):
-    for tx in T.thread_binding(128, thread="threadIdx.x"):
-        with T.block("root"):
-            A_shared = T.alloc_buffer((2, 64), "float32", scope="shared")
-            for k in T.serial(EXTENT, annotations={"software_pipeline_stage": [0, 2],
-                                                   "software_pipeline_order": [0, 1],
-                                                   "software_pipeline_async_stages": [0]}):
-                with T.block("copy"):
-                    T.reads(A[2 * k:2 * k + 2, 0:64])
-                    T.writes(A_shared[0:2, 0:64])
-                    for r in T.serial(2):
-                        for c in T.serial(64):
-                            A_shared[r, c] = A[2 * k + r, c]
-                with T.block("compute"):
-                    C[2 * k + tx // 64, tx % 64] = A_shared[tx // 64, tx % 64] * T.float32(3)
-            C[tx // 64, tx % 64] = C[tx // 64, tx % 64] + T.float32(1)
-'''
 
 AFTER = '''
 from tilepipe import script as T
@@ -71,8 +48,7 @@ def scaled_rows(A: T.Buffer((12, 64), "float32"), C: T.Buffer((12, 64), "float32
 
 
 def source(extent: int) -> str:
-    return BEFORE.replace("EXTENT_ROWS", str(max(2 * extent, 2))).replace(
-        "EXTENT", str(extent))
+    return scaled_rows_source(stages=(0, 2), extent=extent, then_add_one=True)
 
 
 def test_roles_producer_warpgroup_and_consumers():

@@ -12,7 +12,7 @@ from tilepipe.transform import inject_software_pipeline
 KERNELS = {
     "simple_compute": examples.simple_compute,
     "shared_exchange": examples.shared_exchange,
-    "simt_gemm": examples.simt_gemm,
+    "simt_gemm": lambda: examples.simt_gemm(64, 64, 48),
     "gemm_small": gemm.gemm_small,
 }
 

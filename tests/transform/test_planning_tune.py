@@ -1,42 +1,21 @@
 """``tilepipe tune``: num_stages chosen by the timing model, budget misses reported."""
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from tilepipe.cli import main
 
-if not hasattr(pytest.importorskip("tilepipe.transform"), "inject_software_pipeline"):
-    pytest.skip("the pipeline pass is not installed", allow_module_level=True)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cli_programs import tile_copy_source, write_program  # noqa: E402
 
-PROGRAM = '''
-from tilepipe import script as T
-
-
-@T.prim_func
-def tile_copy(A: T.Buffer[(64, 16384), "float16"], C: T.Buffer[(64, 16384), "float32"]):
-    for tx in T.thread_binding(0, 128, thread="threadIdx.x"):
-        for i in T.serial(0, 64, annotations={"software_pipeline_num_stages": 2}):
-            with T.block():
-                T.reads(A[i, tx * 128:tx * 128 + 128])
-                T.writes(C[i, tx * 128:tx * 128 + 128])
-                B = T.alloc_buffer((16384,), dtype="float16", scope="shared")
-                with T.block():
-                    T.reads(A[i, tx * 128:tx * 128 + 128])
-                    T.writes(B[tx * 128:tx * 128 + 128])
-                    for v in T.vectorized(128):
-                        B[tx * 128 + v] = A[i, tx * 128 + v]
-                with T.block():
-                    T.reads(B[tx * 128:tx * 128 + 128])
-                    T.writes(C[i, tx * 128:tx * 128 + 128])
-                    for v in T.serial(128):
-                        C[i, tx * 128 + v] = T.Cast("float32", B[tx * 128 + v]) * T.float32(2)
-'''
+PROGRAM = tile_copy_source(elements=128, num_stages=2)
 
 
 def test_tune_prints_the_table_and_picks_a_depth(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "120")
-    path = tmp_path / "tile_copy.py"
-    path.write_text(PROGRAM)
-    assert main(["tune", str(path)]) == 0
+    assert main(["tune", write_program(tmp_path, PROGRAM, "tile_copy.py")]) == 0
     out = capsys.readouterr().out
     rows = {int(cells[1].split()[0]): cells[2:-1]
             for cells in (line.split("│") for line in out.splitlines())

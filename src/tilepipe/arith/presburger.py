@@ -6,6 +6,12 @@ comparisons and and/or/not are translated to ISL's set notation; any other
 subexpression (a load, a product of variables, a select...) becomes a fresh variable
 bounded only by its constant bounds, which keeps the proof sound. One ISL context is
 shared by the process and answers are cached by the text of the set.
+
+The work spent on one question is bounded without looking at a clock, so that every
+machine, loaded or not, gives the same answers: a question with more variables or
+floordiv/floormod terms than the size limits is not given to ISL at all, and ISL stops
+a question once it has counted ``MAX_OPERATIONS`` of its own operations. Either way the
+answer is "not proven", which is sound.
 """
 
 from __future__ import annotations
@@ -21,9 +27,15 @@ from .linear import structural_key
 
 _RELATIONS = {LT: "<", LE: "<=", GT: ">", GE: ">=", EQ: "=", NE: "!="}
 _CACHE_LIMIT = 65536
-# ISL's work per question is capped (about a second at most): a question that needs
-# more is answered "not proven", which keeps every answer sound and the passes fast.
-_MAX_OPERATIONS = 500_000
+# Each floordiv/floormod term becomes an existential variable in ISL, and negating the
+# condition multiplies the disjuncts: these counts are what make a question costly. The
+# passes' questions stay well below them (at most 7 variables and 10 terms in the test
+# suite).
+MAX_DIMENSIONS = 16
+MAX_DIVISIONS = 16
+# ISL's own count of its operations per question: a question stopped there has taken
+# about half a second on a quiet machine.
+MAX_OPERATIONS = 500_000
 
 _contexts: list = []
 _answers: dict[str, bool] = {}
@@ -35,7 +47,7 @@ def _isl():
 
     if not _contexts:
         context = islpy.Context()
-        context.set_max_operations(_MAX_OPERATIONS)
+        context.set_max_operations(MAX_OPERATIONS)
         _contexts.append(context)
     return islpy, _contexts[0]
 
@@ -65,6 +77,7 @@ class _SetText:
         self.names: dict[tuple, str] = {}
         self.domain: list[str] = []
         self.new_vars: list[Var] = []
+        self.divisions = 0
 
     def _dimension(self, key: tuple) -> tuple[str, bool]:
         name = self.names.get(key)
@@ -108,6 +121,7 @@ class _SetText:
                 return f"({expr.a.value}*({self.affine(expr.b)}))"
         if (kind is FloorDiv or kind is FloorMod) and isinstance(expr.b, IntImm) \
                 and expr.b.value > 0:
+            self.divisions += 1
             if kind is FloorDiv:
                 return f"floor(({self.affine(expr.a)})/{expr.b.value})"
             return f"(({self.affine(expr.a)}) mod {expr.b.value})"
@@ -161,6 +175,8 @@ def prove(cond: PrimExpr, ranges: Mapping[Var, Range],
                 progress = True
                 text.domain.append(text.formula(constraint))
         progress = progress or bool(text.new_vars)
+    if len(text.names) > MAX_DIMENSIONS or text.divisions > MAX_DIVISIONS:
+        return False  # too large to ask ISL within the work bound
     dimensions = ", ".join(text.names.values())
     domain = " and ".join(f"({part})" for part in text.domain) or "1 = 1"
     return _is_empty(f"{{ [{dimensions}] : {domain} and not ({goal}) }}")

@@ -23,8 +23,12 @@ of ``warp``-scope fragment buffers; see :mod:`tilepipe.sim.tensor_core`.
 from __future__ import annotations
 
 from .. import script as T
+from ..arith import infer_regions
 from ..errors import TilepipeError
-from ..ir import PrimFunc
+from ..ir import (
+    Block, Buffer, BufferRegion, BufferStore, For, ForKind, IntImm, IRMutator, PrimExpr,
+    PrimFunc, Range, SeqStmt, Var, post_order_visit,
+)
 
 MMA_M, MMA_N, MMA_K = 16, 8, 16
 WARP_SIZE = 32
@@ -126,49 +130,12 @@ def gemm(M: int, N: int, K: int, block_m: int = 128, block_n: int = 128, block_k
                                     "software_pipeline_order": OUTER_ORDER,
                                     "software_pipeline_async_stages": [0]}):
                                 with T.block("k_outer"):
-                                    # The pipeline rings the buffers its loop body allocates.
+                                    # The pipeline rings the buffers its loop body allocates;
+                                    # the tile copies into them come first (_with_tile_copies).
                                     A_shared = T.alloc_buffer((block_m, a_row_length),
                                                               "float16", scope="shared.dyn")
                                     B_shared = T.alloc_buffer((block_k, b_row_length),
                                                               "float16", scope="shared.dyn")
-                                    with T.block("A_shared_copy"):
-                                        T.reads(A[by * block_m:by * block_m + block_m,
-                                                  ko * block_k:ko * block_k + block_k])
-                                        T.writes(A_shared[0:block_m, 0:block_k])
-                                        for c in T.unroll(a_copies):
-                                            for v in T.vectorized(VECTOR_ELEMENTS):
-                                                A_shared[
-                                                    (c * threads + warp * WARP_SIZE + lane)
-                                                    // a_vectors_per_row,
-                                                    (c * threads + warp * WARP_SIZE + lane)
-                                                    % a_vectors_per_row * VECTOR_ELEMENTS + v,
-                                                ] = A[
-                                                    by * block_m
-                                                    + (c * threads + warp * WARP_SIZE + lane)
-                                                    // a_vectors_per_row,
-                                                    ko * block_k
-                                                    + (c * threads + warp * WARP_SIZE + lane)
-                                                    % a_vectors_per_row * VECTOR_ELEMENTS + v,
-                                                ]
-                                    with T.block("B_shared_copy"):
-                                        T.reads(B[ko * block_k:ko * block_k + block_k,
-                                                  bx * block_n:bx * block_n + block_n])
-                                        T.writes(B_shared[0:block_k, 0:block_n])
-                                        for c in T.unroll(b_copies):
-                                            for v in T.vectorized(VECTOR_ELEMENTS):
-                                                B_shared[
-                                                    (c * threads + warp * WARP_SIZE + lane)
-                                                    // b_vectors_per_row,
-                                                    (c * threads + warp * WARP_SIZE + lane)
-                                                    % b_vectors_per_row * VECTOR_ELEMENTS + v,
-                                                ] = B[
-                                                    ko * block_k
-                                                    + (c * threads + warp * WARP_SIZE + lane)
-                                                    // b_vectors_per_row,
-                                                    bx * block_n
-                                                    + (c * threads + warp * WARP_SIZE + lane)
-                                                    % b_vectors_per_row * VECTOR_ELEMENTS + v,
-                                                ]
                                     for ki in T.unroll(k_inner, annotations={
                                             "software_pipeline_stage": INNER_STAGES,
                                             "software_pipeline_order": INNER_ORDER}):
@@ -240,7 +207,59 @@ def gemm(M: int, N: int, K: int, block_m: int = 128, block_n: int = 128, block_k
                                         C_warp[mi, ni, 0:16, 0:8],
                                     ))
 
-    return gemm_kernel
+    return _with_tile_copies(gemm_kernel, block_m, block_n, block_k, threads, a_copies,
+                             b_copies)
+
+
+def _with_tile_copies(kernel: PrimFunc, block_m: int, block_n: int, block_k: int,
+                      threads: int, a_copies: int, b_copies: int) -> PrimFunc:
+    """``kernel`` with the copies of step ``ko``'s A and B tiles into ``A_shared`` and
+    ``B_shared`` first in its ``k_outer`` block, both made by :func:`_tile_copy`."""
+    loop_vars = {}
+    post_order_visit(kernel.body, lambda node: isinstance(node, For) and loop_vars.setdefault(
+        node.loop_var.name, node.loop_var))
+    by, bx, ko, warp, lane = (loop_vars[name] for name in ("by", "bx", "ko", "warp", "lane"))
+    A, B = (param for param in kernel.params if param.name in ("A", "B"))
+
+    class _Prepender(IRMutator):
+        def visit_block(self, node: Block):
+            node = super().visit_block(node)
+            if node.name != "k_outer":
+                return node
+            A_shared, B_shared = node.alloc_buffers
+            body = SeqStmt((
+                _tile_copy("A_shared_copy", A, A_shared, by * block_m, ko * block_k, block_m,
+                           block_k, a_copies, threads, warp, lane),
+                _tile_copy("B_shared_copy", B, B_shared, ko * block_k, bx * block_n, block_k,
+                           block_n, b_copies, threads, warp, lane),
+                node.body))
+            reads, writes = infer_regions(body, node.alloc_buffers)
+            return Block(node.name, body, reads, writes, node.alloc_buffers, node.predicate,
+                         node.annotations, node.span)
+
+    return kernel.with_body(_Prepender().visit(kernel.body))
+
+
+def _tile_copy(name: str, source: Buffer, target: Buffer, row_start: PrimExpr,
+               column_start: PrimExpr, rows: int, columns: int, copies: int, threads: int,
+               warp: Var, lane: Var) -> Block:
+    """The block copying the ``rows x columns`` tile of ``source`` at ``(row_start,
+    column_start)`` into ``target`` in 16-byte vectors: in copy ``c`` thread ``(warp,
+    lane)`` moves vector ``c * threads + warp * WARP_SIZE + lane`` of the tile, row-major."""
+    copy, element = Var("c"), Var("v")
+    vectors_per_row = columns // VECTOR_ELEMENTS
+    vector = copy * threads + warp * WARP_SIZE + lane
+    row = vector // vectors_per_row
+    column = vector % vectors_per_row * VECTOR_ELEMENTS
+    store = BufferStore(target, source[row_start + row, column_start + column + element],
+                        (row, column + element))
+    body = For(copy, IntImm(0), IntImm(copies), ForKind.UNROLLED,
+               For(element, IntImm(0), IntImm(VECTOR_ELEMENTS), ForKind.VECTORIZED, store))
+    read = BufferRegion(source, (Range(row_start, IntImm(rows)),
+                                 Range(column_start, IntImm(columns))))
+    write = BufferRegion(target, (Range(IntImm(0), IntImm(rows)),
+                                  Range(IntImm(0), IntImm(columns))))
+    return Block(name, body, (read,), (write,))
 
 
 def gemm_small() -> PrimFunc:
