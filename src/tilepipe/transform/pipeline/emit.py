@@ -20,7 +20,7 @@ from ...ir import (
     FloatImm, FloorDiv, FloorMod, For, ForKind, IfThenElse, IntImm, Max, Mul, Not, Or, PrimExpr,
     Range, Select, SeqStmt, Stmt, StringImm, Sub, Var, seq,
 )
-from .regions import RegionTable, declared, inner_loops, relaxed
+from .regions import MovingRegions, RegionTable, declared, inner_loops, relaxed
 from .schedule import PipelineStatement, Schedule
 from .sync import BODY, SectionPlan, SyncPlan, Wait
 
@@ -82,15 +82,19 @@ class Emitter:
                  for buffer, (ring, count) in self.remap.items()}
         self.templates = [_Template(statement.stmt, loop_var, rings)
                           for statement in schedule.statements]
-        # Each statement's own regions (reads, writes), as a template and in terms of
-        # the loop variable.
-        self.region_templates = []
-        for statement in schedule.statements:
+        # Each statement's own regions (reads, writes), per instance and in terms of the
+        # loop variable.
+        self.region_instances = []
+        for statement, template in zip(schedule.statements, self.templates):
             loops, allocated = inner_loops(statement.stmt)
             own = (relaxed(statement.reads, loops, allocated),
                    relaxed(statement.writes, loops, allocated))
-            self.region_templates.append(_Template(own, loop_var, rings))
-        self.own_regions = [template.apply(loop_var) for template in self.region_templates]
+            self.region_instances.append(template.part(own))
+        self.own_regions = []
+        for instance in self.region_instances:
+            reads, writes = instance(loop_var)
+            self.own_regions.append((MovingRegions(reads, loop_var),
+                                     MovingRegions(writes, loop_var)))
 
     def with_extent(self, extent: PrimExpr) -> "Emitter":
         """This emitter for another trip count: the same ring buffers and statements, so
@@ -202,7 +206,7 @@ class Emitter:
                           ) -> tuple[tuple[BufferRegion, ...], tuple[BufferRegion, ...]]:
         """The statement's own regions at the iteration one instance works on."""
         iteration = self._iteration(statement, iterator, delta, is_unit)
-        return self.region_templates[statement.position].apply(iteration)
+        return self.region_instances[statement.position](iteration)
 
     def _relax_regions(self, statement: PipelineStatement, pattern: Sequence[bool],
                        delta: PrimExpr, length: PrimExpr, reads: RegionTable,
@@ -222,10 +226,8 @@ class Emitter:
             iterations = (first + offset, last + offset)
         ranges = {self.loop.loop_var: iterations}
         own_reads, own_writes = self.own_regions[statement.position]
-        for region in own_reads:
-            reads.add(region, ranges)
-        for region in own_writes:
-            writes.add(region, ranges)
+        own_reads.add_to(reads, ranges)
+        own_writes.add_to(writes, ranges)
 
     def _predicate(self, statement: PipelineStatement, pattern: Sequence[bool],
                    iterator: PrimExpr, delta: PrimExpr, is_unit: bool) -> PrimExpr | None:
@@ -302,24 +304,39 @@ class _Template:
         self.stmt = stmt
         self.loop_var = loop_var
         self.rings = rings
+        # id of a compiled expression -> (the expression, its builder)
+        self.compiled: dict[int, tuple[PrimExpr, Builder | None]] = {}
         self.build = self._compile(stmt)
 
     def apply(self, replacement: PrimExpr) -> Stmt:
         return self.stmt if self.build is None else self.build(replacement)
 
+    def part(self, node: Any) -> Builder:
+        """The instance of ``node``, made of this statement's expressions (the regions
+        of its accesses), as a function of the replacement."""
+        builder = self._compile(node)
+        return (lambda value: node) if builder is None else builder
+
     def _compile(self, node: Any) -> Builder | None:
         """The builder of ``node``'s instance, or None when the instance is ``node``."""
+        if isinstance(node, PrimExpr):
+            known = self.compiled.get(id(node))
+            if known is not None and known[0] is node:
+                return known[1]
         method = self._methods.get(type(node))
         if method is not None:
-            return method(self, node)
-        if isinstance(node, BinaryOp):
-            return self._binary(node)
-        if isinstance(node, (IntImm, FloatImm, StringImm, Buffer)):
+            builder = method(self, node)
+        elif isinstance(node, BinaryOp):
+            builder = self._binary(node)
+        elif isinstance(node, (IntImm, FloatImm, StringImm, Buffer)):
             return None
-        if isinstance(node, (Not, Select, Cast, Evaluate, IfThenElse, AttrStmt, AsyncScope,
-                             AsyncCommitQueue, AsyncWaitQueue, Range)):
-            return self._fields(node)
-        raise TypeError(f"cannot instantiate {type(node).__name__}")
+        elif isinstance(node, (Not, Select, Cast, Evaluate, IfThenElse, AttrStmt)):
+            builder = self._fields(node)
+        else:
+            raise TypeError(f"cannot instantiate {type(node).__name__}")
+        if isinstance(node, PrimExpr):
+            self.compiled[id(node)] = (node, builder)
+        return builder
 
     def _var(self, node: Var) -> Builder | None:
         return _identity if node is self.loop_var else None
@@ -377,9 +394,12 @@ class _Template:
     def _region(self, node: BufferRegion) -> Builder | None:
         ring = self.rings.get(node.buffer)
         if ring is None:
-            return self._fields(node)
-        buffer, index = ring
-        ranges = self._tuple((Range(index, IntImm(1)),) + node.region)
+            buffer, ranges = node.buffer, self._tuple(node.region)
+            if ranges is None:
+                return None
+        else:
+            buffer, index = ring
+            ranges = self._tuple((Range(index, IntImm(1)),) + node.region)
         span = node.span
         return lambda value: BufferRegion(buffer, ranges(value), span)
 
@@ -395,6 +415,15 @@ class _Template:
             return None
         dtype, op, span = node.dtype, node.op, node.span
         return lambda value: Call(dtype, op, arguments(value), span)
+
+    def _range(self, node: Range) -> Builder | None:
+        first, extent = node.min, node.extent
+        low, length = self._compile(first), self._compile(extent)
+        if low is None and length is None:
+            return None
+        span = node.span
+        return lambda value: Range(first if low is None else low(value),
+                                   extent if length is None else length(value), span)
 
     def _for(self, node: For) -> Builder | None:
         first, extent, body = node.min, node.extent, node.body
@@ -419,6 +448,26 @@ class _Template:
             node.writes if writes is None else writes(value), node.alloc_buffers,
             node.predicate if predicate is None else predicate(value), node.annotations,
             node.span)
+
+    def _async(self, node: AsyncScope) -> Builder | None:
+        body = self._compile(node.body)
+        if body is None:
+            return None
+        return lambda value: AsyncScope(body(value), node.span)
+
+    def _commit(self, node: AsyncCommitQueue) -> Builder | None:
+        body = self._compile(node.body)
+        if body is None:
+            return None
+        return lambda value: AsyncCommitQueue(node.queue, body(value), node.span)
+
+    def _wait(self, node: AsyncWaitQueue) -> Builder | None:
+        in_flight, body = self._compile(node.in_flight), self._compile(node.body)
+        if in_flight is None and body is None:
+            return None
+        return lambda value: AsyncWaitQueue(
+            node.queue, node.in_flight if in_flight is None else in_flight(value),
+            node.body if body is None else body(value), node.span)
 
     def _seq(self, node: SeqStmt) -> Builder | None:
         stmts = self._tuple(node.stmts)
@@ -459,7 +508,8 @@ class _Template:
     _methods: dict[type, Callable[["_Template", Any], Builder | None]] = {
         Var: _var, IntImm: _leaf, FloatImm: _leaf, StringImm: _leaf, Buffer: _leaf,
         BufferLoad: _load, BufferStore: _store, BufferRegion: _region, Call: _call,
-        For: _for, Block: _block, SeqStmt: _seq, tuple: _tuple,
+        For: _for, Block: _block, SeqStmt: _seq, Range: _range, tuple: _tuple,
+        AsyncScope: _async, AsyncCommitQueue: _commit, AsyncWaitQueue: _wait,
     }
     _methods.update(dict.fromkeys(BINARY_OPS, _binary))
 

@@ -96,6 +96,14 @@ _ARITHMETIC = (Add, Sub, Mul, FloorDiv, FloorMod)
 
 def relax_range(range_: Range, ranges: Ranges) -> Dimension:
     """One dimension of a region with the variables of ``ranges`` relaxed."""
+    extent = range_.extent
+    if type(extent) is IntImm and (type(range_.min) is IntImm or not ranges):
+        low = range_.min
+        if type(low) is IntImm:
+            return None, low.value, low.value + extent.value - 1
+        return low, 0, extent.value - 1
+    if not ranges:
+        return range_
     try:
         if isinstance(range_.extent, IntImm):
             base, low, high, _ = _bounds(range_.min, ranges)
@@ -164,6 +172,32 @@ class RegionTable:
             BufferRegion(buffer, tuple(_range(dimension, extent)
                                        for dimension, extent in zip(dimensions, buffer.shape)))
             for buffer, dimensions in self.dimensions.items() if buffer not in left_out)
+
+
+class MovingRegions:
+    """Regions to relax again and again over different ranges of one variable: the
+    dimensions that do not mention it are relaxed once."""
+
+    def __init__(self, regions: Iterable[BufferRegion], var: Var):
+        self.entries = []  # (buffer, fixed dimensions, moving ranges by dimension)
+        for region in regions:
+            fixed: list[Dimension] = []
+            moving: list[tuple[int, Range]] = []
+            for index, range_ in enumerate(region.region):
+                if mentions_any(range_.min, (var,)) or mentions_any(range_.extent, (var,)):
+                    moving.append((index, range_))
+                    fixed.append(None)
+                else:
+                    fixed.append(relax_range(range_, {}))
+            self.entries.append((region.buffer, fixed, moving))
+
+    def add_to(self, table: RegionTable, ranges: Ranges) -> None:
+        """Adds the regions, relaxed over ``ranges`` (of that one variable), to ``table``."""
+        for buffer, fixed, moving in self.entries:
+            dimensions = list(fixed)
+            for index, range_ in moving:
+                dimensions[index] = relax_range(range_, ranges)
+            table.add_dimensions(buffer, dimensions)
 
 
 def relaxed(regions: Iterable[BufferRegion], ranges: Ranges,
