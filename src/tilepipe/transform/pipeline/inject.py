@@ -23,7 +23,6 @@ from ...ir import (
 from .annotations import is_pipelined, other_annotations, read_annotation
 from .emit import Emitter, fold_sub
 from .planning import plan_pipeline
-from .regions import declared
 from .schedule import PipelineStatement, Schedule, compute_schedule, conflicts, regions_of
 from .sync import BODY, PROLOGUE, SyncPlan, plan_for_every_extent, plan_synchronization
 
@@ -147,9 +146,7 @@ def pipeline_loop(loop: For, results: set[Block] = frozenset(), preloop: Sequenc
     remap = emitter.remap
     allocs = tuple(remap[buffer][0] if buffer in remap else buffer for buffer in local)
     queue = schedule.preloop[0].queue if schedule.preloop else 0
-    reads, writes = declared(body)
-    return Block("", body, reads.regions(allocs), writes.regions(allocs),
-                 alloc_buffers=allocs), queue
+    return Block("", body, alloc_buffers=allocs), queue
 
 
 def _commit_preloop(stmts: list[Stmt], preloop: Sequence[int], queue: int) -> list[Stmt]:
