@@ -97,7 +97,6 @@ class _Replay:
     commit."""
 
     def __init__(self, schedule: Schedule, extent: int, sections: Sequence[Section]):
-        self.schedule = schedule
         self.extent = extent
         self.stages = [statement.stage for statement in schedule.statements]
         self.last_member = {group.members[-1]: index
