@@ -34,11 +34,10 @@ class Node:
 
     __slots__ = ()
 
-    def __eq__(self, other):  # identity, so nodes can key dicts and sets
-        return self is other
-
-    def __hash__(self):
-        return id(self)
+    # Identity, so that nodes can key dicts and sets; object's own methods, which cost
+    # no Python call on every lookup.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
 
 class PrimExpr(Node):

@@ -40,8 +40,9 @@ def inject_software_pipeline(func: PrimFunc, target: str = "sm_80") -> PrimFunc:
 
 
 class _Injector(IRMutator):
-    """Walks the statements (loops sit only there, never inside expressions) and
-    pipelines annotated loops, innermost first."""
+    """Walks the statements (loops sit only there, never inside expressions, so
+    conditions, predicates and loop bounds are not walked) and pipelines annotated
+    loops, innermost first."""
 
     def __init__(self) -> None:
         self.results: set[Block] = set()
@@ -55,13 +56,35 @@ class _Injector(IRMutator):
     def visit_buffer_region(self, node: BufferRegion) -> BufferRegion:
         return node
 
+    def visit_if_then_else(self, node: IfThenElse) -> Stmt:
+        then_case = self.visit(node.then_case)
+        else_case = None if node.else_case is None else self.visit(node.else_case)
+        if then_case is node.then_case and else_case is node.else_case:
+            return node
+        return IfThenElse(node.condition, then_case, else_case, node.span)
+
+    def visit_block(self, node: Block) -> Stmt:
+        body = self.visit(node.body)
+        if body is node.body:
+            return node
+        return Block(node.name, body, node.reads, node.writes, node.alloc_buffers,
+                     node.predicate, node.annotations, node.span)
+
     def visit_for(self, node: For) -> Stmt:
-        loop = super().visit_for(node)
+        loop = self._visit_loop(node)
         if not is_pipelined(loop):
             return loop
         result, _ = pipeline_loop(loop, self.results)
         self.results.add(result)
         return result
+
+    def _visit_loop(self, node: For) -> For:
+        """``node`` with the loops in its body pipelined."""
+        body = self.visit(node.body)
+        if body is node.body:
+            return node
+        return For(node.loop_var, node.min, node.extent, node.kind, body, node.thread_tag,
+                   node.annotations, node.span)
 
     def visit_seq_stmt(self, node: SeqStmt) -> Stmt:
         """Loops in a sequence: asynchronous statements before one are committed as
@@ -74,7 +97,7 @@ class _Injector(IRMutator):
                 stmts.append(self.visit(child))
                 changed = changed or stmts[-1] is not child
                 continue
-            loop = super().visit_for(child)
+            loop = self._visit_loop(child)
             preloop = [index for index, stmt in enumerate(stmts) if isinstance(stmt, AsyncScope)]
             result, queue = pipeline_loop(loop, self.results, [stmts[i] for i in preloop])
             self.results.add(result)

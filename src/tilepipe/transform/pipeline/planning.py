@@ -328,10 +328,26 @@ def plan_pipeline(func: PrimFunc, target: str = "sm_80") -> PrimFunc:
     loops: list[For] = []
 
     class _Annotated(IRVisitor):
+        """Walks the statements only: loops never sit inside expressions."""
+
         def visit_for(self, node: For) -> None:
             if NUM_STAGES in node.annotations:
                 loops.append(node)
-            super().visit_for(node)
+            self.visit(node.body)
+
+        def visit_block(self, node: Block) -> None:
+            self.visit(node.body)
+
+        def visit_if_then_else(self, node) -> None:
+            self.visit(node.then_case)
+            if node.else_case is not None:
+                self.visit(node.else_case)
+
+        def visit_buffer_store(self, node: BufferStore) -> None:
+            pass
+
+        def visit_evaluate(self, node) -> None:
+            pass
 
     _Annotated().visit(func.body)
     if not loops:

@@ -19,6 +19,7 @@ one.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -90,81 +91,110 @@ def sections_for(schedule: Schedule, extent: int, prologue_length: int) -> list[
 class _Replay:
     """The replayed timeline: which statements run, and, for each instance of a
     statement that may have to wait (an *event*), the commit count of every queue before
-    it and its needs (per queue, the commits since the newest group it conflicts with).
-    Other instances only commit."""
+    it and its needs. A need on a queue is the *mark* of the newest group instance the
+    event conflicts with: the queue's commit count right after that group committed (the
+    event's need in commits is its count before it less the mark). Other instances only
+    commit."""
 
     def __init__(self, schedule: Schedule, extent: int, sections: Sequence[Section]):
-        self.schedule = schedule
         self.extent = extent
+        self.stages = [statement.stage for statement in schedule.statements]
         self.last_member = {group.members[-1]: index
                             for index, group in enumerate(schedule.groups)}
-        self.counter = {queue: 0 for queue in schedule.queues.values()}
-        self.marks: dict[tuple[int, int], int] = {}
+        queues = sorted(set(schedule.queues.values())
+                        | {producer.queue for producer in schedule.preloop})
+        self.queue_index = {queue: number for number, queue in enumerate(queues)}
+        counter = [0] * len(queues)
+        # consumer position -> [(queue number, mark, kind)] of the groups before the loop
         self.preloop_needs: dict[int, list[tuple[int, int, str]]] = {}
         for producer in schedule.preloop:
-            self.counter[producer.queue] = self.counter.get(producer.queue, 0) + 1
+            number = self.queue_index[producer.queue]
+            counter[number] += 1
             for position, kind in producer.consumers:
                 self.preloop_needs.setdefault(position, []).append(
-                    (producer.queue, self.counter[producer.queue], kind))
-        self.events: list[tuple[int, int]] = []
-        self.before: dict[tuple[int, int], dict[int, int]] = {}
-        self.needs: dict[tuple[int, int], dict[int, int]] = {}
-        self.kinds: dict[tuple[int, int], dict[int, bool]] = {}
-        waiting = {position for position in range(len(schedule.statements))
-                   if position in schedule.consumers or position in self.preloop_needs}
-        commits = {position: schedule.groups[group].queue
+                    (number, counter[number], kind))
+        # (slot, position, commit counts before it, {queue number: mark} or None)
+        self.events: list[tuple[int, int, tuple[int, ...], dict[int, int] | None]] = []
+        # (position, queue) -> ascending slots where the event's need on the queue is a read
+        self.read_slots: dict[tuple[int, int], list[int]] = {}
+        end = max((section.start + section.length for section in sections), default=0)
+        # group -> slot -> the group's mark in that slot
+        self.marks = [[0] * end for _ in schedule.groups]
+        commits = {position: (self.queue_index[schedule.groups[group].queue], self.marks[group])
                    for position, group in self.last_member.items()}
-        stages = [(statement.position, statement.stage) for statement in schedule.statements]
-        self.stages = [stage for _, stage in stages]
-        # consumer position -> (producer stage, group, queue, distances, kind) per dependency
-        self.sources = {
-            position: [(self.stages[dependency.producer], schedule.group_of[dependency.producer],
-                        schedule.groups[schedule.group_of[dependency.producer]].queue,
+        # consumer position -> (producer stage, marks of its group, queue number, distances,
+        # kind) per dependency
+        sources = {
+            position: [(self.stages[dependency.producer],
+                        self.marks[schedule.group_of[dependency.producer]],
+                        self.queue_index[schedule.groups[
+                            schedule.group_of[dependency.producer]].queue],
                         dependency.distances, dependency.kind) for dependency in dependencies]
             for position, dependencies in schedule.consumers.items()}
+        plan = [(position, stage, position in sources or position in self.preloop_needs,
+                 sources.get(position, ()), self.preloop_needs.get(position, ()),
+                 commits.get(position))
+                for position, stage in enumerate(self.stages)]
+        events = self.events
         for section in sections:
             for slot in range(section.start, section.start + section.length):
-                for position, stage in stages:
-                    if not 0 <= slot - stage < extent:
+                for position, stage, waiting, from_loop, from_preloop, commit in plan:
+                    iteration = slot - stage
+                    if not 0 <= iteration < extent:
                         continue
-                    if position in waiting:
-                        self._step(slot, position)
-                    queue = commits.get(position)
-                    if queue is not None:
-                        self.counter[queue] += 1
-                        self.marks[(slot, self.last_member[position])] = self.counter[queue]
+                    if waiting:
+                        events.append((slot, position, tuple(counter), self._needs(
+                            slot, position, iteration, from_loop, from_preloop)))
+                    if commit is not None:
+                        number, marks = commit
+                        counter[number] += 1
+                        marks[slot] = counter[number]
+        self.counter = {queue: counter[number] for queue, number in self.queue_index.items()}
 
     def runs(self, slot: int, position: int) -> bool:
-        iteration = slot - self.schedule.statements[position].stage
+        iteration = slot - self.stages[position]
         return 0 <= iteration < self.extent
 
-    def _need(self, needs: dict, reads: dict, queue: int, count: int, kind: str) -> None:
-        if queue not in needs or count < needs[queue]:
-            needs[queue] = count
-        reads[queue] = reads.get(queue, False) or kind == "read"
+    def interval(self, section: Section, position: int) -> tuple[int, int]:
+        """The slots ``[low, high)`` of ``section`` in which the statement runs (empty
+        when ``low >= high``)."""
+        stage = self.stages[position]
+        return (max(section.start, stage),
+                min(section.start + section.length, stage + self.extent))
 
-    def _step(self, slot: int, position: int) -> None:
-        """The event of the statement at ``position`` in ``slot``."""
-        key = (slot, position)
-        counter = self.counter
-        self.events.append(key)
-        self.before[key] = dict(counter)
+    def reads_in(self, position: int, queue: int, low: int, high: int) -> bool:
+        """Whether an event of the statement in slots ``[low, high)`` reads asynchronous
+        data of ``queue``."""
+        slots = self.read_slots.get((position, queue))
+        if not slots:
+            return False
+        first = bisect_left(slots, low)
+        return first < len(slots) and slots[first] < high
+
+    def _needs(self, slot: int, position: int, iteration: int, from_loop, from_preloop
+               ) -> dict[int, int] | None:
+        """The newest conflicting group's mark per queue number of one event."""
         needs: dict[int, int] = {}
-        reads: dict[int, bool] = {}
-        for queue, mark, kind in self.preloop_needs.get(position, ()):
-            self._need(needs, reads, queue, counter[queue] - mark, kind)
-        iteration = slot - self.stages[position]
+        reads: set[int] = set()
+        for number, mark, kind in from_preloop:
+            if mark > needs.get(number, -1):
+                needs[number] = mark
+            if kind == "read":
+                reads.add(number)
         extent = self.extent
-        for stage, group, queue, distances, kind in self.sources.get(position, ()):
+        for stage, marks, number, distances, kind in from_loop:
             for distance in distances:
                 produced = iteration - distance
                 if 0 <= produced < extent:
-                    self._need(needs, reads, queue,
-                               counter[queue] - self.marks[(produced + stage, group)], kind)
+                    mark = marks[produced + stage]
+                    if mark > needs.get(number, -1):
+                        needs[number] = mark
+                    if kind == "read":
+                        reads.add(number)
                     break
-        if needs:
-            self.needs[key] = needs
-            self.kinds[key] = reads
+        for number in reads:
+            self.read_slots.setdefault((position, number), []).append(slot)
+        return needs or None
 
 
 @dataclass(eq=False)
@@ -182,24 +212,24 @@ class _Site:
 def _sites(schedule: Schedule, replay: _Replay, section: Section) -> list[_Site]:
     """The candidate wait sites of a section. A later statement shares a site when no
     commit on the queue separates them and it never runs where the first does not."""
-    slots = range(section.start, section.start + section.length)
-    runs = {statement.position: [replay.runs(slot, statement.position) for slot in slots]
-            for statement in schedule.statements}
+    intervals = [replay.interval(section, statement.position)
+                 for statement in schedule.statements]
     open_site: dict[int, _Site | None] = {}
     sites: list[_Site] = []
-    for position, pattern in runs.items():
-        if not any(pattern):
+    for position, (low, high) in enumerate(intervals):
+        if low >= high:
             continue
         for queue in sorted(schedule.waited_queues(position)):
             site = open_site.get(queue)
-            if site is None or not all(runs[site.first][copy]
-                                       for copy, running in enumerate(pattern) if running):
+            if site is not None:
+                first_low, first_high = intervals[site.first]
+            if site is None or not first_low <= low < high <= first_high:
                 site = _Site(section, position, queue, [])
                 open_site[queue] = site
                 sites.append(site)
             site.covered.append(position)
-            site.for_read = site.for_read or any(
-                replay.kinds.get((slot, position), {}).get(queue, False) for slot in slots)
+            site.for_read = site.for_read or replay.reads_in(
+                position, replay.queue_index[queue], low, high)
         group = replay.last_member.get(position)
         if group is not None:
             open_site[schedule.groups[group].queue] = None
@@ -223,40 +253,45 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
     and before the next wait on its queue allows; what code after the loop may touch is
     everything, so nothing may stay in flight unseen at the end. ``skipped`` are
     (site id, slot) pairs of unrolled copies that do not wait."""
-    waits_at: dict[tuple[int, int], list[_Site]] = {}
+    waits_at: dict[tuple[int, int], list[tuple[_Site, int]]] = {}
     for site in sites:
-        for slot in range(site.section.start, site.section.start + site.section.length):
-            if replay.runs(slot, site.first) and (id(site), slot) not in skipped:
-                waits_at.setdefault((slot, site.first), []).append(site)
-    current: dict[int, tuple[int, int]] = {}  # queue -> (site id, slot) of the open wait
-    opened: dict[int, int] = {}  # queue -> commit count when that wait ran
+        low, high = replay.interval(site.section, site.first)
+        number = replay.queue_index[site.queue]
+        for slot in range(low, high):
+            if (id(site), slot) not in skipped:
+                waits_at.setdefault((slot, site.first), []).append((site, number))
+    current: dict[int, tuple[int, int]] = {}  # queue number -> (site id, slot) of the open wait
+    opened: dict[int, int] = {}  # queue number -> commit count when that wait ran
     values: dict[tuple[int, int], int | None] = {}
     unprotected: list[tuple[int, int, int]] = []
-
-    def constrain(queue: int, need: int, commits: int, where: tuple[int, int]) -> None:
-        wait = current.get(queue)
-        allowed = None if wait is None else need - (commits - opened[queue])
-        if allowed is None or allowed < 0:
-            unprotected.append((where[0], where[1], queue))
-            return
-        known = values[wait]
-        values[wait] = allowed if known is None else min(known, allowed)
-
-    for key in replay.events:
-        before = replay.before[key]
-        for site in waits_at.get(key, ()):
-            wait = (id(site), key[0])
-            current[site.queue] = wait
-            opened[site.queue] = before[site.queue]
-            values.setdefault(wait, None)
-        for queue, need in replay.needs.get(key, {}).items():
-            constrain(queue, need, before[queue], key)
+    queues = list(replay.queue_index)
+    for slot, position, before, needs in replay.events:
+        if waits_at:
+            for site, number in waits_at.get((slot, position), ()):
+                wait = (id(site), slot)
+                current[number] = wait
+                opened[number] = before[number]
+                values.setdefault(wait, None)
+        if needs is None:
+            continue
+        for number, mark in needs.items():
+            # The wait allows as many groups in flight as were committed after the
+            # newest conflicting one.
+            wait = current.get(number)
+            if wait is None or opened[number] < mark:
+                unprotected.append((slot, position, queues[number]))
+                continue
+            allowed = opened[number] - mark
+            known = values[wait]
+            if known is None or allowed < known:
+                values[wait] = allowed
     drains = []
     for queue, total in sorted(replay.counter.items()):
         if total == 0:
             continue
-        wait = current.get(queue)
-        if wait is None or total > opened[queue]:
+        number = replay.queue_index[queue]
+        wait = current.get(number)
+        if wait is None or total > opened[number]:
             drains.append(queue)
         else:
             values[wait] = 0
@@ -320,7 +355,7 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     section_plans = []
     for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
         slots = range(section.start, section.start + section.length)
-        runs = tuple(tuple(replay.runs(slot, statement.position) for slot in slots)
+        runs = tuple(_pattern(section, *replay.interval(section, statement.position))
                      for statement in schedule.statements)
         waits = []
         for site in chosen:
@@ -337,6 +372,14 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
                 waits.append(Wait(site.queue, site.first, tuple(values), standalone))
         section_plans.append(SectionPlan(actual, runs, tuple(waits)))
     return SyncPlan(tuple(section_plans), tuple((queue, 0) for queue in outcome.drains))
+
+
+def _pattern(section: Section, low: int, high: int) -> tuple[bool, ...]:
+    """Per slot of ``section``, whether it lies in ``[low, high)``."""
+    if low >= high:
+        return (False,) * section.length
+    return ((False,) * (low - section.start) + (True,) * (high - low)
+            + (False,) * (section.start + section.length - high))
 
 
 def plan_for_every_extent(schedule: Schedule) -> tuple[int, int, SyncPlan]:
