@@ -29,8 +29,8 @@ from ..ir import (
     substitute,
 )
 from .barriers import (
-    BarrierEmitter, BarrierLowering, BarrierPlan, ThreadScope, call, is_thread_loop,
-    issues_wgmma,
+    BarrierEmitter, BarrierLowering, BarrierPlan, ThreadScope, barrier_sync, call,
+    is_thread_loop, issues_wgmma,
 )
 from .pipeline.annotations import is_pipelined, other_annotations
 
@@ -68,7 +68,9 @@ def _roles(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyzer,
                         None, {}, loop.span)
     copied = {copy.position for group in plan.groups for copy in group.copies}
     positions = [position for position in range(len(plan.statements)) if position not in copied]
-    consume = [emitter.consume(position, instance, overlap_mma=True) for position in positions]
+    consume = [seq(barrier_sync() if position in plan.synchronized else None,
+                   emitter.consume(position, instance, overlap_mma=True))
+               for position in positions]
     last = emitter.instance(loop.min + loop.extent - 1)
     drains = [emitter.release_last(position, last) for position in positions
               if issues_wgmma(plan.statements[position])]
