@@ -38,6 +38,7 @@ from ..ir import (
     SeqStmt, Stmt, StringImm, Var, as_int, const, post_order_visit, seq, substitute,
 )
 from .pipeline.annotations import is_pipelined, other_annotations, read_annotation
+from .pipeline.inject import pipeline_loop
 from .pipeline.schedule import compute_schedule
 
 BARRIER_DTYPE = "uint64"
@@ -170,10 +171,12 @@ def _tile_copy(loop: For | None, position: int, stmt: Stmt, analyzer: Analyzer,
     ``loop`` is None for a copy before the pipelined loop.
     """
     if loop is None:
-        name, statement = "the barrier lowering", "statement before the pipelined loop"
+        name = "the barrier lowering"
+        statement = asynchronous = "asynchronous statement before the pipelined loop"
         span = getattr(stmt, "span", None)
     else:
         name, statement = f"pipelined loop '{loop.loop_var.name}'", f"statement {position}"
+        asynchronous = f"asynchronous {statement}"
         span = getattr(stmt, "span", None) or loop.span
     stores: list[BufferStore] = []
 
@@ -183,7 +186,7 @@ def _tile_copy(loop: For | None, position: int, stmt: Stmt, analyzer: Analyzer,
 
         def visit_call(self, node: Call) -> None:
             raise PipelineError(
-                f"{name}: asynchronous {statement} calls T.{node.op}; only tile "
+                f"{name}: {asynchronous} calls T.{node.op}; only tile "
                 "copies from global to shared memory lower to TMA", node.span or span)
 
     _Stores().visit(stmt)
@@ -193,7 +196,7 @@ def _tile_copy(loop: For | None, position: int, stmt: Stmt, analyzer: Analyzer,
         store.value.buffer.dtype for store in stores)
     if not copies_ok:
         raise PipelineError(
-            f"{name}: asynchronous {statement} is not a tile copy from global to "
+            f"{name}: {asynchronous} is not a tile copy from global to "
             "shared memory (each store must be shared[...] = global[...] of one dtype), so "
             "it cannot become a TMA copy", span)
     used = _variables(stmt)
@@ -208,7 +211,7 @@ def _tile_copy(loop: For | None, position: int, stmt: Stmt, analyzer: Analyzer,
         reads, writes = infer_regions(whole, analyzer=analyzer)
     if len(reads) != 1 or len(writes) != 1:
         raise PipelineError(
-            f"{name}: asynchronous {statement} must copy one global tile into one "
+            f"{name}: {asynchronous} must copy one global tile into one "
             f"shared tile; it reads {len(reads)} and writes {len(writes)} buffers", span)
     source, destination = reads[0], writes[0]
     extents = []
@@ -632,6 +635,7 @@ class BarrierLowering(IRMutator):
         self.hoisted: list[list[Buffer]] = [[]]  # per enclosing block, innermost last
         self.copied_before: dict[Buffer, tuple[Buffer, Stmt]] = {}  # tile -> barrier, copy
         self.waited_in_loop: dict[Buffer, Buffer] = {}  # for the next loop: tile -> barrier
+        self.copies_before: list[AsyncScope] = []  # every copy lowered before a loop
         self.analyzer = Analyzer()
 
     def lower_pipelined(self, loop: For) -> Stmt:
@@ -641,7 +645,10 @@ class BarrierLowering(IRMutator):
                 f"pipelined loop '{loop.loop_var.name}' is inside loop "
                 f"'{outer.loop_var.name}': its mbarriers are initialized once and their "
                 "phases follow the pipelined loop's iterations, so the barrier lowering "
-                "needs it outside other loops", loop.span)
+                "needs it outside other loops; pipeline the outer loop (the inner one is "
+                "then pipelined by wait counts inside it) or use the wait-count form "
+                "(--sync counts, inject_software_pipeline), whose pipelines nest", loop.span)
+        loop = _inner_pipelines_by_counts(loop)
         plan = plan_barrier_pipeline(loop, self.analyzer, self.thread_loops)
         plan.copied_before, self.waited_in_loop = self.waited_in_loop, {}
         self.rings.update(plan.rings)
@@ -706,10 +713,10 @@ class BarrierLowering(IRMutator):
         """A tile copy before the pipelined loop: a TMA copy on a barrier of its own."""
         if self.serial_loops:
             raise PipelineError(
-                f"an asynchronous statement inside loop '{self.serial_loops[-1].loop_var.name}'"
-                ", outside a pipelined loop: the barrier lowering gives such a copy one "
-                "barrier phase, so it must run once (before the loop), or belong to a "
-                "pipelined loop's stages", node.span)
+                "an asynchronous statement outside the pipelined loop, inside loop "
+                f"'{self.serial_loops[-1].loop_var.name}': the barrier lowering gives such a "
+                "copy one barrier phase, so it must run once (before the loop), or belong "
+                "to a pipelined loop's stages", node.span)
         analyzer = self.analyzer.copy()
         for thread_loop in self.thread_loops:
             analyzer.bind(thread_loop.loop_var, Range(thread_loop.min, thread_loop.extent))
@@ -722,6 +729,7 @@ class BarrierLowering(IRMutator):
         barrier = Buffer(f"{tile.name}_full", (IntImm(1),), BARRIER_DTYPE, "shared")
         self.barriers.setdefault(tile, []).append(barrier)
         self.copied_before[tile] = (barrier, node)
+        self.copies_before.append(node)
         source = BufferRegion(copy.source.buffer, tuple(
             Range(analyzer.simplify(r.min), analyzer.simplify(r.extent))
             for r in copy.source.region), copy.source.span)
@@ -752,6 +760,22 @@ class BarrierLowering(IRMutator):
             raise PipelineError(f"{buffer.name}, filled by TMA copies, must be allocated by "
                                 "a block around its pipelined loop", buffer.span)
         return func.with_body(body)
+
+
+def _inner_pipelines_by_counts(loop: For) -> For:
+    """``loop`` with the pipelined loops of its body pipelined by commit groups and wait
+    counts, innermost first (a pipelined loop nested in a barrier-form one)."""
+
+    class _Inner(IRMutator):
+        def visit_for(self, node: For) -> Stmt:
+            node = super().visit_for(node)
+            return pipeline_loop(node)[0] if is_pipelined(node) else node
+
+    body = _Inner().visit(loop.body)
+    if body is loop.body:
+        return loop
+    return For(loop.loop_var, loop.min, loop.extent, loop.kind, body, loop.thread_tag,
+               loop.annotations, loop.span)
 
 
 def is_thread_loop(loop: For) -> bool:

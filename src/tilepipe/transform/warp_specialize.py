@@ -59,6 +59,12 @@ def _roles(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyzer,
     loop = plan.loop
     emitter = BarrierEmitter(plan, analyzer, run_order=lambda position: position)
     consumers = threads.num_threads
+    if plan.synchronized and consumers % WARP_THREADS:
+        raise PipelineError(
+            f"warp specialization of {consumers} consumer threads orders the TMA copies, "
+            "not synchronous statements across threads: those need a named barrier of the "
+            f"consumers, which counts whole warps (a multiple of {WARP_THREADS} threads); "
+            "the one-role barrier form (--sync barriers) uses a block barrier", loop.span)
     linear = threads.linear_index()
     instance_var = Var(loop.loop_var.name, loop.loop_var.dtype)
     analyzer.bind(instance_var, Range(loop.min, loop.extent))
@@ -134,6 +140,13 @@ class _Specializer(BarrierLowering):
         split = self.splits.pop()
         scope = split.threads
         consumers = scope.num_threads
+        if self.copies_before and consumers % WARP_THREADS:
+            raise PipelineError(
+                f"warp specialization of {consumers} consumer threads: an asynchronous "
+                "statement outside the pipelined loop is waited for after a named barrier "
+                "of the consumers (its mbarrier initialized), which counts whole warps (a "
+                f"multiple of {WARP_THREADS} threads); the one-role barrier form (--sync "
+                "barriers) uses a block barrier", self.copies_before[0].span)
         slowest = min(scope.loops, key=lambda loop: AXES_SLOWEST_FIRST.index(loop.thread_tag))
         faster = consumers // as_int(slowest.extent)
         if PRODUCER_THREADS % faster:
