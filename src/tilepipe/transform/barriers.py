@@ -23,6 +23,16 @@ number of slots. A consumer that issues ``T.wgmma`` is fenced and committed as a
 group and waits for it (``T.wgmma_wait_group(0)``) before it releases its slots.
 :func:`plan_barrier_pipeline` is shared with warp specialization, which emits the same
 plan as a producer warpgroup and consumer threads.
+
+Around that core, as the count pipeline does: buffers the loop body allocates move out
+of the loop, with one version per stage a value lives (a ring indexed by the instance);
+synchronous statements that write shared memory other threads access, and those
+accesses, each get a block barrier before them (a named barrier of the consumers when
+warp-specialized); a tile copy before the loop becomes a TMA copy on a barrier of its
+own, waited for before the first statement that touches the tile (in a pipelined loop:
+in that statement's first instance); pipelined loops inside the loop body are pipelined
+by wait counts. A pipelined loop inside a plain loop is refused: its barrier phases
+follow its own iterations.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ previous instance's slots, the last ones after the loop. Where it pays (see
 :func:`register_split`) the producer gives registers back
 (``T.setmaxnreg(producer, "dec")``) and the consumers take them (``"inc"``). Each role
 runs exactly the loop's trip count, so a trip count below the number of slots, or zero,
-needs no special tail.
+needs no special tail. Statements of the loop that share shared memory across threads
+are ordered by named barriers of the consumers (whole warps of them).
 """
 
 from __future__ import annotations
