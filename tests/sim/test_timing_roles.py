@@ -133,3 +133,37 @@ def test_both_barrier_forms_do_the_same_work(gemm):
     lanes = {interval.unit for interval in specialized.intervals}
     assert {"producer", "consumer", "tma", "tensor"} <= lanes
     assert "producer" not in {interval.unit for interval in single.intervals}
+
+
+QUERY_BEFORE_THE_LOOP = """
+from tilepipe import script as T
+
+
+@T.prim_func
+def before(Q: T.Buffer((32,), "float32"), K: T.Buffer((6, 32), "float32"),
+           C: T.Buffer((6, 32), "float32")):
+    for tx in T.thread_binding(32, thread="threadIdx.x"):
+        with T.block("root"):
+            Q_shared = T.alloc_buffer((32,), "float32", scope="shared")
+            K_shared = T.alloc_buffer((32,), "float32", scope="shared")
+            with T.attr(0, "async_scope", 1):
+                Q_shared[tx] = Q[tx]
+            for k in T.serial(6, annotations={"software_pipeline_stage": [0, 1],
+                                              "software_pipeline_order": [0, 1],
+                                              "software_pipeline_async_stages": [0]}):
+                K_shared[tx] = K[k, tx]
+                C[k, tx] = Q_shared[(tx + 1) % 32] * K_shared[(tx + 3) % 32]
+"""
+
+
+@pytest.mark.parametrize("lowering", [lower_to_barriers, lambda func: warp_specialize(
+    func, reallocate_registers=False)])
+def test_loop_copies_start_while_the_tile_copied_before_the_loop_travels(lowering):
+    report = estimate(lowering(parse(QUERY_BEFORE_THE_LOOP)), ROUND)
+    transfers = [i for i in report.intervals if i.kind == "transfer" and i.unit == "tma"]
+    flights = [i for i in report.intervals if i.kind == "flight" and i.unit == "tma"]
+    assert len(transfers) == 7  # the Q tile, then six K tiles of 128 bytes
+    assert all(i.end - i.start == 128 / 16 for i in transfers)
+    assert transfers[1].start < flights[0].end  # K's first copy does not wait for Q
+    waits = [i for i in report.intervals if i.label == "mbarrier Q_shared_full"]
+    assert len(waits) == 1 and waits[0].end == flights[0].end
