@@ -167,3 +167,21 @@ def test_loop_copies_start_while_the_tile_copied_before_the_loop_travels(lowerin
     assert transfers[1].start < flights[0].end  # K's first copy does not wait for Q
     waits = [i for i in report.intervals if i.label == "mbarrier Q_shared_full"]
     assert len(waits) == 1 and waits[0].end == flights[0].end
+
+
+def test_nested_thread_predicates_count_the_threads_under_both():
+    program = parse("""
+from tilepipe import script as T
+
+
+@T.prim_func
+def nested(A: T.Buffer((4,), "float32")):
+    for tx in T.thread_binding(128, thread="threadIdx.x"):
+        with T.block("root"):
+            values = T.alloc_buffer((4,), "float32", scope="local")
+            if tx < 64:
+                values[3] = values[1] * values[2]
+                if tx < 32:
+                    values[0] = values[1] * values[2]
+""")
+    assert estimate(program, ROUND).flops == 2 * 64 + 2 * 32

@@ -537,6 +537,7 @@ class _Role:
     lane: str
     threads: float
     thread_loops: list[For]
+    predicates: list[Any] = field(default_factory=list)  # on the thread index, in force
     now: float = 0.0
     async_depth: int = 0
     open_groups: list[_Group] = field(default_factory=list)
@@ -565,7 +566,7 @@ class _Fork:
     """The running role splits into concurrent roles ``(lane, threads, statement)``;
     it goes on when they have all finished."""
 
-    branches: tuple[tuple[str, float, Stmt], ...]
+    branches: tuple[tuple[str, float, Stmt, Any], ...]  # with the branch's predicate
     env: dict
 
 
@@ -633,8 +634,9 @@ class _Model:
                 role.waiting_for = request.key
             elif isinstance(request, _Fork):
                 role.children = []
-                for lane, threads, branch in request.branches:
-                    child = _Role(lane, threads, list(role.thread_loops), now=role.now)
+                for lane, threads, branch, predicate in request.branches:
+                    child = _Role(lane, threads, list(role.thread_loops),
+                                  role.predicates + [predicate], now=role.now)
                     child.steps = self._run_role(child, branch, request.env)
                     role.children.append(child)
                 self.roles += role.children
@@ -851,9 +853,13 @@ class _Model:
             if known is None and stmt.else_case is not None:
                 yield self._fork(stmt, env)
             elif known is None:
-                share = self._thread_share(stmt.condition, env)
-                if share:
-                    yield from self.run(stmt.then_case, env, threads * share)
+                narrowed = self._threads_or_none([stmt.condition], env)
+                if narrowed is None:
+                    yield from self.run(stmt.then_case, env, threads)
+                elif narrowed:
+                    role.predicates.append(stmt.condition)
+                    yield from self.run(stmt.then_case, env, narrowed)
+                    role.predicates.pop()
             elif known:
                 yield from self.run(stmt.then_case, env, threads)
             elif stmt.else_case is not None:
@@ -886,37 +892,40 @@ class _Model:
                 "concurrently only where one side issues the TMA copies and the other "
                 "consumes them (warp specialization); this branch gives threads other "
                 "work, or depends on data", stmt.span)
-        try:
-            selected = self._threads_where(stmt.condition, env)
-        except _Unknown:
-            raise ModelError("the timing model cannot split the threads on a condition "
-                             "that depends on data", stmt.span) from None
-        total = 1
-        for loop in self.role.thread_loops:
-            total *= int(_evaluate(loop.extent, env))
         branches = []
-        for branch, threads, producer in zip((stmt.then_case, stmt.else_case),
-                                             (selected, total - selected), producers):
+        for branch, predicate, producer in zip((stmt.then_case, stmt.else_case),
+                                               (stmt.condition, Not(stmt.condition)),
+                                               producers):
+            threads = self._threads_or_none([predicate], env)
+            if threads is None:
+                raise ModelError("the timing model cannot split the threads on a condition "
+                                 "that depends on data", stmt.span)
             if threads:
-                branches.append(("producer" if producer else "consumer", threads, branch))
+                branches.append(("producer" if producer else "consumer", threads, branch,
+                                 predicate))
         return _Fork(tuple(branches), env)
 
-    def _threads_where(self, condition: Any, env: dict) -> int:
-        """How many of the role's threads satisfy ``condition`` (counted one by one;
-        remembered for conditions on the thread index alone). Raises ``_Unknown`` for a
-        condition on data."""
+    def _threads_or_none(self, conditions: list[Any], env: dict) -> int | None:
+        """How many of the role's threads satisfy ``conditions`` (on the thread index,
+        which the walk leaves unknown) and the predicates in force, counted one by one;
+        None where a condition depends on data (it then counts as true for every
+        thread). Counts of conditions on the thread index alone are remembered."""
+        conditions = tuple(self.role.predicates) + tuple(conditions)
         loops = self.role.thread_loops
-        cached = (condition, tuple(loops))
+        cached = (conditions, tuple(loops))
         if cached in self.thread_counts:
             return self.thread_counts[cached]
         ranges = [range(int(_evaluate(loop.min, env)),
                         int(_evaluate(loop.min, env)) + int(_evaluate(loop.extent, env)))
                   for loop in loops]
-        count = sum(bool(_evaluate(condition, {**env, **{
-            loop.loop_var: value for loop, value in zip(loops, values)}}))
-            for values in itertools.product(*ranges))
+        try:
+            count = sum(all(_evaluate(condition, {**env, **{
+                loop.loop_var: value for loop, value in zip(loops, values)}})
+                for condition in conditions) for values in itertools.product(*ranges))
+        except _Unknown:
+            return None
         thread_vars = {loop.loop_var for loop in loops}
-        if _variables_of(condition) <= thread_vars:
+        if all(_variables_of(condition) <= thread_vars for condition in conditions):
             self.thread_counts[cached] = count
         return count
 
@@ -927,17 +936,17 @@ class _Model:
             if loop.kind == ForKind.THREAD_BINDING and (loop.thread_tag or "").startswith(
                     "blockIdx"):
                 env = {**env, loop.loop_var: _evaluate(loop.min, env)}
-        share = self._leaf_share(stmt, env)
-        if not share:
+        threads = self._leaf_threads(stmt, env, threads)
+        if not threads:
             return
         nest = [loop for loop in loops
                 if not (loop.thread_tag or "").startswith("blockIdx")]
-        yield from self.operate(nest, statement, env, threads * share)
+        yield from self.operate(nest, statement, env, threads)
 
-    def _leaf_share(self, stmt: Stmt, env: dict) -> float:
-        """The share of the threads that run a leaf nest, by the predicates around it
-        that do not depend on the nest's own loops."""
-        share = 1.0
+    def _leaf_threads(self, stmt: Stmt, env: dict, threads: float) -> float:
+        """How many of the ``threads`` run a leaf nest, by the predicates around it that
+        do not depend on the nest's own loops."""
+        unknown = []
         while not isinstance(stmt, (BufferStore, Evaluate)):
             if isinstance(stmt, Block):
                 if not _holds(stmt.predicate, env):
@@ -946,7 +955,7 @@ class _Model:
             elif isinstance(stmt, IfThenElse):
                 known = _evaluate_or_none(stmt.condition, env)
                 if known is None:
-                    share *= self._thread_share(stmt.condition, env)
+                    unknown.append(stmt.condition)
                 elif not known:
                     return 0.0
                 stmt = stmt.then_case
@@ -954,18 +963,10 @@ class _Model:
                 stmt = stmt.stmts[0]
             else:
                 stmt = stmt.body
-        return share
-
-    def _thread_share(self, condition: Any, env: dict) -> float:
-        """The share of the role's threads for which ``condition`` (one the walk cannot
-        evaluate: on the thread index, or on data) holds; 1 where it depends on data."""
-        total = 1
-        for loop in self.role.thread_loops:
-            total *= int(_evaluate(loop.extent, env))
-        try:
-            return self._threads_where(condition, env) / total
-        except _Unknown:
-            return 1.0
+        if not unknown:
+            return threads
+        narrowed = self._threads_or_none(unknown, env)
+        return threads if narrowed is None else narrowed
 
     def _run_loop(self, loop: For, env: dict, threads: float) -> Iterator:
         try:
