@@ -186,3 +186,17 @@ def test_form_compiles_for_sm90a(name, form):
         pytest.skip("nvcc is not installed")
     source = codegen(FORMS[form](parse(PROGRAMS[name][0])), "sm_90a")
     assert compile_source(source, "sm_90a")
+
+
+@pytest.mark.parametrize("sync", ["barriers", "warp-specialized"])
+def test_commands_verify_and_emit_the_copy_before_the_loop(tmp_path, capsys, sync):
+    from tilepipe.cli import main
+
+    path = tmp_path / "before.py"
+    path.write_text(BEFORE)
+    assert main(["verify", str(path), "--sync", sync]) == 0
+    assert "no race" in capsys.readouterr().out
+    assert main(["cuda", str(path), "--sync", sync, "--arch", "sm_90a"]) == 0
+    source = capsys.readouterr().out
+    assert "tilepipe_hopper::mbarrier_wait_parity(reinterpret_cast<uint64_t*>(" \
+           "&Q_shared_full[0]), 0)" in source
