@@ -178,14 +178,23 @@ def _cmd_timeline(args: argparse.Namespace) -> int:
     from .sim.timeline import ascii_comparison, ascii_timeline, draw_timeline
     from .sim.timing import estimate
 
+    def pipeline(func):
+        """Planned for the machine, then pipelined with the synchronization of --sync."""
+        if args.sync == "counts":
+            return pipelined(func, args.machine)
+        from .sim.timing import machine_named
+        from .transform.pipeline.planning import plan_pipeline
+
+        return _apply_pipeline(plan_pipeline(func, machine_named(args.machine).arch), args)
+
     (func,) = _load(args, single=True)
     func = _bind(func, args)
     if args.compare:
-        programs = [("as written", func), ("pipelined", pipelined(func, args.machine))]
+        programs = [("as written", func), ("pipelined", pipeline(func))]
     elif args.no_pipeline:
         programs = [("as written", func)]
     else:
-        programs = [("pipelined", pipelined(func, args.machine))]
+        programs = [("pipelined", pipeline(func))]
     titles = [title for title, _ in programs]
     reports = [estimate(program, args.machine) for _, program in programs]
     pictures = [path for path in (args.png, args.svg) if path]

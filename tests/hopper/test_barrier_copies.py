@@ -1,8 +1,7 @@
 """What the barrier lowering accepts as a TMA copy and where it says no: a copy in which
 each thread copies its own part is one tile copy of the union, issued by one thread; a
-copy that moves elements to other places, buffers allocated in the loop body, a loop
-inside another loop, an asynchronous statement before the loop and synchronous shared
-data read by other threads are rejected with a message."""
+copy that moves elements to other places, a loop inside another loop and a statement
+whose threads write what its other threads access are rejected with a message."""
 
 import numpy as np
 import pytest
@@ -47,51 +46,21 @@ def test_copy_that_moves_elements_is_not_a_tma_copy():
         lower_to_barriers(parse(text))
 
 
-def test_buffers_allocated_in_the_loop_body_are_named():
-    text = PER_THREAD.replace(
-        '            S = T.alloc_buffer((4, 1), "float32", scope="shared")\n', "").replace(
-        "                S[tx, 0] = A[tx, i]\n",
-        '                with T.block("body"):\n'
-        '                    S = T.alloc_buffer((4, 1), "float32", scope="shared")\n'
-        "                    S[tx, 0] = A[tx, i]\n"
-        "                    C[tx, i] = S[(tx + 1) % 4, 0] + T.float32(1)\n").replace(
-        "                C[tx, i] = S[(tx + 1) % 4, 0] + T.float32(1)\n", "", 1)
-    with pytest.raises(PipelineError, match="allocate S before the loop"):
-        lower_to_barriers(parse(text))
-
-
-def test_pipelined_loop_inside_another_loop_is_rejected():
+def test_pipelined_loop_inside_another_loop_is_rejected_naming_the_forms_that_nest():
     text = PER_THREAD.replace("            for i in T.serial(6,", "            for j in T.serial(2):\n"
                               "             for i in T.serial(6,")
-    with pytest.raises(PipelineError, match="pipelined loop 'i' is inside loop 'j'"):
+    with pytest.raises(PipelineError, match="pipelined loop 'i' is inside loop 'j'.*"
+                                            "--sync counts"):
         lower_to_barriers(parse(text))
 
 
-def test_asynchronous_statement_before_the_loop_is_rejected():
-    text = PER_THREAD.replace(
-        "            for i in T.serial(6,",
-        '            with T.attr(0, "async_scope", 1):\n'
-        "                S[tx, 0] = A[tx, 0]\n"
-        "            for i in T.serial(6,")
-    with pytest.raises(PipelineError, match="asynchronous statement outside the pipelined"):
-        lower_to_barriers(parse(text))
-
-
-def test_synchronous_shared_data_read_by_other_threads_is_rejected():
+def test_statement_writing_what_its_other_threads_access_is_rejected():
     text = PER_THREAD.replace(
         '            S = T.alloc_buffer((4, 1), "float32", scope="shared")\n',
         '            S = T.alloc_buffer((4, 1), "float32", scope="shared")\n'
         '            R = T.alloc_buffer((4, 1), "float32", scope="shared")\n').replace(
-        '"software_pipeline_stage": [0, 1]', '"software_pipeline_stage": [0, 1, 1]').replace(
-        '"software_pipeline_order": [0, 1]', '"software_pipeline_order": [0, 1, 2]').replace(
         "                C[tx, i] = S[(tx + 1) % 4, 0] + T.float32(1)\n",
-        "                R[tx, 0] = S[tx, 0] * T.float32(2)\n"
-        "                C[tx, i] = R[(tx + 1) % 4, 0]\n")
-    with pytest.raises(PipelineError, match="statement 2 accesses R where statement 1 "
-                                            "writes it in other threads"):
+        "                R[tx, 0] = S[tx, 0] + R[(tx + 1) % 4, 0]\n")
+    with pytest.raises(PipelineError, match="statement 1 writes R and accesses it where "
+                                            "other threads write it"):
         lower_to_barriers(parse(text))
-    same_thread = parse(text.replace("R[(tx + 1) % 4, 0]", "R[tx, 0]"))
-    lowered = lower_to_barriers(same_thread)
-    inputs = random_inputs(same_thread, seed=5)
-    np.testing.assert_array_equal(simulate(lowered, inputs, schedule="lazy")["C"],
-                                  simulate(same_thread, inputs)["C"])

@@ -128,3 +128,23 @@ def test_gemm_on_a_hopper_gpu_matches_numpy():
     kernel(inputs["A"], inputs["B"], inputs["C"])
     expected = inputs["A"].astype(np.float32) @ inputs["B"].astype(np.float32).T
     np.testing.assert_allclose(inputs["C"], expected, rtol=1e-2, atol=1e-2)
+
+
+def test_mbarrier_intrinsics_call_their_device_functions_on_the_slot():
+    source = codegen(lower(hopper_gemm(128, 64, 128, block_n=64), False), "sm_90a")
+    calls = [line.strip() for line in source.splitlines() if "tilepipe_hopper::mbarrier" in line]
+    assert "tilepipe_hopper::mbarrier_init(reinterpret_cast<uint64_t*>(&full[slot]), 1);" in calls
+    assert ("tilepipe_hopper::mbarrier_arrive_expect_tx(reinterpret_cast<uint64_t*>("
+            "&full[(k % 4)]), 24576);") in calls
+    assert ("tilepipe_hopper::mbarrier_arrive(reinterpret_cast<uint64_t*>("
+            "&empty[((k + 1) % 4)]));") in calls
+    assert sum(call.startswith("tilepipe_hopper::mbarrier_wait_parity(") for call in calls) == 2
+
+
+def test_mbarrier_intrinsic_with_the_wrong_arguments_is_rejected():
+    text = lower(hopper_gemm(128, 64, 128, block_n=64), False).script()
+    wrong = parse(text.replace("T.mbarrier_arrive(empty, (k + 1) % 4)",
+                               "T.mbarrier_arrive(empty, (k + 1) % 4, 1)"))
+    with pytest.raises(LoweringError, match=r"T.mbarrier_arrive takes 2 arguments: "
+                                            r"T.mbarrier_arrive\(barriers, index\)"):
+        codegen(wrong, "sm_90a")

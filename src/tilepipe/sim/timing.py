@@ -11,10 +11,16 @@ longer being read or written: a scoreboard over buffers and constant indices), a
 busy unit queues it. So a register double buffer overlaps loads with compute as on
 hardware, and a single shared buffer serializes copy and compute. Asynchronous
 statements run in the background; a wait blocks the threads until the groups it names
-have landed. In the Hopper form, a ``T.tma_load`` is one asynchronous tile copy that
-completes on its mbarrier slot and ``T.mbarrier_wait_parity`` waits for it. An intrinsic
-call writes its first buffer argument and reads the others (an ``mma`` also reads its
-accumulator); a call on ``warp`` buffers is warp-collective, a ``T.wgmma`` is
+have landed. In the Hopper forms, a ``T.tma_load`` is one asynchronous tile copy whose
+bytes complete the phase of its mbarrier; a phase completes once it has its arrival and
+its bytes, ``T.mbarrier_wait_parity`` waits for the phase of that parity, and
+``T.wgmma_wait_group(n)`` for all but the ``n`` newest wgmma groups. A branch on the
+thread index whose one side issues the TMA copies (warp specialization) splits the block
+into a producer and a consumer role that run concurrently, each with the threads its
+side selects, and meet only at mbarriers; a deadlock among them is reported. A predicate
+on the thread index scales the work under it by the share of threads it selects. An
+intrinsic call writes its first buffer argument and reads the others (an ``mma`` also
+reads its accumulator); a call on ``warp`` buffers is warp-collective, a ``T.wgmma`` is
 warpgroup-collective.
 
 Costs come from statement sizes (elements times dtype bytes, two flops per
@@ -25,6 +31,7 @@ unit, and the throughput bound ``max(memory time, compute time)``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
@@ -34,7 +41,7 @@ from ..ir import (
     And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, BinaryOp, Block, Buffer,
     BufferLoad, BufferRegion, BufferStore, Call, Cast, Evaluate, FloatImm, For, ForKind,
     IfThenElse, IntImm, IRVisitor, Mul, Not, Or, PrimFunc, Select, SeqStmt, Stmt, Var,
-    bind_params, free_size_vars,
+    bind_params, free_size_vars, post_order_visit,
 )
 from ..ir import expr as ir_expr
 
@@ -115,8 +122,9 @@ def machine_named(name: str | Machine) -> Machine:
 
 
 # Results -----------------------------------------------------------------------------
-UNITS = ("threads", "copy", "tma", "shared", "tensor", "alu")
-"""Timeline lanes: the issuing threads, then the units that do the work."""
+UNITS = ("threads", "producer", "consumer", "copy", "tma", "shared", "tensor", "alu")
+"""Timeline lanes: the issuing threads (the producer and consumer roles of a
+warp-specialized program apart), then the units that do the work."""
 
 
 @dataclass(frozen=True)
@@ -250,10 +258,13 @@ _SHARED_SCOPES = ("shared", "shared.dyn")
 _REGISTER_SCOPES = ("local", "warp", "wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator")
 WARP_SIZE = 32
 _TENSOR_DTYPES = ("float16", "bfloat16", "int8", "uint8")
-_BARRIERS = ("tvm_storage_sync", "syncthreads", "barrier")
-# Calls that only order work (mbarrier arrivals, wgmma fences and groups): no cost here.
-_ORDERING_PREFIXES = ("mbarrier_init", "mbarrier_arrive", "wgmma_fence", "wgmma_commit",
-                      "wgmma_wait", "fence")
+_BARRIERS = ("tvm_storage_sync", "syncthreads", "barrier", "named_barrier_sync")
+# Calls that synchronize the threads with each other or with the asynchronous units.
+_SYNCHRONIZATION = _BARRIERS + (
+    "mbarrier_init", "mbarrier_arrive", "mbarrier_arrive_expect_tx", "mbarrier_wait_parity",
+    "wgmma_commit_group", "wgmma_wait_group")
+# Calls that only order work or configure the threads: no cost here.
+_ORDERING_PREFIXES = ("wgmma_fence", "fence", "setmaxnreg")
 WARPGROUP_SIZE = 128
 
 _Key = tuple  # (buffer, index value or None per dimension)
@@ -425,7 +436,8 @@ def _region_elements(region: BufferRegion, env: Mapping[Var, int]) -> float:
 
 # Program structure -------------------------------------------------------------------
 def _contains_async(stmt: Stmt) -> bool:
-    """Whether ``stmt`` issues or waits for asynchronous work (queues or TMA copies)."""
+    """Whether ``stmt`` issues or waits for asynchronous work (queues, TMA copies and
+    their mbarriers)."""
     found = False
 
     class _Finder(IRVisitor):
@@ -438,10 +450,24 @@ def _contains_async(stmt: Stmt) -> bool:
 
         def visit_call(self, node: Call) -> None:
             nonlocal found
-            found = found or node.op == "tma_load"
+            found = found or node.op in ("tma_load", "mbarrier_wait_parity")
 
     _Finder().visit(stmt)
     return found
+
+
+def _variables_of(expr: Any) -> set[Var]:
+    found: set[Var] = set()
+    post_order_visit(expr, lambda node: found.add(node) if isinstance(node, Var) else None)
+    return found
+
+
+def _issues_tma(stmt: Stmt) -> bool:
+    """Whether ``stmt`` issues TMA copies (the producer side of warp specialization)."""
+    found = []
+    post_order_visit(stmt, lambda node: found.append(node)
+                     if isinstance(node, Call) and node.op == "tma_load" else None)
+    return bool(found)
 
 
 def _leaf_statement(stmt: Stmt) -> tuple[list[For], Stmt] | None:
@@ -490,19 +516,75 @@ class _Group:
     completion: float = 0.0
 
 
+@dataclass
+class _Slot:
+    """One mbarrier: its current phase's arrival and transaction bytes, and when each
+    completed phase completed. A role is one group of threads in lockstep, so one
+    arrival of a role stands for the arrivals of all its threads."""
+
+    arrived: bool = False
+    arrival: float = 0.0
+    pending_bytes: float = 0.0
+    landing: float = 0.0
+    completions: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Role:
+    """Threads that walk the program together: the whole block, or one side of a
+    branch that splits it (a producer warpgroup and its consumers)."""
+
+    lane: str
+    threads: float
+    thread_loops: list[For]
+    predicates: list[Any] = field(default_factory=list)  # on the thread index, in force
+    now: float = 0.0
+    async_depth: int = 0
+    open_groups: list[_Group] = field(default_factory=list)
+    queues: dict[int, list[_Group]] = field(default_factory=dict)
+    wgmma_open: float = 0.0  # when the wgmma issued since the last commit finish
+    wgmma_groups: list[float] = field(default_factory=list)  # when committed ones finish
+    steps: Iterator | None = None
+    waiting_for: _Key | None = None  # the mbarrier whose next phase it waits for
+    children: list["_Role"] | None = None  # the roles it forked, until they finish
+    done: bool = False
+
+    @property
+    def runnable(self) -> bool:
+        return not self.done and self.waiting_for is None and self.children is None
+
+
+@dataclass(frozen=True)
+class _Blocked:
+    """The running role waits for the next phase of mbarrier ``key`` to complete."""
+
+    key: _Key
+
+
+@dataclass(frozen=True)
+class _Fork:
+    """The running role splits into concurrent roles ``(lane, threads, statement)``;
+    it goes on when they have all finished."""
+
+    branches: tuple[tuple[str, float, Stmt, Any], ...]  # with the branch's predicate
+    env: dict
+
+
 class _Model:
-    """Walks one thread block through the program and schedules its operations."""
+    """Walks one thread block through the program and schedules its operations.
+
+    The walk of each role is a generator that yields after every operation and where it
+    must wait for another role (an mbarrier phase); :meth:`simulate` always advances the
+    runnable role that is earliest in time, so the units serve the roles' work in time
+    order."""
 
     def __init__(self, func: PrimFunc, machine: Machine, memory: str):
         self.machine = machine
         self.global_bytes_per_cycle, self.global_latency = machine.global_path(memory)
-        self.now = 0.0
+        self.role = _Role("threads", 1.0, [])
         self.free = {"global": 0.0, "shared": 0.0, "tensor": 0.0, "alu": 0.0}
         self.ready: dict[_Key, float] = {}  # landing time of each synchronous write
         self.read_done: dict[_Key, float] = {}  # when the last read of each key ends
-        self.queues: dict[int, list[_Group]] = {}
-        self.open_groups: list[_Group] = []
-        self.async_depth = 0
         self.finish = 0.0
         self.intervals: list[Interval] = []
         self.busy = {unit: 0.0 for unit in UNITS}
@@ -510,15 +592,74 @@ class _Model:
         self.flops = 0.0
         self.tensor_flops = 0.0
         self.alu_flops = 0.0
-        self.main_loop = _main_loop(func.body)
-        self.phase = "prologue" if self.main_loop is not None else "body"
+        main_loop = _main_loop(func.body)
+        self.main_loops = {main_loop} if main_loop is not None else set()
+        self.running_main_loops = 0
+        self.phase = "prologue" if main_loop is not None else "body"
         self.body_start: float | None = None
         self.body_end: float | None = None
         self.iteration_starts: list[float] = []
         self.occurrences: dict[tuple[str, str], int] = {}
         self.leaves: dict[Stmt, tuple[list[For], Stmt] | None] = {}
         self.accesses: dict[Stmt, _LeafAccesses] = {}
-        self.barriers: dict[_Key, float] = {}  # mbarrier slot: when its TMA copies land
+        self.slots: dict[_Key, _Slot] = {}
+        self.roles: list[_Role] = [self.role]
+        self.thread_counts: dict[tuple, int] = {}
+
+    @property
+    def now(self) -> float:
+        return self.role.now
+
+    @now.setter
+    def now(self, time: float) -> None:
+        self.role.now = time
+
+    # Scheduling -----------------------------------------------------------------------
+    def simulate(self, stmt: Stmt) -> None:
+        """Run ``stmt`` as the whole block, and concurrently every role it forks."""
+        root = self.role
+        root.steps = self.run(stmt, {}, 1.0)
+        while not root.done:
+            runnable = [role for role in self.roles if role.runnable]
+            if not runnable:
+                raise ModelError(self._deadlock())
+            self.role = role = min(runnable, key=lambda role: role.now)
+            try:
+                request = next(role.steps)
+            except StopIteration:
+                role.done = True
+                self._join()
+                continue
+            if isinstance(request, _Blocked):
+                role.waiting_for = request.key
+            elif isinstance(request, _Fork):
+                role.children = []
+                for lane, threads, branch, predicate in request.branches:
+                    child = _Role(lane, threads, list(role.thread_loops),
+                                  role.predicates + [predicate], now=role.now)
+                    child.steps = self._run_role(child, branch, request.env)
+                    role.children.append(child)
+                self.roles += role.children
+        self.role = root
+
+    def _run_role(self, role: _Role, stmt: Stmt, env: dict) -> Iterator:
+        main_loop = _main_loop(stmt)
+        if main_loop is not None:
+            self.main_loops.add(main_loop)
+        yield from self.run(stmt, env, role.threads)
+
+    def _join(self) -> None:
+        """A role that forked goes on once its children are done, at the latest's time."""
+        for role in self.roles:
+            if role.children is not None and all(child.done for child in role.children):
+                role.now = max([role.now] + [child.now for child in role.children])
+                role.children = None
+
+    def _deadlock(self) -> str:
+        waits = [f"{role.lane} on {role.waiting_for[0].name}[{role.waiting_for[1][0]}]"
+                 for role in self.roles if role.waiting_for is not None]
+        return ("the program deadlocks in the timing model: every role waits for an "
+                f"mbarrier phase that nothing completes ({', '.join(waits)})")
 
     # Bookkeeping ----------------------------------------------------------------------
     def _record(self, unit: str, start: float, end: float, kind: str, label: str,
@@ -554,7 +695,7 @@ class _Model:
                    self._latest(operation.writes, self.read_done))
 
     # Operations -----------------------------------------------------------------------
-    def operate(self, loops: list[For], leaf: Stmt, env: dict, threads: float) -> None:
+    def operate(self, loops: list[For], leaf: Stmt, env: dict, threads: float) -> Iterator:
         elements = threads
         for loop in loops:
             try:
@@ -563,13 +704,16 @@ class _Model:
                 raise ModelError(f"loop extent depends on '{unknown}', which is not bound",
                                  loop.span) from None
         call = leaf.value if isinstance(leaf, Evaluate) else None
-        if isinstance(call, Call) and self._synchronize(call, env):
+        if isinstance(call, Call) and call.op in _SYNCHRONIZATION:
+            yield from self._synchronize(call, env)
+            return
+        if isinstance(call, Call) and call.op.startswith(_ORDERING_PREFIXES):
             return
         if leaf not in self.accesses:
             self.accesses[leaf] = _leaf_accesses(leaf)
         operation = _classify(leaf, self.accesses[leaf], elements, env)
         machine = self.machine
-        asynchronous = self.async_depth > 0 or operation.completes_on is not None
+        asynchronous = self.role.async_depth > 0 or operation.completes_on is not None
         resource = "global" if operation.unit == "copy" else operation.unit
         if operation.unit == "copy":
             duration = operation.amount / self.global_bytes_per_cycle
@@ -590,7 +734,8 @@ class _Model:
             lane = "alu"
         issue_start = self.now
         self.now += machine.issue_cycles
-        self._record("threads", issue_start, self.now, "issue", operation.label, asynchronous)
+        self._record(self.role.lane, issue_start, self.now, "issue", operation.label,
+                     asynchronous)
         ready = self._operands_ready(operation)
         if not asynchronous:
             # In-order issue: the threads stall until the operands are ready; a busy
@@ -607,114 +752,223 @@ class _Model:
         self.read_done.update(
             (key, start if key[0].scope in _REGISTER_SCOPES else end) for key in operation.reads)
         self.finish = max(self.finish, landing)
+        if operation.label == "wgmma":
+            self.role.wgmma_open = max(self.role.wgmma_open, end)
         if operation.completes_on is not None:
-            slot = operation.completes_on
-            self.barriers[slot] = max(self.barriers.get(slot, 0.0), landing)
+            slot = self._slot(operation.completes_on)
+            slot.pending_bytes -= operation.amount
+            slot.landing = max(slot.landing, landing)
+            self._complete_if_done(operation.completes_on)
         elif asynchronous:
-            if self.open_groups:
-                group = self.open_groups[-1]
+            if self.role.open_groups:
+                group = self.role.open_groups[-1]
                 group.completion = max(group.completion, landing)
         else:
             self.ready.update((key, landing) for key in operation.writes)
+        yield
 
-    def _synchronize(self, call: Call, env: dict) -> bool:
-        """Carry out a synchronization call; False if ``call`` is work instead.
+    def _synchronize(self, call: Call, env: dict) -> Iterator:
+        """Carry out a synchronization call (see ``_SYNCHRONIZATION``).
 
-        A block barrier costs ``barrier_cycles``. ``mbarrier_wait_parity(barrier, slot,
-        parity)`` waits for the TMA copies that signal that slot; in this one-block
-        model every other arrival has happened by the time it is waited for, so
-        arrivals, fences and wgmma groups only order work and cost nothing."""
-        if call.op in _BARRIERS:
+        A block or named barrier costs ``barrier_cycles``. An mbarrier phase completes
+        at its arrival once the bytes it expects have landed; ``mbarrier_wait_parity``
+        waits for the phase of that parity as on hardware, for as long as another role
+        has yet to complete it. ``wgmma_wait_group(n)`` waits for all but the ``n``
+        newest committed wgmma groups."""
+        op = call.op
+        if op in _BARRIERS:
             start = self.now
             self.now += self.machine.barrier_cycles
-            self._record("threads", start, self.now, "barrier", "barrier")
-            return True
-        if call.op == "mbarrier_wait_parity" and len(call.args) >= 2:
-            slot = (call.args[0], (_evaluate_or_none(call.args[1], env),))
-            self._wait_until(self.barriers.pop(slot, self.now), f"mbarrier {call.args[0].name}")
-            return True
-        return call.op.startswith(_ORDERING_PREFIXES)
+            self._record(self.role.lane, start, self.now, "barrier", "barrier")
+            return
+        role = self.role
+        if op == "wgmma_commit_group":
+            role.wgmma_groups.append(role.wgmma_open)
+            role.wgmma_open = 0.0
+            return
+        if op == "wgmma_wait_group":
+            keep = int(_evaluate(call.args[0], env)) if call.args else 0
+            finished = role.wgmma_groups[:len(role.wgmma_groups) - keep] if keep else \
+                role.wgmma_groups
+            self._wait_until(max(finished, default=self.now), "wgmma")
+            role.wgmma_groups = role.wgmma_groups[len(finished):]
+            return
+        key = (call.args[0], (_evaluate_or_none(call.args[1], env),))
+        if op == "mbarrier_init":
+            self.slots[key] = _Slot()
+        elif op == "mbarrier_wait_parity":
+            parity = _evaluate_or_none(call.args[2], env)
+            slot = self._slot(key)
+            while parity is not None and len(slot.completions) % 2 == parity:
+                yield _Blocked(key)
+            passes = slot.completions[-1] if slot.completions else self.now
+            self._wait_until(passes, f"mbarrier {call.args[0].name}")
+        else:  # an arrival, announcing transaction bytes or not
+            slot = self._slot(key)
+            if op == "mbarrier_arrive_expect_tx":
+                slot.pending_bytes += _evaluate_or_none(call.args[2], env) or 0
+            slot.arrived = True
+            slot.arrival = max(slot.arrival, self.now)
+            self._complete_if_done(key)
+
+    def _slot(self, key: _Key) -> _Slot:
+        return self.slots.setdefault(key, _Slot())
+
+    def _complete_if_done(self, key: _Key) -> None:
+        """Complete the mbarrier's phase if it has its arrival and its bytes; the roles
+        waiting for it may go on."""
+        slot = self.slots[key]
+        if not slot.arrived or slot.pending_bytes > 0:
+            return
+        previous = slot.completions[-1] if slot.completions else 0.0
+        slot.completions.append(max(slot.arrival, slot.landing, previous))
+        slot.arrived, slot.arrival, slot.pending_bytes, slot.landing = False, 0.0, 0.0, 0.0
+        for role in self.roles:
+            if role.waiting_for == key:
+                role.waiting_for = None
 
     def _wait_until(self, time: float, label: str) -> None:
         if time > self.now:
-            self._record("threads", self.now, time, "wait", label)
+            self._record(self.role.lane, self.now, time, "wait", label)
             self.now = time
 
     # Statements -----------------------------------------------------------------------
-    def run(self, stmt: Stmt, env: dict, threads: float) -> None:
+    def run(self, stmt: Stmt, env: dict, threads: float) -> Iterator:
         if stmt not in self.leaves:  # statements repeat every iteration: classify once
             leaf = _leaf_statement(stmt)
             self.leaves[stmt] = leaf if leaf is not None and not _contains_async(stmt) else None
         leaf = self.leaves[stmt]
         if leaf is not None:
-            self._run_leaf(stmt, leaf, env, threads)
+            yield from self._run_leaf(stmt, leaf, env, threads)
             return
+        role = self.role
         if isinstance(stmt, SeqStmt):
             for child in stmt.stmts:
-                self.run(child, env, threads)
+                yield from self.run(child, env, threads)
         elif isinstance(stmt, Block):
             if _holds(stmt.predicate, env):
-                self.run(stmt.body, env, threads)
+                yield from self.run(stmt.body, env, threads)
         elif isinstance(stmt, IfThenElse):
-            if stmt.else_case is not None and _evaluate_or_none(stmt.condition, env) is None:
-                raise ModelError(
-                    "the timing model follows one group of threads, and this branch gives "
-                    "threads different work (a condition on the thread index, as in warp "
-                    "specialization, or on data); model the program before "
-                    "specialization", stmt.span)
-            if _holds(stmt.condition, env):
-                self.run(stmt.then_case, env, threads)
+            known = _evaluate_or_none(stmt.condition, env)
+            if known is None and stmt.else_case is not None:
+                yield self._fork(stmt, env)
+            elif known is None:
+                narrowed = self._threads_or_none([stmt.condition], env)
+                if narrowed is None:
+                    yield from self.run(stmt.then_case, env, threads)
+                elif narrowed:
+                    role.predicates.append(stmt.condition)
+                    yield from self.run(stmt.then_case, env, narrowed)
+                    role.predicates.pop()
+            elif known:
+                yield from self.run(stmt.then_case, env, threads)
             elif stmt.else_case is not None:
-                self.run(stmt.else_case, env, threads)
+                yield from self.run(stmt.else_case, env, threads)
         elif isinstance(stmt, For):
-            self._run_loop(stmt, env, threads)
+            yield from self._run_loop(stmt, env, threads)
         elif isinstance(stmt, AsyncScope):
-            self.async_depth += 1
-            self.run(stmt.body, env, threads)
-            self.async_depth -= 1
+            role.async_depth += 1
+            yield from self.run(stmt.body, env, threads)
+            role.async_depth -= 1
         elif isinstance(stmt, AsyncCommitQueue):
-            self.open_groups.append(_Group(completion=self.now))
-            self.run(stmt.body, env, threads)
-            self.queues.setdefault(stmt.queue, []).append(self.open_groups.pop())
+            role.open_groups.append(_Group(completion=self.now))
+            yield from self.run(stmt.body, env, threads)
+            role.queues.setdefault(stmt.queue, []).append(role.open_groups.pop())
         elif isinstance(stmt, AsyncWaitQueue):
             self._wait_queue(stmt, env)
-            self.run(stmt.body, env, threads)
+            yield from self.run(stmt.body, env, threads)
         elif isinstance(stmt, AttrStmt):
-            self.run(stmt.body, env, threads)
+            yield from self.run(stmt.body, env, threads)
         elif isinstance(stmt, (BufferStore, Evaluate)):
-            self.operate([], stmt, env, threads)
+            yield from self.operate([], stmt, env, threads)
+
+    def _fork(self, stmt: IfThenElse, env: dict) -> _Fork:
+        """The roles of a branch on the thread index: the side that issues TMA copies
+        is the producer, the other the consumers; each has the threads it selects."""
+        producers = [_issues_tma(branch) for branch in (stmt.then_case, stmt.else_case)]
+        if producers.count(True) != 1:
+            raise ModelError(
+                "the timing model runs the two sides of a branch on the thread index "
+                "concurrently only where one side issues the TMA copies and the other "
+                "consumes them (warp specialization); this branch gives threads other "
+                "work, or depends on data", stmt.span)
+        branches = []
+        for branch, predicate, producer in zip((stmt.then_case, stmt.else_case),
+                                               (stmt.condition, Not(stmt.condition)),
+                                               producers):
+            threads = self._threads_or_none([predicate], env)
+            if threads is None:
+                raise ModelError("the timing model cannot split the threads on a condition "
+                                 "that depends on data", stmt.span)
+            if threads:
+                branches.append(("producer" if producer else "consumer", threads, branch,
+                                 predicate))
+        return _Fork(tuple(branches), env)
+
+    def _threads_or_none(self, conditions: list[Any], env: dict) -> int | None:
+        """How many of the role's threads satisfy ``conditions`` (on the thread index,
+        which the walk leaves unknown) and the predicates in force, counted one by one;
+        None where a condition depends on data (it then counts as true for every
+        thread). Counts of conditions on the thread index alone are remembered."""
+        conditions = tuple(self.role.predicates) + tuple(conditions)
+        loops = self.role.thread_loops
+        cached = (conditions, tuple(loops))
+        if cached in self.thread_counts:
+            return self.thread_counts[cached]
+        ranges = [range(int(_evaluate(loop.min, env)),
+                        int(_evaluate(loop.min, env)) + int(_evaluate(loop.extent, env)))
+                  for loop in loops]
+        try:
+            count = sum(all(_evaluate(condition, {**env, **{
+                loop.loop_var: value for loop, value in zip(loops, values)}})
+                for condition in conditions) for values in itertools.product(*ranges))
+        except _Unknown:
+            return None
+        thread_vars = {loop.loop_var for loop in loops}
+        if all(_variables_of(condition) <= thread_vars for condition in conditions):
+            self.thread_counts[cached] = count
+        return count
 
     def _run_leaf(self, stmt: Stmt, leaf: tuple[list[For], Stmt], env: dict,
-                  threads: float) -> None:
+                  threads: float) -> Iterator:
         loops, statement = leaf
         for loop in loops:
             if loop.kind == ForKind.THREAD_BINDING and (loop.thread_tag or "").startswith(
                     "blockIdx"):
                 env = {**env, loop.loop_var: _evaluate(loop.min, env)}
-        if not self._leaf_predicates_hold(stmt, env):
+        threads = self._leaf_threads(stmt, env, threads)
+        if not threads:
             return
         nest = [loop for loop in loops
                 if not (loop.thread_tag or "").startswith("blockIdx")]
-        self.operate(nest, statement, env, threads)
+        yield from self.operate(nest, statement, env, threads)
 
-    def _leaf_predicates_hold(self, stmt: Stmt, env: dict) -> bool:
-        """Predicates around a leaf nest that depend only on outer loops."""
+    def _leaf_threads(self, stmt: Stmt, env: dict, threads: float) -> float:
+        """How many of the ``threads`` run a leaf nest, by the predicates around it that
+        do not depend on the nest's own loops."""
+        unknown = []
         while not isinstance(stmt, (BufferStore, Evaluate)):
             if isinstance(stmt, Block):
                 if not _holds(stmt.predicate, env):
-                    return False
+                    return 0.0
                 stmt = stmt.body
             elif isinstance(stmt, IfThenElse):
-                if not _holds(stmt.condition, env):
-                    return False
+                known = _evaluate_or_none(stmt.condition, env)
+                if known is None:
+                    unknown.append(stmt.condition)
+                elif not known:
+                    return 0.0
                 stmt = stmt.then_case
             elif isinstance(stmt, SeqStmt):
                 stmt = stmt.stmts[0]
             else:
                 stmt = stmt.body
-        return True
+        if not unknown:
+            return threads
+        narrowed = self._threads_or_none(unknown, env)
+        return threads if narrowed is None else narrowed
 
-    def _run_loop(self, loop: For, env: dict, threads: float) -> None:
+    def _run_loop(self, loop: For, env: dict, threads: float) -> Iterator:
         try:
             low = _evaluate(loop.min, env)
             extent = _evaluate(loop.extent, env)
@@ -722,22 +976,36 @@ class _Model:
             raise ModelError(f"loop bound depends on '{unknown}', which is not bound",
                              loop.span) from None
         tag = loop.thread_tag or ""
+        role = self.role
         if loop.kind == ForKind.THREAD_BINDING:
             if tag.startswith("threadIdx"):
                 # All threads at once: the index stays unknown, the work scales.
-                self.run(loop.body, env, threads * extent)
+                role.thread_loops.append(loop)
+                yield from self.run(loop.body, env, threads * extent)
+                role.thread_loops.pop()
             else:
-                self.run(loop.body, {**env, loop.loop_var: low}, threads)
+                yield from self.run(loop.body, {**env, loop.loop_var: low}, threads)
             return
-        is_main = loop is self.main_loop
+        is_main = loop in self.main_loops
         if is_main:
-            self.phase = "body"
-            self.body_start = self.now
+            self._enter_main_loop()
         for value in range(low, low + extent):
-            if is_main:
+            if is_main and role.lane != "producer":
                 self.iteration_starts.append(self.now)
-            self.run(loop.body, {**env, loop.loop_var: value}, threads)
+            yield from self.run(loop.body, {**env, loop.loop_var: value}, threads)
         if is_main:
+            self._leave_main_loop()
+
+    def _enter_main_loop(self) -> None:
+        self.running_main_loops += 1
+        self.phase = "body"
+        if self.body_start is None:
+            self.body_start = self.now
+
+    def _leave_main_loop(self) -> None:
+        """The epilogue starts when no role runs a main loop any more."""
+        self.running_main_loops -= 1
+        if not self.running_main_loops:
             self.phase = "epilogue"
             self.body_end = self.now
 
@@ -747,11 +1015,12 @@ class _Model:
         except _Unknown as unknown:
             raise ModelError(f"wait count depends on '{unknown}', which is not bound",
                              stmt.span) from None
-        groups = self.queues.get(stmt.queue, [])
+        queues = self.role.queues
+        groups = queues.get(stmt.queue, [])
         completed, pending = (groups[:-keep], groups[-keep:]) if keep > 0 else (groups, [])
         latest = max((group.completion for group in completed), default=self.now)
         self._wait_until(latest, f"wait queue {stmt.queue}")
-        self.queues[stmt.queue] = pending
+        queues[stmt.queue] = pending
 
 
 def estimate(func: PrimFunc, machine: str | Machine = "A100",
@@ -762,7 +1031,8 @@ def estimate(func: PrimFunc, machine: str | Machine = "A100",
     bandwidth, for tiles other blocks reuse) or ``"dram"`` (its share of DRAM bandwidth,
     for data read once). ``dims`` binds symbolic sizes and scalar parameters by name. Block indices take their
     first value (the model is of one block on one SM); a thread loop scales the work of
-    its body, and predicates on thread indices count as true for every thread.
+    its body, a predicate on thread indices by the share of threads it selects, and a
+    predicate on data counts as true for every thread.
     """
     machine = machine_named(machine)
     machine.global_path(memory)
@@ -773,7 +1043,7 @@ def estimate(func: PrimFunc, machine: str | Machine = "A100",
         raise ModelError(f"the timing model needs every size bound: bind {names} with --dim",
                          func.span)
     model = _Model(func, machine, memory)
-    model.run(func.body, {}, 1.0)
+    model.simulate(func.body)
     total = max(model.now, model.finish)
     memory_cycles = model.global_bytes / model.global_bytes_per_cycle
     compute = (model.tensor_flops / machine.tensor_flops_per_cycle

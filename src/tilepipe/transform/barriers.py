@@ -23,6 +23,16 @@ number of slots. A consumer that issues ``T.wgmma`` is fenced and committed as a
 group and waits for it (``T.wgmma_wait_group(0)``) before it releases its slots.
 :func:`plan_barrier_pipeline` is shared with warp specialization, which emits the same
 plan as a producer warpgroup and consumer threads.
+
+Around that core, as the count pipeline does: buffers the loop body allocates move out
+of the loop, with one version per stage a value lives (a ring indexed by the instance);
+synchronous statements that write shared memory other threads access, and those
+accesses, each get a block barrier before them (a named barrier of the consumers when
+warp-specialized); a tile copy before the loop becomes a TMA copy on a barrier of its
+own, waited for before the first statement that touches the tile (in a pipelined loop:
+in that statement's first instance); pipelined loops inside the loop body are pipelined
+by wait counts. A pipelined loop inside a plain loop is refused: its barrier phases
+follow its own iterations.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from ..ir import (
     SeqStmt, Stmt, StringImm, Var, as_int, const, post_order_visit, seq, substitute,
 )
 from .pipeline.annotations import is_pipelined, other_annotations, read_annotation
+from .pipeline.inject import pipeline_loop
 from .pipeline.schedule import compute_schedule
 
 BARRIER_DTYPE = "uint64"
@@ -97,6 +108,10 @@ class BarrierPlan:
     orders: tuple[int, ...]
     groups: list[BarrierGroup]
     rings: dict[Buffer, Buffer]
+    allocations: list[Buffer] = field(default_factory=list)  # hoisted from the body
+    versions: dict[Buffer, int] = field(default_factory=dict)  # ringed, not copied
+    synchronized: set[int] = field(default_factory=set)  # positions after a barrier
+    copied_before: dict[Buffer, Buffer] = field(default_factory=dict)  # tile -> barrier
 
     @property
     def max_stage(self) -> int:
@@ -121,18 +136,15 @@ def issues_wgmma(stmt: Stmt) -> bool:
     return bool(found)
 
 
-def _loop_statements(loop: For) -> list[Stmt]:
-    """The statements of the loop body (inside its block, if it is one block)."""
+def _loop_statements(loop: For) -> tuple[list[Stmt], list[Buffer]]:
+    """The statements of the loop body (inside its block, if it is one block) and the
+    buffers that block allocates, which the lowering hoists out of the loop."""
     body = loop.body
+    allocations: list[Buffer] = []
     if isinstance(body, Block) and body.predicate is None:
-        if body.alloc_buffers:
-            names = ", ".join(buffer.name for buffer in body.alloc_buffers)
-            raise PipelineError(
-                f"pipelined loop '{loop.loop_var.name}': the barrier lowering rings buffers "
-                f"allocated outside the loop; allocate {names} before the loop",
-                body.span or loop.span)
+        allocations = list(body.alloc_buffers)
         body = body.body
-    return list(body.stmts) if isinstance(body, SeqStmt) else [body]
+    return (list(body.stmts) if isinstance(body, SeqStmt) else [body]), allocations
 
 
 def _buffers_touched(stmt: Stmt) -> tuple[set[Buffer], set[Buffer]]:
@@ -159,15 +171,23 @@ def _buffers_touched(stmt: Stmt) -> tuple[set[Buffer], set[Buffer]]:
     return reads, writes
 
 
-def _tile_copy(loop: For, position: int, stmt: Stmt, analyzer: Analyzer,
+def _tile_copy(loop: For | None, position: int, stmt: Stmt, analyzer: Analyzer,
                thread_loops: Sequence[For] = ()) -> TileCopy:
     """The asynchronous statement as a TMA tile copy, or a PipelineError saying why not.
 
     One elected thread issues the copy for the whole block, so a statement in which each
     thread copies its part (indices of ``threadIdx``) copies the union over the threads.
     Every element must land at the same offset in the shared tile as in the global one.
+    ``loop`` is None for a copy before the pipelined loop.
     """
-    name = f"pipelined loop '{loop.loop_var.name}'"
+    if loop is None:
+        name = "the barrier lowering"
+        statement = asynchronous = "asynchronous statement before the pipelined loop"
+        span = getattr(stmt, "span", None)
+    else:
+        name, statement = f"pipelined loop '{loop.loop_var.name}'", f"statement {position}"
+        asynchronous = f"asynchronous {statement}"
+        span = getattr(stmt, "span", None) or loop.span
     stores: list[BufferStore] = []
 
     class _Stores(IRVisitor):
@@ -176,8 +196,8 @@ def _tile_copy(loop: For, position: int, stmt: Stmt, analyzer: Analyzer,
 
         def visit_call(self, node: Call) -> None:
             raise PipelineError(
-                f"{name}: asynchronous statement {position} calls T.{node.op}; only tile "
-                "copies from global to shared memory lower to TMA", node.span or loop.span)
+                f"{name}: {asynchronous} calls T.{node.op}; only tile "
+                "copies from global to shared memory lower to TMA", node.span or span)
 
     _Stores().visit(stmt)
     copies_ok = stores and all(
@@ -186,9 +206,9 @@ def _tile_copy(loop: For, position: int, stmt: Stmt, analyzer: Analyzer,
         store.value.buffer.dtype for store in stores)
     if not copies_ok:
         raise PipelineError(
-            f"{name}: asynchronous statement {position} is not a tile copy from global to "
+            f"{name}: {asynchronous} is not a tile copy from global to "
             "shared memory (each store must be shared[...] = global[...] of one dtype), so "
-            "it cannot become a TMA copy", getattr(stmt, "span", None) or loop.span)
+            "it cannot become a TMA copy", span)
     used = _variables(stmt)
     per_thread = [thread_loop for thread_loop in thread_loops if thread_loop.loop_var in used]
     if isinstance(stmt, Block) and stmt.reads and stmt.writes and not per_thread:
@@ -201,29 +221,28 @@ def _tile_copy(loop: For, position: int, stmt: Stmt, analyzer: Analyzer,
         reads, writes = infer_regions(whole, analyzer=analyzer)
     if len(reads) != 1 or len(writes) != 1:
         raise PipelineError(
-            f"{name}: asynchronous statement {position} must copy one global tile into one "
-            f"shared tile; it reads {len(reads)} and writes {len(writes)} buffers",
-            getattr(stmt, "span", None) or loop.span)
+            f"{name}: {asynchronous} must copy one global tile into one "
+            f"shared tile; it reads {len(reads)} and writes {len(writes)} buffers", span)
     source, destination = reads[0], writes[0]
     extents = []
     for region in (source, destination):
         sizes = [as_int(analyzer.simplify(range_.extent)) for range_ in region.region]
         if any(size is None for size in sizes):
             raise PipelineError(
-                f"{name}: the tile of {region.buffer.name} copied by statement {position} "
-                "needs constant extents for a TMA copy", getattr(stmt, "span", None))
+                f"{name}: the tile of {region.buffer.name} copied by {statement} "
+                "needs constant extents for a TMA copy", span)
         extents.append([size for size in sizes if size != 1])
     if extents[0] != extents[1]:
         raise PipelineError(
-            f"{name}: statement {position} copies a {extents[0]} tile of "
+            f"{name}: {statement} copies a {extents[0]} tile of "
             f"{source.buffer.name} into a {extents[1]} tile of {destination.buffer.name}",
-            getattr(stmt, "span", None))
+            span)
     for store in stores:
         if not _same_offsets(store, destination, source, analyzer):
             raise PipelineError(
-                f"{name}: statement {position} does not copy each element of the "
+                f"{name}: {statement} does not copy each element of the "
                 f"{source.buffer.name} tile to the same place in the {destination.buffer.name} "
-                "tile, as a TMA copy does", store.span or getattr(stmt, "span", None))
+                "tile, as a TMA copy does", store.span or span)
     num_elements = 1
     for size in extents[0]:
         num_elements *= size
@@ -252,12 +271,18 @@ def _same_offsets(store: BufferStore, destination: BufferRegion, source: BufferR
         as_int(analyzer.simplify(left - right)) == 0 for left, right in zip(written, read))
 
 
-def _check_thread_private(loop: For, statements: list[Stmt], copies: set[int],
-                          analyzer: Analyzer) -> None:
-    """Shared memory that a synchronous statement of the loop writes must stay with the
-    writing thread: the barrier lowering orders the copies through mbarriers, but puts no
-    thread barrier between synchronous statements."""
+def _shared_across_threads(loop: For, statements: list[Stmt], copies: set[int],
+                           analyzer: Analyzer) -> set[int]:
+    """The statements that need a block barrier before them: those that write shared
+    memory that other threads of the loop access, and those that access it.
+
+    With a barrier before each, every access of such data by one statement is ordered
+    after every access by another (or by an earlier instance of the same one), as the
+    count pipeline's thread synchronization orders them. A statement whose own threads
+    write what other threads access in it cannot be ordered by barriers around it.
+    """
     regions = [infer_regions(stmt, analyzer=analyzer) for stmt in statements]
+    synchronized: set[int] = set()
     for position, (_, writes) in enumerate(regions):
         if position in copies:
             continue
@@ -266,14 +291,18 @@ def _check_thread_private(loop: For, statements: list[Stmt], copies: set[int],
                 continue
             for other, (reads, other_writes) in enumerate(regions):
                 for accessed in reads + other_writes:
-                    if accessed.buffer is written.buffer and not _within(
+                    if accessed.buffer is not written.buffer or _within(
                             accessed, written, analyzer):
+                        continue
+                    if other == position:
                         raise PipelineError(
-                            f"pipelined loop '{loop.loop_var.name}': statement {other} "
-                            f"accesses {written.buffer.name} where statement {position} "
-                            "writes it in other threads; the barrier lowering synchronizes "
-                            "only the TMA copies, not synchronous statements across threads",
+                            f"pipelined loop '{loop.loop_var.name}': statement {position} "
+                            f"writes {written.buffer.name} and accesses it where other "
+                            "threads write it; no barrier around the statement orders "
+                            "that (split it into two statements)",
                             getattr(statements[other], "span", None) or loop.span)
+                    synchronized.update((position, other))
+    return synchronized
 
 
 def _within(inner: BufferRegion, outer: BufferRegion, analyzer: Analyzer) -> bool:
@@ -294,7 +323,7 @@ def plan_barrier_pipeline(loop: For, analyzer: Analyzer | None = None,
     annotation breaks a dependency, or a copied buffer is written by another statement.
     """
     analyzer = analyzer or Analyzer()
-    statements = _loop_statements(loop)
+    statements, allocations = _loop_statements(loop)
     annotation = read_annotation(loop, len(statements))
     analyzer = analyzer.copy()
     analyzer.bind(loop.loop_var, Range(loop.min, loop.extent))
@@ -313,9 +342,11 @@ def plan_barrier_pipeline(loop: For, analyzer: Analyzer | None = None,
             "software_pipeline_async_stages, or use the wait-count form)", loop.span)
     copied = {copy.destination.buffer: group for group in groups.values()
               for copy in group.copies}
-    _check_thread_private(loop, statements, {copy.position for group in groups.values()
-                                             for copy in group.copies}, analyzer)
-    schedule = compute_schedule(loop, statements, list(copied), annotation)
+    synchronized = _shared_across_threads(
+        loop, statements, {copy.position for group in groups.values()
+                           for copy in group.copies}, analyzer)
+    local = list(copied) + [buffer for buffer in allocations if buffer not in copied]
+    schedule = compute_schedule(loop, statements, local, annotation)
     for dependency in schedule.dependencies:
         producer = schedule.statements[dependency.producer]
         consumer = schedule.statements[dependency.consumer]
@@ -331,7 +362,13 @@ def plan_barrier_pipeline(loop: For, analyzer: Analyzer | None = None,
         group = copied[dependency.buffer]
         if consumer.index not in group.consumers:
             group.consumers.append(consumer.index)
-    plan = BarrierPlan(loop, statements, annotation.stages, annotation.orders, [], {})
+    plan = BarrierPlan(loop, statements, annotation.stages, annotation.orders, [], {},
+                       allocations, synchronized=synchronized)
+    for buffer in allocations:
+        versions = schedule.versions.get(buffer, 1)
+        if buffer not in copied and versions > 1:
+            plan.versions[buffer] = versions
+            plan.rings[buffer] = _ring(buffer, versions)
     for stage in sorted(groups):
         group = groups[stage]
         if not group.consumers:
@@ -347,9 +384,14 @@ def plan_barrier_pipeline(loop: For, analyzer: Analyzer | None = None,
         group.empty = Buffer(f"{prefix}empty", (IntImm(group.num_slots),), BARRIER_DTYPE,
                              "shared")
         for buffer in group.buffers:
-            plan.rings[buffer] = Buffer(buffer.name, (IntImm(group.num_slots),) + tuple(
-                buffer.shape), buffer.dtype, buffer.scope, buffer.span)
+            plan.rings[buffer] = _ring(buffer, group.num_slots)
     return plan
+
+
+def _ring(buffer: Buffer, versions: int) -> Buffer:
+    """``buffer`` with a leading dimension of ``versions`` slots."""
+    return Buffer(buffer.name, (IntImm(versions),) + tuple(buffer.shape), buffer.dtype,
+                  buffer.scope, buffer.span)
 
 
 # Emission ------------------------------------------------------------------------------
@@ -466,6 +508,13 @@ class BarrierEmitter:
                                          previous.slot(group, self.analyzer)))
                 else:
                     after.append(call("mbarrier_arrive", group.empty, slot))
+        for buffer, versions in plan.versions.items():
+            slots[buffer] = self.analyzer.simplify(instance.index % versions)
+        touched = _buffers_touched(plan.statements[position])
+        for tile, barrier in plan.copied_before.items():
+            if tile in touched[0] | touched[1]:
+                before.insert(0, self.first(call("mbarrier_wait_parity", barrier, IntImm(0),
+                                                 IntImm(0)), instance))
         stmt = substitute(plan.statements[position], {plan.loop.loop_var: instance.value})
         if slots:
             stmt = _RingAccess(plan.rings, slots).visit(stmt)
@@ -498,6 +547,10 @@ class BarrierEmitter:
         if elected is not None:
             body = IfThenElse(elected, body)
         return seq(body, barrier_sync())
+
+    def first(self, stmt: Stmt, instance: Instance) -> Stmt:
+        """``stmt`` only for the first instance of the loop."""
+        return IfThenElse(EQ(instance.index, IntImm(0)), stmt)
 
     def guarded(self, stmt: Stmt, instance: Instance) -> Stmt:
         """``stmt`` only when ``instance`` is an iteration of the original loop."""
@@ -565,6 +618,8 @@ def _single_role_loop(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyze
                 stmt = IfThenElse(elected, stmt)
         else:
             stmt = emitter.consume(position, instance)
+        if position in plan.synchronized:
+            body.append(barrier_sync())
         body.append(emitter.guarded(stmt, instance))
     new_loop = For(iteration, loop.min, extent, ForKind.SERIAL, seq(*body), None,
                    other_annotations(loop.annotations), loop.span)
@@ -573,14 +628,24 @@ def _single_role_loop(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyze
 
 class BarrierLowering(IRMutator):
     """Replaces every pipelined loop by ``lower_loop(plan, threads, analyzer)`` and then
-    allocates the rings and barriers its plans need (:meth:`run`)."""
+    allocates the rings and barriers its plans need (:meth:`run`).
+
+    The buffers a loop body allocates move to the block around the loop. An
+    asynchronous tile copy before the loop becomes a TMA copy issued by the elected
+    thread on a barrier of its own (``<buffer>_full``, one phase), which every thread
+    waits for right before the first statement after it that touches the copied tile.
+    """
 
     def __init__(self, lower_loop):
         self.lower_loop = lower_loop
         self.thread_loops: list[For] = []
         self.serial_loops: list[For] = []  # loops around, other than thread bindings
         self.rings: dict[Buffer, Buffer] = {}
-        self.barriers: dict[Buffer, list[Buffer]] = {}  # first ringed buffer -> barriers
+        self.barriers: dict[Buffer, list[Buffer]] = {}  # allocated buffer -> barriers
+        self.hoisted: list[list[Buffer]] = [[]]  # per enclosing block, innermost last
+        self.copied_before: dict[Buffer, tuple[Buffer, Stmt]] = {}  # tile -> barrier, copy
+        self.waited_in_loop: dict[Buffer, Buffer] = {}  # for the next loop: tile -> barrier
+        self.copies_before: list[AsyncScope] = []  # every copy lowered before a loop
         self.analyzer = Analyzer()
 
     def lower_pipelined(self, loop: For) -> Stmt:
@@ -590,13 +655,52 @@ class BarrierLowering(IRMutator):
                 f"pipelined loop '{loop.loop_var.name}' is inside loop "
                 f"'{outer.loop_var.name}': its mbarriers are initialized once and their "
                 "phases follow the pipelined loop's iterations, so the barrier lowering "
-                "needs it outside other loops", loop.span)
+                "needs it outside other loops; pipeline the outer loop (the inner one is "
+                "then pipelined by wait counts inside it) or use the wait-count form "
+                "(--sync counts, inject_software_pipeline), whose pipelines nest", loop.span)
+        loop = _inner_pipelines_by_counts(loop)
         plan = plan_barrier_pipeline(loop, self.analyzer, self.thread_loops)
+        plan.copied_before, self.waited_in_loop = self.waited_in_loop, {}
         self.rings.update(plan.rings)
-        self.barriers[plan.groups[0].buffers[0]] = [
-            barrier for group in plan.groups for barrier in (group.full, group.empty)]
+        self.barriers.setdefault(plan.groups[0].buffers[0], []).extend(
+            barrier for group in plan.groups for barrier in (group.full, group.empty))
+        self.hoisted[-1].extend(plan.allocations)
         return self.lower_loop(plan, ThreadScope(list(self.thread_loops)),
                                self.analyzer.copy())
+
+    def visit_block(self, node: Block) -> Stmt:
+        self.hoisted.append([])
+        try:
+            new = super().visit_block(node)
+        finally:
+            hoisted = self.hoisted.pop()
+        if not hoisted:
+            return new
+        return Block(new.name, new.body, new.reads, new.writes,
+                     tuple(new.alloc_buffers) + tuple(hoisted), new.predicate,
+                     new.annotations, new.span)
+
+    def visit_seq_stmt(self, node: SeqStmt) -> Stmt:
+        """The statements, each after the waits for the copies before the loop whose
+        tiles it is the first to touch; a pipelined loop waits in the first instance of
+        each statement that touches them, so that its own copies start meanwhile."""
+        stmts: list[Stmt] = []
+        for stmt in node.stmts:
+            if self.copied_before:
+                reads, writes = _buffers_touched(stmt)
+                for buffer in [buffer for buffer in self.copied_before
+                               if buffer in reads | writes]:
+                    barrier, _ = self.copied_before.pop(buffer)
+                    if isinstance(stmt, For) and is_pipelined(stmt):
+                        self.waited_in_loop[buffer] = barrier
+                    else:
+                        stmts.append(call("mbarrier_wait_parity", barrier, IntImm(0),
+                                          IntImm(0)))
+            stmts.append(self.visit(stmt))
+        if len(stmts) == len(node.stmts) and all(
+                new is old for new, old in zip(stmts, node.stmts)):
+            return node
+        return SeqStmt(tuple(stmts), node.span)
 
     def visit_for(self, node: For) -> Stmt:
         if is_thread_loop(node):
@@ -616,15 +720,48 @@ class BarrierLowering(IRMutator):
             self.serial_loops.pop()
 
     def visit_async_scope(self, node: AsyncScope) -> Stmt:
-        raise PipelineError(
-            "an asynchronous statement outside the pipelined loop: the barrier lowering "
-            "makes only the loop's tile copies asynchronous (TMA on mbarriers), and has no "
-            "wait for this one", node.span)
+        """A tile copy before the pipelined loop: a TMA copy on a barrier of its own."""
+        if self.serial_loops:
+            raise PipelineError(
+                "an asynchronous statement outside the pipelined loop, inside loop "
+                f"'{self.serial_loops[-1].loop_var.name}': the barrier lowering gives such a "
+                "copy one barrier phase, so it must run once (before the loop), or belong "
+                "to a pipelined loop's stages", node.span)
+        analyzer = self.analyzer.copy()
+        for thread_loop in self.thread_loops:
+            analyzer.bind(thread_loop.loop_var, Range(thread_loop.min, thread_loop.extent))
+        copy = _tile_copy(None, 0, node.body, analyzer, self.thread_loops)
+        tile = copy.destination.buffer
+        if tile in self.copied_before:
+            raise PipelineError(
+                f"two asynchronous copies before the pipelined loop fill {tile.name} before "
+                "anything reads it", node.span)
+        barrier = Buffer(f"{tile.name}_full", (IntImm(1),), BARRIER_DTYPE, "shared")
+        self.barriers.setdefault(tile, []).append(barrier)
+        self.copied_before[tile] = (barrier, node)
+        self.copies_before.append(node)
+        source = BufferRegion(copy.source.buffer, tuple(
+            Range(analyzer.simplify(r.min), analyzer.simplify(r.extent))
+            for r in copy.source.region), copy.source.span)
+        issue = seq(call("mbarrier_init", barrier, IntImm(0), IntImm(1)),
+                    call("mbarrier_arrive_expect_tx", barrier, IntImm(0),
+                         const(copy.num_bytes)),
+                    call("tma_load", copy.destination, source, barrier, IntImm(0)))
+        elected = ThreadScope(list(self.thread_loops)).elected()
+        return seq(issue if elected is None else IfThenElse(elected, issue), barrier_sync())
 
     def run(self, func: PrimFunc) -> PrimFunc:
         body = self.visit(func.body)
-        if not self.rings:
-            return func
+        if self.copied_before:
+            tile, (_, copy) = next(iter(self.copied_before.items()))
+            raise PipelineError(
+                f"nothing after the asynchronous copy into {tile.name} before the pipelined "
+                "loop touches it: the barrier lowering waits for such a copy before its "
+                "first reader", copy.span)
+        if self.hoisted[0]:
+            body = Block("root", body, alloc_buffers=tuple(self.hoisted[0]))
+        if not self.rings and not self.barriers:
+            return func.with_body(body) if self.hoisted[0] else func
         _check_rings_confined(body, self.rings)
         allocator = _AllocateRings(self.rings, self.barriers)
         body = allocator.visit(body)
@@ -633,6 +770,22 @@ class BarrierLowering(IRMutator):
             raise PipelineError(f"{buffer.name}, filled by TMA copies, must be allocated by "
                                 "a block around its pipelined loop", buffer.span)
         return func.with_body(body)
+
+
+def _inner_pipelines_by_counts(loop: For) -> For:
+    """``loop`` with the pipelined loops of its body pipelined by commit groups and wait
+    counts, innermost first (a pipelined loop nested in a barrier-form one)."""
+
+    class _Inner(IRMutator):
+        def visit_for(self, node: For) -> Stmt:
+            node = super().visit_for(node)
+            return pipeline_loop(node)[0] if is_pipelined(node) else node
+
+    body = _Inner().visit(loop.body)
+    if body is loop.body:
+        return loop
+    return For(loop.loop_var, loop.min, loop.extent, loop.kind, body, loop.thread_tag,
+               loop.annotations, loop.span)
 
 
 def is_thread_loop(loop: For) -> bool:
@@ -650,7 +803,8 @@ class _AllocateRings(IRMutator):
 
     def visit_block(self, node: Block) -> Stmt:
         node = super().visit_block(node)
-        if not any(buffer in self.rings for buffer in node.alloc_buffers):
+        if not any(buffer in self.rings or buffer in self.barriers
+                   for buffer in node.alloc_buffers):
             return node
         allocations = []
         for buffer in node.alloc_buffers:

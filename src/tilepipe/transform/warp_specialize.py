@@ -16,7 +16,8 @@ previous instance's slots, the last ones after the loop. Where it pays (see
 :func:`register_split`) the producer gives registers back
 (``T.setmaxnreg(producer, "dec")``) and the consumers take them (``"inc"``). Each role
 runs exactly the loop's trip count, so a trip count below the number of slots, or zero,
-needs no special tail.
+needs no special tail. Statements of the loop that share shared memory across threads
+are ordered by named barriers of the consumers (whole warps of them).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from ..ir import (
     substitute,
 )
 from .barriers import (
-    BarrierEmitter, BarrierLowering, BarrierPlan, ThreadScope, call, is_thread_loop,
-    issues_wgmma,
+    BarrierEmitter, BarrierLowering, BarrierPlan, ThreadScope, barrier_sync, call,
+    is_thread_loop, issues_wgmma,
 )
 from .pipeline.annotations import is_pipelined, other_annotations
 
@@ -59,6 +60,12 @@ def _roles(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyzer,
     loop = plan.loop
     emitter = BarrierEmitter(plan, analyzer, run_order=lambda position: position)
     consumers = threads.num_threads
+    if plan.synchronized and consumers % WARP_THREADS:
+        raise PipelineError(
+            f"warp specialization of {consumers} consumer threads orders the TMA copies, "
+            "not synchronous statements across threads: those need a named barrier of the "
+            f"consumers, which counts whole warps (a multiple of {WARP_THREADS} threads); "
+            "the one-role barrier form (--sync barriers) uses a block barrier", loop.span)
     linear = threads.linear_index()
     instance_var = Var(loop.loop_var.name, loop.loop_var.dtype)
     analyzer.bind(instance_var, Range(loop.min, loop.extent))
@@ -68,7 +75,9 @@ def _roles(plan: BarrierPlan, threads: ThreadScope, analyzer: Analyzer,
                         None, {}, loop.span)
     copied = {copy.position for group in plan.groups for copy in group.copies}
     positions = [position for position in range(len(plan.statements)) if position not in copied]
-    consume = [emitter.consume(position, instance, overlap_mma=True) for position in positions]
+    consume = [seq(barrier_sync() if position in plan.synchronized else None,
+                   emitter.consume(position, instance, overlap_mma=True))
+               for position in positions]
     last = emitter.instance(loop.min + loop.extent - 1)
     drains = [emitter.release_last(position, last) for position in positions
               if issues_wgmma(plan.statements[position])]
@@ -132,6 +141,13 @@ class _Specializer(BarrierLowering):
         split = self.splits.pop()
         scope = split.threads
         consumers = scope.num_threads
+        if self.copies_before and consumers % WARP_THREADS:
+            raise PipelineError(
+                f"warp specialization of {consumers} consumer threads: an asynchronous "
+                "statement outside the pipelined loop is waited for after a named barrier "
+                "of the consumers (its mbarrier initialized), which counts whole warps (a "
+                f"multiple of {WARP_THREADS} threads); the one-role barrier form (--sync "
+                "barriers) uses a block barrier", self.copies_before[0].span)
         slowest = min(scope.loops, key=lambda loop: AXES_SLOWEST_FIRST.index(loop.thread_tag))
         faster = consumers // as_int(slowest.extent)
         if PRODUCER_THREADS % faster:

@@ -209,35 +209,28 @@ def _use_core_library(emitter: CudaEmitter) -> None:
     _use_library(emitter, "hopper", _LIBRARY_CORE)
 
 
-@register_intrinsic("mbarrier_init")
-def emit_mbarrier_init(call: Call, emitter: CudaEmitter) -> str:
-    _check_arity(call, 3, "mbarrier_init(barriers, index, arrival_count)")
+# The mbarrier intrinsics, each the device function of its name on ``&barriers[index]``
+# followed by its third argument (arrival count, bytes, parity) where it has one.
+MBARRIER_FORMS = {
+    "mbarrier_init": "mbarrier_init(barriers, index, arrival_count)",
+    "mbarrier_arrive": "mbarrier_arrive(barriers, index)",
+    "mbarrier_arrive_expect_tx": "mbarrier_arrive_expect_tx(barriers, index, bytes)",
+    "mbarrier_wait_parity": "mbarrier_wait_parity(barriers, index, parity)",
+}
+
+
+def emit_mbarrier(call: Call, emitter: CudaEmitter) -> str:
+    """``tilepipe_hopper::<op>(&barriers[index][, value])`` for an mbarrier intrinsic."""
+    form = MBARRIER_FORMS[call.op]
+    _check_arity(call, form.count(",") + 1, form)
     _use_core_library(emitter)
-    return (f"tilepipe_hopper::mbarrier_init({_barrier_pointer(call, 0, emitter)}, "
-            f"{emitter.expr(call.args[2])})")
+    arguments = [_barrier_pointer(call, 0, emitter)] + [
+        emitter.expr(argument) for argument in call.args[2:]]
+    return f"tilepipe_hopper::{call.op}({', '.join(arguments)})"
 
 
-@register_intrinsic("mbarrier_arrive")
-def emit_mbarrier_arrive(call: Call, emitter: CudaEmitter) -> str:
-    _check_arity(call, 2, "mbarrier_arrive(barriers, index)")
-    _use_core_library(emitter)
-    return f"tilepipe_hopper::mbarrier_arrive({_barrier_pointer(call, 0, emitter)})"
-
-
-@register_intrinsic("mbarrier_arrive_expect_tx")
-def emit_mbarrier_arrive_expect_tx(call: Call, emitter: CudaEmitter) -> str:
-    _check_arity(call, 3, "mbarrier_arrive_expect_tx(barriers, index, bytes)")
-    _use_core_library(emitter)
-    return (f"tilepipe_hopper::mbarrier_arrive_expect_tx("
-            f"{_barrier_pointer(call, 0, emitter)}, {emitter.expr(call.args[2])})")
-
-
-@register_intrinsic("mbarrier_wait_parity")
-def emit_mbarrier_wait_parity(call: Call, emitter: CudaEmitter) -> str:
-    _check_arity(call, 3, "mbarrier_wait_parity(barriers, index, parity)")
-    _use_core_library(emitter)
-    return (f"tilepipe_hopper::mbarrier_wait_parity({_barrier_pointer(call, 0, emitter)}, "
-            f"{emitter.expr(call.args[2])})")
+for _operation in MBARRIER_FORMS:
+    register_intrinsic(_operation)(emit_mbarrier)
 
 
 @register_intrinsic("named_barrier_sync")
