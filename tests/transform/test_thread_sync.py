@@ -257,3 +257,15 @@ def test_a_statement_in_both_a_loop_body_and_an_unrolled_epilogue():
     # both hold the same statement object (its indices have no loop variable).
     synchronized = inject_software_pipeline(program(SHIFTED_EXCHANGE))
     _assert_race_free_and_minimal(synchronized)
+
+
+def test_unpipelined_gemm_gets_two_barriers_per_step_none_in_its_copy_loops():
+    # A thread's write of a vector lane never meets another thread's write of an earlier
+    # lane: that earlier lane would precede the vectorized loop's start.
+    from tilepipe.kernels.gemm import gemm
+    from tilepipe.kernels.tuning import with_num_stages
+
+    unpipelined = with_num_stages(gemm(32, 32, 96, 32, 32, 32, 16, 16), 1)
+    synchronized = inject_software_pipeline(unpipelined)
+    assert _barrier_count(synchronized) == 2
+    _assert_race_free_and_minimal(synchronized)

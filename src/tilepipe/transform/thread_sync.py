@@ -282,8 +282,9 @@ class _Planner:
         """Prove ``thread1 != thread2 -> element1 != element2`` (for a region: the regions
         are disjoint, whatever the threads) over the loop ranges. The earlier access shares
         with the current one the variables of the loops around both that have not advanced
-        since (the same iteration), takes ``var - 1`` for a loop one iteration back, and
-        gets its own copy of the others and of the thread variables. A dimension that
+        since (the same iteration), takes ``var - d`` for a loop ``d`` iterations back (the
+        accesses never meet when that iteration precedes the loop's start), and gets its
+        own copy of the others and of the thread variables. A dimension that
         keeps the two apart by itself (ring slots of one iteration) settles it alone, and
         is remembered by its shape, the iterations back and the variables' ranges: the
         accesses of other unrolled iterations ask again."""
@@ -299,6 +300,9 @@ class _Planner:
         sides, bounds = self._renamed(first, second, carried)
         aparts = [Or(low + extent <= other_low, other_low + other_extent <= low)
                   for (low, extent), (other_low, other_extent) in zip(*sides)]
+        absent = self._no_earlier_iteration(second, carried)
+        if absent is not None:
+            aparts = [Or(apart, absent) for apart in aparts]
         for key, apart in zip(keys, aparts):
             known = self._apart_dimensions.get(key)
             if known is None:
@@ -313,6 +317,19 @@ class _Planner:
         for apart in aparts:
             condition = apart if condition is None else Or(condition, apart)
         return condition is not None and self._proves(condition, bounds)
+
+    def _no_earlier_iteration(self, earlier: _Access, carried: frozenset) -> PrimExpr | None:
+        """The condition under which an access made ``d`` iterations back of an
+        enclosing loop cannot exist (the current iteration is among the loop's first
+        ``d``), None when no loop of ``earlier``'s indices has advanced."""
+        condition = None
+        for var, distance in carried:
+            if distance and var in self.enclosing and var in earlier.variables:
+                range_ = self.ranges.get(var)
+                if range_ is not None:
+                    before = var < range_.min + distance
+                    condition = before if condition is None else Or(condition, before)
+        return condition
 
     def _renamed(self, first: _Access, second: _Access, carried: frozenset):
         """Per side, the (index, extent) of each dimension with the variables renamed as
