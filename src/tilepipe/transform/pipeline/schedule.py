@@ -212,26 +212,30 @@ def _constant_disjoint(left: Range, right: Range) -> bool:
 
 
 # Schedule --------------------------------------------------------------------------------
+class _QueueFinder(IRVisitor):
+    """Collects the queues that statements (inner pipelines) commit to or wait on."""
+
+    def __init__(self) -> None:
+        self.queues: set[int] = set()
+
+    def visit_async_commit_queue(self, node: AsyncCommitQueue) -> None:
+        self.queues.add(node.queue)
+        super().visit_async_commit_queue(node)
+
+    def visit_async_wait_queue(self, node: AsyncWaitQueue) -> None:
+        self.queues.add(node.queue)
+        super().visit_async_wait_queue(node)
+
+    def visit_buffer_store(self, node) -> None:
+        pass  # a store holds no synchronization
+
+
 def _used_queues(stmts: Iterable[Stmt]) -> set[int]:
     """Queues that the statements (inner pipelines) already commit to or wait on."""
-    queues: set[int] = set()
-
-    class _Finder(IRVisitor):
-        def visit_async_commit_queue(self, node: AsyncCommitQueue) -> None:
-            queues.add(node.queue)
-            super().visit_async_commit_queue(node)
-
-        def visit_async_wait_queue(self, node: AsyncWaitQueue) -> None:
-            queues.add(node.queue)
-            super().visit_async_wait_queue(node)
-
-        def visit_buffer_store(self, node) -> None:
-            pass  # a store holds no synchronization
-
-    finder = _Finder()
+    finder = _QueueFinder()
     for stmt in stmts:
         finder.visit(stmt)
-    return queues
+    return finder.queues
 
 
 def _double_buffered(stmts: Iterable[Stmt]) -> set[Buffer]:
