@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ...ir import (
     LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferLoad,
@@ -57,42 +57,50 @@ def _fold_less(left: PrimExpr, right: PrimExpr) -> PrimExpr:
 # Ring buffers ---------------------------------------------------------------------------
 class RingIndex(IRMutator):
     """Gives every access to a multi-versioned buffer the leading index
-    ``loop_var % versions``, including buffer arguments of opaque calls."""
+    ``loop_var % versions``, including buffer arguments of opaque calls. Accesses of one
+    version count share one index expression, and what holds no such access is kept."""
 
     def __init__(self, loop_var: Var, remap: Mapping[Buffer, tuple[Buffer, int]]):
         self.loop_var = loop_var
         self.remap = remap
+        self.indices: dict[int, PrimExpr] = {}  # version count -> its ring index
 
     def _index(self, buffer: Buffer) -> tuple[Buffer, PrimExpr] | None:
         entry = self.remap.get(buffer)
         if entry is None:
             return None
         new, versions = entry
-        return new, FloorMod(self.loop_var, IntImm(versions, self.loop_var.dtype))
+        index = self.indices.get(versions)
+        if index is None:
+            index = FloorMod(self.loop_var, IntImm(versions, self.loop_var.dtype))
+            self.indices[versions] = index
+        return new, index
 
     def visit_buffer_load(self, node: BufferLoad) -> PrimExpr:
-        indices = tuple(self.visit(index) for index in node.indices)
         ring = self._index(node.buffer)
         if ring is None:
-            return BufferLoad(node.buffer, indices, node.span)
+            return super().visit_buffer_load(node)
+        indices = tuple(self.visit(index) for index in node.indices)
         return BufferLoad(ring[0], (ring[1],) + indices, node.span)
 
     def visit_buffer_store(self, node: BufferStore) -> Stmt:
-        value = self.visit(node.value)
-        indices = tuple(self.visit(index) for index in node.indices)
         ring = self._index(node.buffer)
         if ring is None:
-            return BufferStore(node.buffer, value, indices, node.span)
+            return super().visit_buffer_store(node)
+        value = self.visit(node.value)
+        indices = tuple(self.visit(index) for index in node.indices)
         return BufferStore(ring[0], value, (ring[1],) + indices, node.span)
 
     def visit_buffer_region(self, node: BufferRegion) -> BufferRegion:
-        region = tuple(self.visit(range_) for range_ in node.region)
         ring = self._index(node.buffer)
         if ring is None:
-            return BufferRegion(node.buffer, region, node.span)
+            return super().visit_buffer_region(node)
+        region = tuple(self.visit(range_) for range_ in node.region)
         return BufferRegion(ring[0], (Range(ring[1], IntImm(1)),) + region, node.span)
 
     def visit_call(self, node: Call) -> PrimExpr:
+        if not any(isinstance(arg, Buffer) and arg in self.remap for arg in node.args):
+            return super().visit_call(node)
         args = []
         for arg in node.args:
             ring = self._index(arg) if isinstance(arg, Buffer) else None
@@ -279,30 +287,39 @@ class Emitter:
 class _LoopVarSubstituter(IRMutator):
     """Replaces the loop variable in one statement, again and again. The first
     application learns which subtrees do not mention the variable; later ones keep those
-    as they are without walking them."""
+    as they are without walking them. A subtree met twice (the ring index that every
+    access of a ring buffer shares) is replaced once per application."""
 
     def __init__(self, stmt: Stmt, loop_var: Var):
         self.stmt = stmt
         self.loop_var = loop_var
         self.plain: set[int] = set()  # ids of nodes without the loop variable
+        self.done: dict[int, Any] = {}  # id of a node -> its replacement, this application
         self.uses = 0  # occurrences of the loop variable met so far
         self.replacement: PrimExpr = loop_var
 
     def apply(self, replacement: PrimExpr) -> Stmt:
         self.replacement = replacement
+        self.done.clear()
         return self.visit(self.stmt)
 
     def visit(self, node):
-        if id(node) in self.plain:
+        key = id(node)
+        if key in self.plain:
             return node
+        result = self.done.get(key)
+        if result is not None:
+            self.uses += 1
+            return result
         uses = self.uses
         method = self._table.get(type(node))
         if method is None:
             method = self._lookup(node)
         result = method(self, node)
         if self.uses == uses:
-            self.plain.add(id(node))
+            self.plain.add(key)
             return node
+        self.done[key] = result
         return result
 
     def visit_var(self, node: Var) -> PrimExpr:
