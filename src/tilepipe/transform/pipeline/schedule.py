@@ -257,11 +257,16 @@ class _Accesses(IRVisitor):
     def __init__(self) -> None:
         self.reads: list[BufferRegion] = []
         self.writes: list[BufferRegion] = []
+        self.ones: dict[str, IntImm] = {}  # dtype -> the extent 1 every point shares
 
-    @staticmethod
-    def _point(buffer: Buffer, indices) -> BufferRegion:
-        return BufferRegion(buffer, tuple(Range(index, IntImm(1, index.dtype))
-                                          for index in indices))
+    def _point(self, buffer: Buffer, indices) -> BufferRegion:
+        ranges = []
+        for index in indices:
+            one = self.ones.get(index.dtype)
+            if one is None:
+                one = self.ones[index.dtype] = IntImm(1, index.dtype)
+            ranges.append(Range(index, one))
+        return BufferRegion(buffer, tuple(ranges))
 
     def visit_buffer_load(self, node) -> None:
         super().visit_buffer_load(node)
