@@ -328,13 +328,23 @@ class _LoopVarSubstituter(IRMutator):
             return self.replacement
         return node
 
+    def visit_buffer_load(self, node: BufferLoad) -> PrimExpr:
+        plain = self.plain
+        indices = tuple(index if id(index) in plain else self.visit(index)
+                        for index in node.indices)
+        return BufferLoad(node.buffer, indices, node.span)
+
     _FOLD = {Add: lambda a, b: a + b, Sub: lambda a, b: a - b, Mul: lambda a, b: a * b,
              FloorDiv: lambda a, b: a // b, FloorMod: lambda a, b: a % b}
 
     def visit_binary_op(self, node):
         """Folds integer arithmetic that the replacement made constant (``15 % 2`` is
         ``1`` in a one-slot section)."""
-        node = super().visit_binary_op(node)
+        plain = self.plain
+        a = node.a if id(node.a) in plain else self.visit(node.a)
+        b = node.b if id(node.b) in plain else self.visit(node.b)
+        if a is not node.a or b is not node.b:
+            node = type(node)(a, b, node.span)
         if isinstance(node, Add) and isinstance(node.a, IntImm) and node.a.value == 0 \
                 and node.a.dtype == node.b.dtype:
             return node.b
