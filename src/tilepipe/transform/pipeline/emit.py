@@ -179,6 +179,8 @@ class Emitter:
             waits.setdefault(wait.position, []).append(wait)
         stmts: list[Stmt] = []
         pending_group: list[tuple[PipelineStatement, Stmt, PrimExpr | None]] = []
+        predicates: dict[tuple[int, Sequence[bool]], PrimExpr | None] = {}
+        iterations: dict[int, PrimExpr] = {}
 
         def flush() -> None:
             if not pending_group:
@@ -193,8 +195,18 @@ class Emitter:
             pattern = section_plan.runs[statement.position]
             if not any(pattern):
                 continue
-            predicate = self._predicate(statement, pattern, iterator, delta, is_unit)
-            body = self._instance(statement, iterator, delta, is_unit)
+            # Statements of one stage share their iteration and, running alike, predicate.
+            key = (statement.stage, pattern)
+            if key in predicates:
+                predicate = predicates[key]
+            else:
+                predicate = predicates[key] = self._predicate(
+                    statement, pattern, iterator, delta, is_unit)
+            iteration = iterations.get(statement.stage)
+            if iteration is None:
+                iteration = iterations[statement.stage] = self._iteration(
+                    statement, iterator, delta, is_unit)
+            body = self.substituters[statement.position].apply(iteration)
             group_index = self.schedule.group_of[statement.position]
             own = waits.get(statement.position, ())
             inside = [wait for wait in own if not wait.standalone]
@@ -229,11 +241,6 @@ class Emitter:
         if is_unit:
             return fold_sub(iterator, statement.stage)
         return fold_add(fold_sub(iterator, statement.stage), delta)
-
-    def _instance(self, statement: PipelineStatement, iterator: PrimExpr, delta: PrimExpr,
-                  is_unit: bool) -> Stmt:
-        iteration = self._iteration(statement, iterator, delta, is_unit)
-        return self.substituters[statement.position].apply(iteration)
 
     def _predicate(self, statement: PipelineStatement, pattern: Sequence[bool],
                    iterator: PrimExpr, delta: PrimExpr, is_unit: bool) -> PrimExpr | None:
