@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ...ir import (
     LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferLoad,
@@ -57,42 +57,50 @@ def _fold_less(left: PrimExpr, right: PrimExpr) -> PrimExpr:
 # Ring buffers ---------------------------------------------------------------------------
 class RingIndex(IRMutator):
     """Gives every access to a multi-versioned buffer the leading index
-    ``loop_var % versions``, including buffer arguments of opaque calls."""
+    ``loop_var % versions``, including buffer arguments of opaque calls. Accesses of one
+    version count share one index expression, and what holds no such access is kept."""
 
     def __init__(self, loop_var: Var, remap: Mapping[Buffer, tuple[Buffer, int]]):
         self.loop_var = loop_var
         self.remap = remap
+        self.indices: dict[int, PrimExpr] = {}  # version count -> its ring index
 
     def _index(self, buffer: Buffer) -> tuple[Buffer, PrimExpr] | None:
         entry = self.remap.get(buffer)
         if entry is None:
             return None
         new, versions = entry
-        return new, FloorMod(self.loop_var, IntImm(versions, self.loop_var.dtype))
+        index = self.indices.get(versions)
+        if index is None:
+            index = FloorMod(self.loop_var, IntImm(versions, self.loop_var.dtype))
+            self.indices[versions] = index
+        return new, index
 
     def visit_buffer_load(self, node: BufferLoad) -> PrimExpr:
-        indices = tuple(self.visit(index) for index in node.indices)
         ring = self._index(node.buffer)
         if ring is None:
-            return BufferLoad(node.buffer, indices, node.span)
+            return super().visit_buffer_load(node)
+        indices = tuple(self.visit(index) for index in node.indices)
         return BufferLoad(ring[0], (ring[1],) + indices, node.span)
 
     def visit_buffer_store(self, node: BufferStore) -> Stmt:
-        value = self.visit(node.value)
-        indices = tuple(self.visit(index) for index in node.indices)
         ring = self._index(node.buffer)
         if ring is None:
-            return BufferStore(node.buffer, value, indices, node.span)
+            return super().visit_buffer_store(node)
+        value = self.visit(node.value)
+        indices = tuple(self.visit(index) for index in node.indices)
         return BufferStore(ring[0], value, (ring[1],) + indices, node.span)
 
     def visit_buffer_region(self, node: BufferRegion) -> BufferRegion:
-        region = tuple(self.visit(range_) for range_ in node.region)
         ring = self._index(node.buffer)
         if ring is None:
-            return BufferRegion(node.buffer, region, node.span)
+            return super().visit_buffer_region(node)
+        region = tuple(self.visit(range_) for range_ in node.region)
         return BufferRegion(ring[0], (Range(ring[1], IntImm(1)),) + region, node.span)
 
     def visit_call(self, node: Call) -> PrimExpr:
+        if not any(isinstance(arg, Buffer) and arg in self.remap for arg in node.args):
+            return super().visit_call(node)
         args = []
         for arg in node.args:
             ring = self._index(arg) if isinstance(arg, Buffer) else None
@@ -171,6 +179,8 @@ class Emitter:
             waits.setdefault(wait.position, []).append(wait)
         stmts: list[Stmt] = []
         pending_group: list[tuple[PipelineStatement, Stmt, PrimExpr | None]] = []
+        predicates: dict[tuple[int, Sequence[bool]], PrimExpr | None] = {}
+        iterations: dict[int, PrimExpr] = {}
 
         def flush() -> None:
             if not pending_group:
@@ -185,8 +195,18 @@ class Emitter:
             pattern = section_plan.runs[statement.position]
             if not any(pattern):
                 continue
-            predicate = self._predicate(statement, pattern, iterator, delta, is_unit)
-            body = self._instance(statement, iterator, delta, is_unit)
+            # Statements of one stage share their iteration and, running alike, predicate.
+            key = (statement.stage, pattern)
+            if key in predicates:
+                predicate = predicates[key]
+            else:
+                predicate = predicates[key] = self._predicate(
+                    statement, pattern, iterator, delta, is_unit)
+            iteration = iterations.get(statement.stage)
+            if iteration is None:
+                iteration = iterations[statement.stage] = self._iteration(
+                    statement, iterator, delta, is_unit)
+            body = self.substituters[statement.position].apply(iteration)
             group_index = self.schedule.group_of[statement.position]
             own = waits.get(statement.position, ())
             inside = [wait for wait in own if not wait.standalone]
@@ -221,11 +241,6 @@ class Emitter:
         if is_unit:
             return fold_sub(iterator, statement.stage)
         return fold_add(fold_sub(iterator, statement.stage), delta)
-
-    def _instance(self, statement: PipelineStatement, iterator: PrimExpr, delta: PrimExpr,
-                  is_unit: bool) -> Stmt:
-        iteration = self._iteration(statement, iterator, delta, is_unit)
-        return self.substituters[statement.position].apply(iteration)
 
     def _predicate(self, statement: PipelineStatement, pattern: Sequence[bool],
                    iterator: PrimExpr, delta: PrimExpr, is_unit: bool) -> PrimExpr | None:
@@ -279,30 +294,39 @@ class Emitter:
 class _LoopVarSubstituter(IRMutator):
     """Replaces the loop variable in one statement, again and again. The first
     application learns which subtrees do not mention the variable; later ones keep those
-    as they are without walking them."""
+    as they are without walking them. A subtree met twice (the ring index that every
+    access of a ring buffer shares) is replaced once per application."""
 
     def __init__(self, stmt: Stmt, loop_var: Var):
         self.stmt = stmt
         self.loop_var = loop_var
         self.plain: set[int] = set()  # ids of nodes without the loop variable
+        self.done: dict[int, Any] = {}  # id of a node -> its replacement, this application
         self.uses = 0  # occurrences of the loop variable met so far
         self.replacement: PrimExpr = loop_var
 
     def apply(self, replacement: PrimExpr) -> Stmt:
         self.replacement = replacement
+        self.done.clear()
         return self.visit(self.stmt)
 
     def visit(self, node):
-        if id(node) in self.plain:
+        key = id(node)
+        if key in self.plain:
             return node
+        result = self.done.get(key)
+        if result is not None:
+            self.uses += 1
+            return result
         uses = self.uses
         method = self._table.get(type(node))
         if method is None:
             method = self._lookup(node)
         result = method(self, node)
         if self.uses == uses:
-            self.plain.add(id(node))
+            self.plain.add(key)
             return node
+        self.done[key] = result
         return result
 
     def visit_var(self, node: Var) -> PrimExpr:
@@ -311,13 +335,23 @@ class _LoopVarSubstituter(IRMutator):
             return self.replacement
         return node
 
+    def visit_buffer_load(self, node: BufferLoad) -> PrimExpr:
+        plain = self.plain
+        indices = tuple(index if id(index) in plain else self.visit(index)
+                        for index in node.indices)
+        return BufferLoad(node.buffer, indices, node.span)
+
     _FOLD = {Add: lambda a, b: a + b, Sub: lambda a, b: a - b, Mul: lambda a, b: a * b,
              FloorDiv: lambda a, b: a // b, FloorMod: lambda a, b: a % b}
 
     def visit_binary_op(self, node):
         """Folds integer arithmetic that the replacement made constant (``15 % 2`` is
         ``1`` in a one-slot section)."""
-        node = super().visit_binary_op(node)
+        plain = self.plain
+        a = node.a if id(node.a) in plain else self.visit(node.a)
+        b = node.b if id(node.b) in plain else self.visit(node.b)
+        if a is not node.a or b is not node.b:
+            node = type(node)(a, b, node.span)
         if isinstance(node, Add) and isinstance(node.a, IntImm) and node.a.value == 0 \
                 and node.a.dtype == node.b.dtype:
             return node.b

@@ -289,6 +289,33 @@ def _stage_count(loop: For) -> int:
     return value
 
 
+class _Annotated(IRVisitor):
+    """Collects the loops that carry a stage count; walks the statements only (loops
+    never sit inside expressions)."""
+
+    def __init__(self) -> None:
+        self.loops: list[For] = []
+
+    def visit_for(self, node: For) -> None:
+        if NUM_STAGES in node.annotations:
+            self.loops.append(node)
+        self.visit(node.body)
+
+    def visit_block(self, node: Block) -> None:
+        self.visit(node.body)
+
+    def visit_if_then_else(self, node) -> None:
+        self.visit(node.then_case)
+        if node.else_case is not None:
+            self.visit(node.else_case)
+
+    def visit_buffer_store(self, node: BufferStore) -> None:
+        pass
+
+    def visit_evaluate(self, node) -> None:
+        pass
+
+
 class _Annotator(IRMutator):
     def __init__(self, plans: dict[For, LoopPlan | None]):
         self.plans = plans
@@ -325,31 +352,9 @@ def plan_pipeline(func: PrimFunc, target: str = "sm_80") -> PrimFunc:
     if target not in SHARED_MEMORY_BUDGET:
         raise PipelineError(f"unknown target '{target}': the known targets are "
                             f"{', '.join(SHARED_MEMORY_BUDGET)}")
-    loops: list[For] = []
-
-    class _Annotated(IRVisitor):
-        """Walks the statements only: loops never sit inside expressions."""
-
-        def visit_for(self, node: For) -> None:
-            if NUM_STAGES in node.annotations:
-                loops.append(node)
-            self.visit(node.body)
-
-        def visit_block(self, node: Block) -> None:
-            self.visit(node.body)
-
-        def visit_if_then_else(self, node) -> None:
-            self.visit(node.then_case)
-            if node.else_case is not None:
-                self.visit(node.else_case)
-
-        def visit_buffer_store(self, node: BufferStore) -> None:
-            pass
-
-        def visit_evaluate(self, node) -> None:
-            pass
-
-    _Annotated().visit(func.body)
+    annotated = _Annotated()
+    annotated.visit(func.body)
+    loops = annotated.loops
     if not loops:
         return func
     plans: dict[For, LoopPlan | None] = {}

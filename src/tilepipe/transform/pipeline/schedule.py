@@ -212,26 +212,30 @@ def _constant_disjoint(left: Range, right: Range) -> bool:
 
 
 # Schedule --------------------------------------------------------------------------------
+class _QueueFinder(IRVisitor):
+    """Collects the queues that statements (inner pipelines) commit to or wait on."""
+
+    def __init__(self) -> None:
+        self.queues: set[int] = set()
+
+    def visit_async_commit_queue(self, node: AsyncCommitQueue) -> None:
+        self.queues.add(node.queue)
+        super().visit_async_commit_queue(node)
+
+    def visit_async_wait_queue(self, node: AsyncWaitQueue) -> None:
+        self.queues.add(node.queue)
+        super().visit_async_wait_queue(node)
+
+    def visit_buffer_store(self, node) -> None:
+        pass  # a store holds no synchronization
+
+
 def _used_queues(stmts: Iterable[Stmt]) -> set[int]:
     """Queues that the statements (inner pipelines) already commit to or wait on."""
-    queues: set[int] = set()
-
-    class _Finder(IRVisitor):
-        def visit_async_commit_queue(self, node: AsyncCommitQueue) -> None:
-            queues.add(node.queue)
-            super().visit_async_commit_queue(node)
-
-        def visit_async_wait_queue(self, node: AsyncWaitQueue) -> None:
-            queues.add(node.queue)
-            super().visit_async_wait_queue(node)
-
-        def visit_buffer_store(self, node) -> None:
-            pass  # a store holds no synchronization
-
-    finder = _Finder()
+    finder = _QueueFinder()
     for stmt in stmts:
         finder.visit(stmt)
-    return queues
+    return finder.queues
 
 
 def _double_buffered(stmts: Iterable[Stmt]) -> set[Buffer]:
@@ -253,11 +257,16 @@ class _Accesses(IRVisitor):
     def __init__(self) -> None:
         self.reads: list[BufferRegion] = []
         self.writes: list[BufferRegion] = []
+        self.ones: dict[str, IntImm] = {}  # dtype -> the extent 1 every point shares
 
-    @staticmethod
-    def _point(buffer: Buffer, indices) -> BufferRegion:
-        return BufferRegion(buffer, tuple(Range(index, IntImm(1, index.dtype))
-                                          for index in indices))
+    def _point(self, buffer: Buffer, indices) -> BufferRegion:
+        ranges = []
+        for index in indices:
+            one = self.ones.get(index.dtype)
+            if one is None:
+                one = self.ones[index.dtype] = IntImm(1, index.dtype)
+            ranges.append(Range(index, one))
+        return BufferRegion(buffer, tuple(ranges))
 
     def visit_buffer_load(self, node) -> None:
         super().visit_buffer_load(node)

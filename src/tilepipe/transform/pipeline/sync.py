@@ -123,14 +123,18 @@ class _Replay:
         commits = {position: (self.queue_index[schedule.groups[group].queue], self.marks[group])
                    for position, group in self.last_member.items()}
         # consumer position -> (producer stage, marks of its group, queue number, distances,
-        # kind) per dependency
-        sources = {
-            position: [(self.stages[dependency.producer],
-                        self.marks[schedule.group_of[dependency.producer]],
-                        self.queue_index[schedule.groups[
-                            schedule.group_of[dependency.producer]].queue],
-                        dependency.distances, dependency.kind) for dependency in dependencies]
-            for position, dependencies in schedule.consumers.items()}
+        # kind) per dependency, each once (the producers of one group in one stage at the
+        # same distances give one mark)
+        sources: dict[int, list] = {}
+        for position, dependencies in schedule.consumers.items():
+            entries = {}
+            for dependency in dependencies:
+                group = schedule.group_of[dependency.producer]
+                stage = self.stages[dependency.producer]
+                entries.setdefault((stage, group, dependency.distances, dependency.kind), (
+                    stage, self.marks[group], self.queue_index[schedule.groups[group].queue],
+                    dependency.distances, dependency.kind))
+            sources[position] = list(entries.values())
         plan = [(position, stage, position in sources or position in self.preloop_needs,
                  sources.get(position, ()), self.preloop_needs.get(position, ()),
                  commits.get(position))
