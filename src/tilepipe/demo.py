@@ -95,7 +95,7 @@ class _Demo:
         post_order_visit(planned.body, collect)
         post_order_visit(self.pipelined.body, collect)
         return [f"planned from num_stages: {'; '.join(reversed(plans))}",
-                f"prologue / body / epilogue emitted in {elapsed:.2f} s: {len(commits)} commit "
+                f"prologue / body / epilogue and block barriers in {elapsed:.2f} s: {len(commits)} commit "
                 f"sites, wait counts {', '.join(dict.fromkeys(waits))}",
                 f"shared memory {shared_memory_bytes(self.pipelined):,} bytes "
                 f"(rings: {_rings(self.pipelined)})"]
