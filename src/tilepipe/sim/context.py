@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from ..ir import BufferRegion, PrimExpr, Var
+from ..ir import BufferRegion, PrimExpr
 from .launch import WARP_SIZE
 
 if TYPE_CHECKING:

@@ -50,6 +50,7 @@ from ..ir import (
 from .pipeline.annotations import is_pipelined, other_annotations, read_annotation
 from .pipeline.inject import pipeline_loop
 from .pipeline.schedule import compute_schedule
+from .pipeline.wgmma import issues_wgmma
 
 BARRIER_DTYPE = "uint64"
 SHARED_SCOPES = ("shared", "shared.dyn")
@@ -126,14 +127,6 @@ class BarrierPlan:
     def pipelined_order(self, position: int) -> tuple[int, int]:
         """When the statement runs an instance in the pipelined loop: stage, then order."""
         return self.stages[position], self.orders[position]
-
-
-def issues_wgmma(stmt: Stmt) -> bool:
-    """Whether ``stmt`` issues a warpgroup MMA (``T.wgmma``), an asynchronous consumer."""
-    found = []
-    post_order_visit(stmt, lambda node: found.append(node)
-                     if isinstance(node, Call) and node.op == "wgmma" else None)
-    return bool(found)
 
 
 def _loop_statements(loop: For) -> tuple[list[Stmt], list[Buffer]]:

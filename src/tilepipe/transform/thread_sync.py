@@ -27,7 +27,7 @@ The pass is idempotent: on its own output it finds every conflict already settle
 
 from __future__ import annotations
 
-import copy
+from copy import copy as shallow_copy
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -725,7 +725,7 @@ class _Unsharer(IRMutator):
         result = super().visit(node)
         if isinstance(result, Stmt):
             if id(result) in self.seen:
-                result = copy.copy(result)
+                result = shallow_copy(result)
             self.seen.add(id(result))
         return result
 

@@ -31,9 +31,10 @@ from ..ir import (
 )
 from .barriers import (
     BarrierEmitter, BarrierLowering, BarrierPlan, ThreadScope, barrier_sync, call,
-    is_thread_loop, issues_wgmma,
+    is_thread_loop,
 )
 from .pipeline.annotations import is_pipelined, other_annotations
+from .pipeline.wgmma import issues_wgmma
 
 PRODUCER_THREADS = 128  # one warpgroup: setmaxnreg reallocates per warpgroup
 WARPGROUP_THREADS = 128

@@ -27,6 +27,7 @@ from ...ir import (
     AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Call, Evaluate, IntImm, IRMutator, PrimFunc,
     Stmt, as_int, post_order_visit, seq,
 )
+from ...transform.pipeline.wgmma import issues_wgmma
 
 WGMMA = "wgmma"
 
@@ -35,18 +36,11 @@ def _call(name: str, *args) -> Evaluate:
     return Evaluate(Call("handle", name, tuple(args)))
 
 
-def _issues_wgmma(node) -> bool:
-    found = []
-    post_order_visit(node, lambda child: found.append(child)
-                     if isinstance(child, Call) and child.op == WGMMA else None)
-    return bool(found)
-
-
 def wgmma_queues(func: PrimFunc) -> set[int]:
     """The queues whose commit groups hold asynchronous ``T.wgmma`` statements."""
     queues: set[int] = set()
     post_order_visit(func.body, lambda node: queues.add(node.queue)
-                     if isinstance(node, AsyncCommitQueue) and _issues_wgmma(node.body)
+                     if isinstance(node, AsyncCommitQueue) and issues_wgmma(node.body)
                      else None)
     return queues
 
@@ -82,7 +76,7 @@ class _Lowering(IRMutator):
         return seq(body, _call("wgmma_commit_group"))
 
     def visit_async_scope(self, node: AsyncScope) -> Stmt:
-        issues = _issues_wgmma(node.body)
+        issues = issues_wgmma(node.body)
         if not issues and not self.committing:
             return super().visit_async_scope(node)
         if not (issues and self.committing and _only_wgmma(node.body)):

@@ -16,6 +16,7 @@ must not start before the producer's instance at iteration ``j - d`` has complet
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterable, Mapping, Sequence
 
 from ...arith import Analyzer, infer_regions
@@ -46,6 +47,11 @@ class PipelineStatement:
     is_async: bool
     reads: tuple[BufferRegion, ...]
     writes: tuple[BufferRegion, ...]
+
+    @cached_property
+    def issues_wgmma(self) -> bool:
+        """Whether the statement issues a warpgroup MMA (asked for every dependency)."""
+        return wgmma.issues_wgmma(self.stmt)
 
     @property
     def line(self) -> str:

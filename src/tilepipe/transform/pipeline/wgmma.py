@@ -56,7 +56,7 @@ def in_order(first, second) -> bool:
     """Whether two pipeline statements are asynchronous wgmma statements of one stage
     (one queue), whose accesses the hardware keeps in issue order."""
     return (first.is_async and second.is_async and first.stage == second.stage
-            and issues_wgmma(first.stmt) and issues_wgmma(second.stmt))
+            and first.issues_wgmma and second.issues_wgmma)
 
 
 def check_stages(loop: For, statements: Sequence) -> None:
@@ -65,7 +65,7 @@ def check_stages(loop: For, statements: Sequence) -> None:
     kinds: dict[int, set[bool]] = {}
     for statement in statements:
         if statement.is_async:
-            kinds.setdefault(statement.stage, set()).add(issues_wgmma(statement.stmt))
+            kinds.setdefault(statement.stage, set()).add(statement.issues_wgmma)
     for stage, found in sorted(kinds.items()):
         if len(found) > 1:
             raise loop_error(loop, ASYNC_STAGES,
