@@ -1,11 +1,11 @@
 """The tile-program IR: immutable nodes, functors, printing, equality, substitution."""
 
-from .buffer import SCOPES, Buffer, BufferRegion, Range
+from .buffer import REGISTER_SCOPES, SCOPES, SHARED_SCOPES, Buffer, BufferRegion, Range
 from .expr import (
     BINARY_OPS, DTYPES, EQ, FLOAT_DTYPES, GE, GT, INT_DTYPES, LE, LT, NE, Add, And, BinaryOp,
     BufferLoad, Call, Cast, CompareOp, Div, FloatImm, FloorDiv, FloorMod, IntImm, Max, Min, Mul,
-    Node, Not, Or, PrimExpr, Select, StringImm, Sub, Var, as_int, const, convert, is_float_dtype,
-    is_int_dtype,
+    Node, Not, Or, PrimExpr, Select, StringImm, Sub, Var, as_int, const, convert, dtype_bytes,
+    is_float_dtype, is_int_dtype,
 )
 from .functor import IRMutator, IRVisitor, post_order_visit
 from .stmt import (

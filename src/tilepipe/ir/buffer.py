@@ -9,6 +9,8 @@ from .expr import IntImm, Node, PrimExpr, convert
 
 SCOPES = ("global", "shared", "shared.dyn", "local", "warp", "wmma.matrix_a",
           "wmma.matrix_b", "wmma.accumulator")
+SHARED_SCOPES = ("shared", "shared.dyn")  # the block's shared memory, static or dynamic
+REGISTER_SCOPES = ("local", "warp", "wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator")
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -29,6 +29,14 @@ def is_float_dtype(dtype: str) -> bool:
     return dtype in FLOAT_DTYPES
 
 
+def dtype_bytes(dtype: str) -> int:
+    """Bytes of one element of ``dtype`` (bool as one byte, handle as a pointer)."""
+    if dtype == "handle":
+        return 8
+    digits = "".join(ch for ch in dtype if ch.isdigit())
+    return int(digits) // 8 if digits else 1
+
+
 class Node:
     """Base of every IR node; identity equality and hashing."""
 

@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import RaceError, Span
-from ..ir import BufferRegion, IntImm, Range
+from ..ir import BufferRegion, IntImm, Range, dtype_bytes
 from .interpreter import Observer
 from .intrinsics import register
 from .memory import BLOCK
@@ -51,8 +51,6 @@ from .wgmma_exactness import WgmmaOracle
 
 BARRIER_DTYPE = "uint64"
 WARPGROUP_THREADS = 128
-DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2, "bfloat16": 2,
-               "int32": 4, "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "float64": 8}
 
 INIT = "mbarrier_init"
 ARRIVE = "mbarrier_arrive"
@@ -762,7 +760,7 @@ def _tma_load(call, args, context):
 
         if system.schedule.defers:
             target[target_slices] = _poison(target)
-        num_bytes = int(np.prod(source_extents)) * DTYPE_BYTES[source.buffer.dtype]
+        num_bytes = int(np.prod(source_extents)) * dtype_bytes(source.buffer.dtype)
         barrier_file.add_transfer(PendingTransfer(element, num_bytes, land, call.span))
     if not system.schedule.defers:
         barrier_file.land()

@@ -38,6 +38,7 @@ from typing import Any, Iterator, Mapping
 
 from ..errors import TilepipeError
 from ..ir import (
+    REGISTER_SCOPES, SHARED_SCOPES, dtype_bytes,
     And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, BinaryOp, Block, Buffer,
     BufferLoad, BufferRegion, BufferStore, Call, Cast, Evaluate, FloatImm, For, ForKind,
     IfThenElse, IntImm, IRVisitor, Mul, Not, Or, PrimFunc, Select, SeqStmt, Stmt, Var,
@@ -248,14 +249,7 @@ def _holds(condition: Any, env: Mapping[Var, int]) -> bool:
 
 
 # Operations --------------------------------------------------------------------------
-def dtype_bytes(dtype: str) -> int:
-    """Bytes of one element of ``dtype`` (bool as one byte)."""
-    digits = "".join(ch for ch in dtype if ch.isdigit())
-    return max(int(digits) // 8, 1) if digits else 1
 
-
-_SHARED_SCOPES = ("shared", "shared.dyn")
-_REGISTER_SCOPES = ("local", "warp", "wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator")
 WARP_SIZE = 32
 _TENSOR_DTYPES = ("float16", "bfloat16", "int8", "uint8")
 _BARRIERS = ("tvm_storage_sync", "syncthreads", "barrier", "named_barrier_sync")
@@ -418,7 +412,7 @@ def _classify(leaf: Stmt, accesses: _LeafAccesses, elements: float,
         return _Operation(
             "copy", elements * dtype_bytes(moved.dtype), bool(global_sources), reads, writes,
             label)
-    if destination.scope in _SHARED_SCOPES or any(b.scope in _SHARED_SCOPES for b in sources):
+    if destination.scope in SHARED_SCOPES or any(b.scope in SHARED_SCOPES for b in sources):
         return _Operation("shared", elements * dtype_bytes(destination.dtype), False, reads,
                           writes, label)
     return _Operation("alu", elements, False, reads, writes, label)
@@ -750,7 +744,7 @@ class _Model:
         self._record(lane, end, landing, "flight", operation.label, asynchronous)
         # Registers are read when the operation starts; memory while it runs.
         self.read_done.update(
-            (key, start if key[0].scope in _REGISTER_SCOPES else end) for key in operation.reads)
+            (key, start if key[0].scope in REGISTER_SCOPES else end) for key in operation.reads)
         self.finish = max(self.finish, landing)
         if operation.label == "wgmma":
             self.role.wgmma_open = max(self.role.wgmma_open, end)
@@ -1069,5 +1063,5 @@ def iter_phases(report: TimingReport) -> Iterator[tuple[str, float, float]]:
 
 __all__ = [
     "A100", "H100", "MACHINES", "Interval", "Machine", "ModelError", "TimingReport",
-    "UNITS", "dtype_bytes", "estimate", "iter_phases", "machine_named",
+    "UNITS", "estimate", "iter_phases", "machine_named",
 ]

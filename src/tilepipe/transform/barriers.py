@@ -43,6 +43,7 @@ from typing import Sequence
 from ..arith import Analyzer, infer_regions
 from ..errors import PipelineError
 from ..ir import (
+    SHARED_SCOPES, dtype_bytes,
     EQ, GE, LE, LT, And, AsyncScope, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Evaluate,
     For, ForKind, IfThenElse, IntImm, IRMutator, IRVisitor, PrimExpr, PrimFunc, Range,
     SeqStmt, Stmt, StringImm, Var, as_int, const, post_order_visit, seq, substitute,
@@ -53,9 +54,6 @@ from .pipeline.schedule import compute_schedule
 from .pipeline.wgmma import issues_wgmma
 
 BARRIER_DTYPE = "uint64"
-SHARED_SCOPES = ("shared", "shared.dyn")
-DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2, "bfloat16": 2,
-               "int32": 4, "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "float64": 8}
 
 
 def call(op: str, *args) -> Evaluate:
@@ -240,7 +238,7 @@ def _tile_copy(loop: For | None, position: int, stmt: Stmt, analyzer: Analyzer,
     for size in extents[0]:
         num_elements *= size
     return TileCopy(position, destination, source,
-                    num_elements * DTYPE_BYTES[destination.buffer.dtype])
+                    num_elements * dtype_bytes(destination.buffer.dtype))
 
 
 def _variables(stmt: Stmt) -> set[Var]:

@@ -33,6 +33,7 @@ from functools import cached_property
 
 from ..arith import Analyzer, structural_key
 from ..ir import (
+    SHARED_SCOPES,
     EQ, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer,
     BufferLoad, BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IfThenElse, IRMutator,
     IntImm, IRVisitor, Not, Or, PrimExpr, PrimFunc, Range, SeqStmt, Stmt, StringImm, Var,
@@ -41,7 +42,6 @@ from ..ir import (
 from ..errors import PipelineError
 from ..ir.printer import expr_to_str
 
-SHARED_SCOPES = ("shared", "shared.dyn")
 
 MAX_TRACKED_GROUPS = 12
 MAX_DISTANCE = 8  # iterations back that an access is still told apart exactly

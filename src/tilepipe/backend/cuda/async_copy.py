@@ -14,18 +14,14 @@ from math import gcd
 
 from ...errors import LoweringError
 from ...ir import (
+    SHARED_SCOPES, dtype_bytes,
     EQ, Add, BufferLoad, BufferStore, FloorMod, For, ForKind, Mul, PrimExpr, Stmt, Sub, Var,
     as_int, const, post_order_visit, substitute,
 )
 from ...ir.printer import stmt_to_str
 
 COPY_SIZES = (4, 8, 16)
-SHARED_SCOPES = ("shared", "shared.dyn")
 
-DTYPE_BYTES = {
-    "int8": 1, "uint8": 1, "bool": 1, "int16": 2, "uint16": 2, "float16": 2, "bfloat16": 2,
-    "int32": 4, "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "float64": 8,
-}
 
 
 @dataclass(frozen=True)
@@ -145,7 +141,7 @@ def match_async_copy(stmt: Stmt, analyzer=None) -> AsyncCopy:
                           "memory, not shared")
     if source.dtype != destination.dtype:
         raise _fail(stmt, f"it converts {source.dtype} to {destination.dtype}")
-    element_bytes = DTYPE_BYTES[destination.dtype]
+    element_bytes = dtype_bytes(destination.dtype)
     num_bytes = element_bytes * lanes
     if num_bytes not in COPY_SIZES:
         raise _fail(stmt, f"it copies {num_bytes} bytes; cp.async copies 4, 8 or 16")

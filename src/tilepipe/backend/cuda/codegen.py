@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ...arith import Analyzer
 from ...errors import LoweringError, Span
 from ...ir import (
+    SHARED_SCOPES, dtype_bytes,
     EQ, GE, GT, LE, LT, NE, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt,
     BinaryOp, Block, Buffer, BufferLoad, BufferStore, Call, Cast, Div, Evaluate, FloatImm,
     FloorDiv, FloorMod, For, ForKind, IfThenElse, IntImm, Max, Min, Mul, Not, Or, PrimExpr,
@@ -24,7 +25,7 @@ from ...ir import (
     is_float_dtype, post_order_visit,
 )
 from .async_copy import (
-    DTYPE_BYTES, SHARED_SCOPES, first_lane_indices, flat_offset, is_multiple_of, match_async_copy,
+    first_lane_indices, flat_offset, is_multiple_of, match_async_copy,
 )
 from .intrinsics import intrinsic_handler
 
@@ -245,7 +246,7 @@ class CudaEmitter:
             if count < 0:
                 raise self.error(buffer, f"shared buffer {buffer.name} needs a constant shape, "
                                          f"not {buffer.shape!r}")
-            sizes.append(count * DTYPE_BYTES[buffer.dtype])
+            sizes.append(count * dtype_bytes(buffer.dtype))
         dynamic = sum(sizes) > STATIC_SHARED_LIMIT or any(b.scope == "shared.dyn" for b in shared)
         offset = 0
         alignments = [self.shared_alignment(buffer) for buffer in shared]
@@ -254,7 +255,7 @@ class CudaEmitter:
                 f"  extern __shared__ __align__({max(alignments)}) unsigned char shared_pool[];")
         for buffer, size, alignment in zip(shared, sizes, alignments):
             ctype, name = self.ctype(buffer.dtype), self.name_of(buffer)
-            count = size // DTYPE_BYTES[buffer.dtype]
+            count = size // dtype_bytes(buffer.dtype)
             if dynamic:
                 offset = -(-offset // alignment) * alignment
                 self.shared_declarations.append(
@@ -433,7 +434,7 @@ class CudaEmitter:
         if not (isinstance(store, BufferStore) and isinstance(store.value, BufferLoad)
                 and lanes is not None and store.buffer.dtype == store.value.buffer.dtype):
             return False
-        num_bytes = lanes * DTYPE_BYTES[store.buffer.dtype]
+        num_bytes = lanes * dtype_bytes(store.buffer.dtype)
         if num_bytes not in (8, 16):
             return False
         self.analyzer.bind(loop.loop_var, Range(loop.min, loop.extent))

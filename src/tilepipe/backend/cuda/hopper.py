@@ -31,15 +31,17 @@ when the kernel reallocates registers.
 from __future__ import annotations
 
 from ...errors import LoweringError
-from ...ir import Buffer, BufferLoad, BufferRegion, Call, StringImm, as_int, post_order_visit
+from ...ir import (
+    SHARED_SCOPES, Buffer, BufferLoad, BufferRegion, Call, StringImm, as_int, dtype_bytes,
+    post_order_visit,
+)
 from .async_copy import match_async_copy
 from .codegen import CudaEmitter
 from .intrinsics import register_intrinsic
-from .tma import DTYPE_BYTES, TensorMapSpec, tensor_map_spec
+from .tma import TensorMapSpec, tensor_map_spec
 
 ARCH = "sm_90a"
 BARRIER_DTYPE = "uint64"
-SHARED_SCOPES = ("shared", "shared.dyn")
 
 # Swizzle widths (bytes of an operand row); a swizzle atom is 8 rows, and tiles are
 # aligned to the largest atom.
@@ -399,7 +401,7 @@ class HopperEmitter(CudaEmitter):
         if buffer not in self.swizzled:
             super()._async_copy(stmt)
             return
-        element_bytes = DTYPE_BYTES[buffer.dtype]
+        element_bytes = dtype_bytes(buffer.dtype)
         row_bytes = (as_int(buffer.shape[-1]) or 0) * element_bytes
         if row_bytes not in SWIZZLE_WIDTHS:
             raise LoweringError(f"the wgmma operand {buffer.name} written by cp.async must "
@@ -437,7 +439,7 @@ class HopperEmitter(CudaEmitter):
         if None in shape or None in box:
             raise LoweringError(
                 f"T.tma_load of {buffer.name} needs constant buffer and tile shapes", call.span)
-        row_bytes = box[-1] * DTYPE_BYTES[buffer.dtype]
+        row_bytes = box[-1] * dtype_bytes(buffer.dtype)
         swizzle = f"{row_bytes}B" if destination.buffer in self.swizzled and \
             row_bytes in SWIZZLE_WIDTHS else "none"
         spec = tensor_map_spec(self.name_of(buffer), buffer.dtype, shape, box, swizzle,

@@ -12,11 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import LoweringError, TilepipeError
+from ...ir import dtype_bytes
 
-DTYPE_BYTES = {
-    "float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int32": 4, "int64": 8,
-    "uint8": 1, "uint16": 2, "uint32": 4, "uint64": 8,
-}
 _DRIVER_DTYPES = {
     "float16": "FLOAT16", "bfloat16": "BFLOAT16", "float32": "FLOAT32", "float64": "FLOAT64",
     "int32": "INT32", "int64": "INT64", "uint8": "UINT8", "uint16": "UINT16",
@@ -40,7 +37,7 @@ class TensorMapSpec:
 
     @property
     def element_bytes(self) -> int:
-        return DTYPE_BYTES[self.dtype]
+        return dtype_bytes(self.dtype)
 
     @property
     def box_bytes(self) -> int:
@@ -83,7 +80,7 @@ def tensor_map_spec(buffer: str, dtype: str, shape, box, swizzle: str = "none",
     """
     shape = tuple(int(extent) for extent in shape)
     box = tuple(int(extent) for extent in box)
-    if dtype not in DTYPE_BYTES:
+    if dtype not in _DRIVER_DTYPES:
         raise LoweringError(f"TMA cannot copy {dtype} elements of {buffer}", span)
     if swizzle not in SWIZZLE_BYTES:
         raise LoweringError(f"unknown TMA swizzle '{swizzle}' (use {', '.join(SWIZZLE_BYTES)})",
@@ -97,7 +94,7 @@ def tensor_map_spec(buffer: str, dtype: str, shape, box, swizzle: str = "none",
             raise LoweringError(
                 f"TMA tile {list(box)} of {buffer}{list(shape)}: every extent must be "
                 f"1..{MAX_BOX_EXTENT} and fit the buffer", span)
-    element = DTYPE_BYTES[dtype]
+    element = dtype_bytes(dtype)
     row_bytes = box[-1] * element
     if row_bytes % 16:
         raise LoweringError(

@@ -25,6 +25,7 @@ from typing import Any
 
 from ...errors import PipelineError
 from ...ir import (
+    REGISTER_SCOPES, SHARED_SCOPES, dtype_bytes,
     AttrStmt, Block, Buffer, BufferLoad, BufferRegion, BufferStore, For, ForKind, IRMutator, IRVisitor, IntImm, PrimFunc, SeqStmt, Stmt,
 )
 
@@ -42,8 +43,6 @@ SHARED_MEMORY_BUDGET = {
 }
 """Bytes of shared memory one thread block may allocate (opt-in maximum) per target."""
 
-_SHARED_SCOPES = ("shared", "shared.dyn")
-_REGISTER_SCOPES = ("local", "warp", "wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator")
 
 
 class SharedMemoryBudgetError(PipelineError):
@@ -55,10 +54,6 @@ class SharedMemoryBudgetError(PipelineError):
         self.target = target
         super().__init__(message, span)
 
-
-def _dtype_bytes(dtype: str) -> int:
-    digits = "".join(ch for ch in dtype if ch.isdigit())
-    return max(int(digits) // 8, 1) if digits else 1
 
 
 # Accesses ----------------------------------------------------------------------------
@@ -123,7 +118,7 @@ def _loop_statements(loop: For) -> list[Stmt]:
 
 def _is_global_to_shared_copy(accesses: _Accesses) -> bool:
     return (bool(accesses.writes)
-            and all(buffer.scope in _SHARED_SCOPES for buffer in accesses.writes)
+            and all(buffer.scope in SHARED_SCOPES for buffer in accesses.writes)
             and bool(accesses.reads)
             and all(buffer.scope == "global" for buffer in accesses.reads))
 
@@ -165,7 +160,7 @@ def _inner_register_pipeline(loop: For, shared: set[Buffer]) -> list[int] | None
         accesses = _accesses(statement)
         is_register_copy = (
             accesses.reads and accesses.reads <= shared and accesses.writes
-            and all(buffer.scope in _REGISTER_SCOPES for buffer in accesses.writes)
+            and all(buffer.scope in REGISTER_SCOPES for buffer in accesses.writes)
         )
         if is_register_copy and not any(stage == 1 for stage in stages):
             stages.append(0)
@@ -226,16 +221,16 @@ def _shared_buffers(func: PrimFunc) -> list[Buffer]:
 
     class _Allocations(IRVisitor):
         def visit_block(self, node: Block) -> None:
-            found.extend(b for b in node.alloc_buffers if b.scope in _SHARED_SCOPES)
+            found.extend(b for b in node.alloc_buffers if b.scope in SHARED_SCOPES)
             super().visit_block(node)
 
     _Allocations().visit(func.body)
-    found.extend(b for b in func.buffer_params if b.scope in _SHARED_SCOPES)
+    found.extend(b for b in func.buffer_params if b.scope in SHARED_SCOPES)
     return found
 
 
 def _buffer_bytes(buffer: Buffer, loop: For | None) -> int:
-    total = _dtype_bytes(buffer.dtype)
+    total = dtype_bytes(buffer.dtype)
     for extent in buffer.shape:
         if not isinstance(extent, IntImm):
             where = "" if loop is None else f" (pipelining '{loop.loop_var.name}')"
@@ -265,7 +260,7 @@ def _plan_versions(loop: For, plan: LoopPlan) -> dict[Buffer, int]:
     versions: dict[Buffer, int] = {}
     for access, stage in zip(expanded, plan.stages):
         for buffer in access.writes:
-            if buffer.scope not in _SHARED_SCOPES:
+            if buffer.scope not in SHARED_SCOPES:
                 continue
             last_use = max((use_stage for use, use_stage in zip(expanded, plan.stages)
                             if buffer in use.reads), default=stage)
