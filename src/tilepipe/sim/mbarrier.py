@@ -675,8 +675,8 @@ def _uniform(context, expr, what: str, span) -> int:
     value = context.evaluate(expr)
     values = np.unique(np.asarray(context.lanes(value)))
     if len(values) != 1:
-        raise BarrierError(f"the {what} of a TMA copy must be the same for the issuing "
-                           f"thread's whole tile, got {values.tolist()}", span)
+        raise BarrierError(f"the {what} must be the same for all the threads that issue it "
+                           f"together, got {values.tolist()}", span)
     return int(values[0])
 
 
@@ -987,15 +987,13 @@ def _wgmma(call, args, context):
         if not region.buffer.scope.startswith("shared") or region.buffer.dtype != "float16":
             raise BarrierError(f"T.wgmma reads its {what} as float16 from shared memory",
                                call.span)
-    if context.async_queue is not None:  # an async stage of a count pipeline defers it
-        from .async_wgmma import run_async_wgmma
-        return run_async_wgmma(call, accumulator, a, b, accumulate, context, BarrierError)
-    queues = _wgmma_queues(context)
-    storage = context.machine.memory.storage(accumulator.buffer, call.span)
     if len(accumulator.region) != 1:
         raise BarrierError("T.wgmma accumulates into a one-dimensional region of registers",
                            call.span)
-    flags = np.asarray(context.lanes(accumulate))
+    if context.async_queue is not None:  # an async stage of a count pipeline defers it
+        return _land_async_wgmma(call, accumulator, a, b, accumulate, context)
+    queues = _wgmma_queues(context)
+    storage = context.machine.memory.storage(accumulator.buffer, call.span)
     oracle = _oracle(context)
     if oracle is not None:
         _system(context)  # the happens-before order the oracle reads
@@ -1003,48 +1001,74 @@ def _wgmma(call, args, context):
     def storage_of(region):
         return context.machine.memory.storage(region.buffer, call.span)
 
+    flags = np.asarray(context.lanes(accumulate))
     for warpgroup, lanes, members in _warpgroups(context, call):
-        (region,) = accumulator.region
-        start = _uniform(members, region.min, "accumulator start", call.span)
-        count = _uniform(members, region.extent, "accumulator extent", call.span)
-        if len(np.unique(flags[lanes])) != 1:
-            raise BarrierError("T.wgmma: the accumulate flag differs within a warpgroup",
-                               call.span)
-        flag = int(flags[lanes][0])
-        threads = members.local
-
-        def run(members=members, threads=threads, start=start, count=count, flag=flag):
-            left, right = _matrix(members, a, "A operand", call), \
-                _matrix(members, b, "B operand", call)
-            if left.shape[0] != WGMMA_M or left.shape[1] % WGMMA_K or \
-                    right.shape[1] != left.shape[1] or count * 2 != right.shape[0]:
-                raise BarrierError(
-                    f"T.wgmma multiplies a {WGMMA_M} x k tile by an n x k tile (k a multiple "
-                    f"of {WGMMA_K}) into n / 2 registers per thread; got {list(left.shape)}, "
-                    f"{list(right.shape)} and {count} registers", call.span)
-            rank = threads - threads[0]
-            registers = np.arange(count)
-            rows, columns = wgmma_accumulator_position(rank[:, None], registers[None, :])
-            fragments = storage.array[threads[:, None], start + registers[None, :]]
-            product = left @ right.T
-            if flag:
-                product = product + _tile_of(fragments, rows, columns, right.shape[0])
-            storage.array[threads[:, None], start + registers[None, :]] = product[rows, columns]
-
-        queues.issue(warpgroup, run)
+        start, count, flag = _wgmma_registers(members, accumulator, flags[lanes], call)
+        queues.issue(warpgroup, lambda members=members, start=start, count=count, flag=flag:
+                     _wgmma_update(members, storage, a, b, start, count, flag, call))
         if oracle is not None:
             operands = [(storage_of(region), _flat(storage_of(region), _tile(
                 members, region, what, call.span)[0])) for region, what in
                 ((a, "A operand"), (b, "B operand"))]
             oracle.wgmma(warpgroup, queues.commits.get(warpgroup, 0), operands,
-                         (storage, _flat(storage, (threads, slice(start, start + count)))))
+                         (storage, _flat(storage, (members.local, slice(start, start + count)))))
     return 0
 
 
-def _tile_of(fragments, rows, columns, n) -> np.ndarray:
-    tile = np.zeros((WGMMA_M, n), np.float32)
-    tile[rows, columns] = fragments
-    return tile
+def _wgmma_registers(members, accumulator, flags, call) -> tuple[int, int, int]:
+    """The first accumulator register, their number and the accumulate flag (``flags``:
+    its value in each thread of ``members``) of one warpgroup's ``T.wgmma``, each the
+    same for all its threads."""
+    (region,) = accumulator.region
+    start = _uniform(members, region.min, "accumulator start", call.span)
+    count = _uniform(members, region.extent, "accumulator extent", call.span)
+    flags = np.unique(flags)
+    if len(flags) != 1:
+        raise BarrierError("T.wgmma: the accumulate flag differs within a warpgroup",
+                           call.span)
+    return start, count, int(flags[0])
+
+
+def _wgmma_update(members, storage, a, b, start, count, flag, call) -> tuple:
+    """``D (+)= A @ B^T`` now, with the operands as they are, for the threads of
+    ``members`` (whole warpgroups, or a part of one landing its share); returns the
+    accumulator elements written, as (thread, register) index arrays."""
+    left, right = _matrix(members, a, "A operand", call), _matrix(members, b, "B operand", call)
+    if left.shape[0] != WGMMA_M or left.shape[1] % WGMMA_K or \
+            right.shape[1] != left.shape[1] or count * 2 != right.shape[0]:
+        raise BarrierError(
+            f"T.wgmma multiplies a {WGMMA_M} x k tile by an n x k tile (k a multiple of "
+            f"{WGMMA_K}) into n / 2 registers per thread; got {list(left.shape)}, "
+            f"{list(right.shape)} and {count} registers", call.span)
+    threads = members.local
+    registers = np.arange(count)[None, :]
+    rows, columns = wgmma_accumulator_position((threads % WARPGROUP_THREADS)[:, None],
+                                               registers)
+    places = (threads[:, None], start + registers)
+    product = (left @ right.T)[rows, columns]
+    storage.array[places] = product + storage.array[places] if flag else product
+    return places
+
+
+def _land_async_wgmma(call, accumulator, a, b, accumulate, context) -> int:
+    """Land ``T.wgmma`` of an asynchronous stage for the threads of ``context`` (any part
+    of a warpgroup: its threads may land their parts at different moments), with the
+    operands as they are now; the accumulator update is reported to the race checker as
+    a write of each thread's own registers."""
+    machine = context.machine
+    storage = machine.memory.storage(accumulator.buffer, call.span)
+    flags = np.asarray(context.lanes(accumulate))
+    warpgroups = context.local // WARPGROUP_THREADS
+    for warpgroup in np.unique(warpgroups):
+        lanes = warpgroups == warpgroup
+        members = context if lanes.all() else context.subset(lanes)
+        start, count, flag = _wgmma_registers(members, accumulator, flags[lanes], call)
+        places = _wgmma_update(members, storage, a, b, start, count, flag, call)
+        if machine.observer is not None:
+            flat = np.ravel_multi_index(np.broadcast_arrays(*places), storage.array.shape)
+            owners = np.broadcast_to(members.threads[:, None], flat.shape)
+            machine.observer.access(members, storage, owners.ravel(), flat.ravel(), True)
+    return 0
 
 
 @register(WGMMA_FENCE)
