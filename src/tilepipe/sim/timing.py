@@ -36,13 +36,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from ..arith import variables_of
 from ..errors import TilepipeError
 from ..ir import (
-    REGISTER_SCOPES, SHARED_SCOPES, dtype_bytes,
-    And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, BinaryOp, Block, Buffer,
-    BufferLoad, BufferRegion, BufferStore, Call, Cast, Evaluate, FloatImm, For, ForKind,
-    IfThenElse, IntImm, IRVisitor, Mul, Not, Or, PrimFunc, Select, SeqStmt, Stmt, Var,
-    bind_params, free_size_vars, post_order_visit,
+    REGISTER_SCOPES, SHARED_SCOPES, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue,
+    AttrStmt, BinaryOp, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Cast,
+    Evaluate, FloatImm, For, ForKind, IRVisitor, IfThenElse, IntImm, Mul, Not, Or, PrimFunc,
+    Select, SeqStmt, Stmt, Var, bind_params, dtype_bytes, free_size_vars, post_order_visit,
 )
 from ..ir import expr as ir_expr
 
@@ -447,12 +447,6 @@ def _contains_async(stmt: Stmt) -> bool:
             found = found or node.op in ("tma_load", "mbarrier_wait_parity")
 
     _Finder().visit(stmt)
-    return found
-
-
-def _variables_of(expr: Any) -> set[Var]:
-    found: set[Var] = set()
-    post_order_visit(expr, lambda node: found.add(node) if isinstance(node, Var) else None)
     return found
 
 
@@ -919,7 +913,7 @@ class _Model:
         except _Unknown:
             return None
         thread_vars = {loop.loop_var for loop in loops}
-        if all(_variables_of(condition) <= thread_vars for condition in conditions):
+        if all(variables_of(condition) <= thread_vars for condition in conditions):
             self.thread_counts[cached] = count
         return count
 

@@ -43,14 +43,14 @@ from typing import Sequence
 from ..arith import Analyzer, infer_regions
 from ..errors import PipelineError
 from ..ir import (
-    SHARED_SCOPES, dtype_bytes,
-    EQ, GE, LE, LT, And, AsyncScope, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Evaluate,
-    For, ForKind, IfThenElse, IntImm, IRMutator, IRVisitor, PrimExpr, PrimFunc, Range,
-    SeqStmt, Stmt, StringImm, Var, as_int, const, post_order_visit, seq, substitute,
+    EQ, GE, LE, LT, SHARED_SCOPES, And, AsyncScope, Block, Buffer, BufferLoad, BufferRegion,
+    BufferStore, Call, Evaluate, For, ForKind, IRMutator, IRVisitor, IfThenElse, IntImm,
+    PrimExpr, PrimFunc, Range, SeqStmt, Stmt, StringImm, Var, as_int, const, dtype_bytes, seq,
+    substitute,
 )
 from .pipeline.annotations import is_pipelined, other_annotations, read_annotation
 from .pipeline.inject import pipeline_loop
-from .pipeline.schedule import compute_schedule
+from .pipeline.schedule import compute_schedule, mentions
 from .pipeline.wgmma import issues_wgmma
 
 BARRIER_DTYPE = "uint64"
@@ -200,8 +200,8 @@ def _tile_copy(loop: For | None, position: int, stmt: Stmt, analyzer: Analyzer,
             f"{name}: {asynchronous} is not a tile copy from global to "
             "shared memory (each store must be shared[...] = global[...] of one dtype), so "
             "it cannot become a TMA copy", span)
-    used = _variables(stmt)
-    per_thread = [thread_loop for thread_loop in thread_loops if thread_loop.loop_var in used]
+    per_thread = [thread_loop for thread_loop in thread_loops
+                  if mentions(stmt, thread_loop.loop_var)]
     if isinstance(stmt, Block) and stmt.reads and stmt.writes and not per_thread:
         reads, writes = stmt.reads, stmt.writes
     else:
@@ -239,12 +239,6 @@ def _tile_copy(loop: For | None, position: int, stmt: Stmt, analyzer: Analyzer,
         num_elements *= size
     return TileCopy(position, destination, source,
                     num_elements * dtype_bytes(destination.buffer.dtype))
-
-
-def _variables(stmt: Stmt) -> set[Var]:
-    found: set[Var] = set()
-    post_order_visit(stmt, lambda node: found.add(node) if isinstance(node, Var) else None)
-    return found
 
 
 def _same_offsets(store: BufferStore, destination: BufferRegion, source: BufferRegion,

@@ -31,13 +31,12 @@ from copy import copy as shallow_copy
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..arith import Analyzer, structural_key
+from ..arith import Analyzer, structural_key, variables_of
 from ..ir import (
-    SHARED_SCOPES,
-    EQ, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer,
-    BufferLoad, BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IfThenElse, IRMutator,
-    IntImm, IRVisitor, Not, Or, PrimExpr, PrimFunc, Range, SeqStmt, Stmt, StringImm, Var,
-    as_int, post_order_visit, seq, substitute,
+    EQ, SHARED_SCOPES, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block,
+    Buffer, BufferLoad, BufferRegion, BufferStore, Call, Evaluate, For, ForKind, IRMutator,
+    IRVisitor, IfThenElse, IntImm, Not, Or, PrimExpr, PrimFunc, Range, SeqStmt, Stmt,
+    StringImm, Var, as_int, post_order_visit, seq, substitute,
 )
 from ..errors import PipelineError
 from ..ir.printer import expr_to_str
@@ -107,7 +106,7 @@ class _Access:
     @cached_property
     def variables(self) -> frozenset:
         """The variables of the indices and extents (asked for at every loop step)."""
-        return frozenset(_variables(self.indices + (self.extents or ())))
+        return frozenset().union(*map(variables_of, self.indices + (self.extents or ())))
 
     @cached_property
     def dimensions(self) -> tuple:
@@ -363,7 +362,7 @@ class _Planner:
         ``bounds`` for the copies), remembered by the condition's shape and those ranges:
         accesses of other unrolled iterations often ask the same question."""
         ranges: dict[Var, Range] = {}
-        waiting = _variables((condition,))
+        waiting = list(variables_of(condition))
         while waiting:
             var = waiting.pop()
             range_ = bounds.get(var)
@@ -372,7 +371,7 @@ class _Planner:
             if var in ranges or range_ is None:
                 continue
             ranges[var] = range_
-            waiting.extend(_variables((range_.min, range_.extent)))
+            waiting.extend(variables_of(range_))
         key = (structural_key(condition),) + tuple(sorted(
             (id(var), structural_key(range_)) for var, range_ in ranges.items()))
         known = self._proofs.get(key)
@@ -473,7 +472,7 @@ class _Planner:
         return state
 
     def _depends_on_threads(self, condition: PrimExpr) -> bool:
-        return any(var in self.thread_axes for var in _variables((condition,)))
+        return any(var in self.thread_axes for var in variables_of(condition))
 
     def _branch(self, stmt: Stmt, condition: PrimExpr, state: _State):
         """Settle before a branch on a thread-dependent condition every conflict of its
@@ -658,21 +657,6 @@ def _at(stmt: Stmt) -> str:
 def _fresh(accesses: frozenset) -> frozenset:
     """Entries for accesses made now (carried over no loop)."""
     return frozenset((access, frozenset()) for access in accesses)
-
-
-class _VariableCollector(IRVisitor):
-    def __init__(self) -> None:
-        self.found: dict[Var, None] = {}
-
-    def visit_var(self, node: Var) -> None:
-        self.found.setdefault(node, None)
-
-
-def _variables(exprs) -> list[Var]:
-    collector = _VariableCollector()
-    for expr in exprs:
-        collector.visit(expr)
-    return list(collector.found)
 
 
 def _accesses(stmt: Stmt) -> frozenset:

@@ -14,9 +14,8 @@ from math import gcd
 
 from ...errors import LoweringError
 from ...ir import (
-    SHARED_SCOPES, dtype_bytes,
-    EQ, Add, BufferLoad, BufferStore, FloorMod, For, ForKind, Mul, PrimExpr, Stmt, Sub, Var,
-    as_int, const, post_order_visit, substitute,
+    EQ, SHARED_SCOPES, Add, BufferLoad, BufferStore, FloorMod, For, ForKind, Mul, PrimExpr,
+    Stmt, Sub, Var, as_int, const, dtype_bytes, post_order_visit, substitute,
 )
 from ...ir.printer import stmt_to_str
 

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from ...arith import Analyzer
 from ...errors import LoweringError, Span
 from ...ir import (
-    SHARED_SCOPES, dtype_bytes,
-    EQ, GE, GT, LE, LT, NE, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt,
-    BinaryOp, Block, Buffer, BufferLoad, BufferStore, Call, Cast, Div, Evaluate, FloatImm,
-    FloorDiv, FloorMod, For, ForKind, IfThenElse, IntImm, Max, Min, Mul, Not, Or, PrimExpr,
-    PrimFunc, Range, Select, SeqStmt, Stmt, StringImm, Sub, Var, as_int, free_size_vars,
-    is_float_dtype, post_order_visit,
+    EQ, GE, GT, LE, LT, NE, SHARED_SCOPES, Add, And, AsyncCommitQueue, AsyncScope,
+    AsyncWaitQueue, AttrStmt, BinaryOp, Block, Buffer, BufferLoad, BufferStore, Call, Cast,
+    Div, Evaluate, FloatImm, FloorDiv, FloorMod, For, ForKind, IfThenElse, IntImm, Max, Min,
+    Mul, Not, Or, PrimExpr, PrimFunc, Range, Select, SeqStmt, Stmt, StringImm, Sub, Var,
+    as_int, dtype_bytes, free_size_vars, is_float_dtype, post_order_visit,
 )
 from .async_copy import (
     first_lane_indices, flat_offset, is_multiple_of, match_async_copy,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...arith import Analyzer
+from ...arith import Analyzer, variables_of
 from ...errors import LoweringError
 from ...ir import (
     EQ, NE, And, AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferLoad, BufferRegion,
@@ -364,7 +364,7 @@ class _Elements:
     def _mapping(self, index: PrimExpr, where: _Where, side: str) -> dict:
         shift = {var: (base, offset) for var, base, offset in where.shift}
         mapping: dict = {}
-        for var in _variables(index):
+        for var in variables_of(index):
             if var in shift:
                 base, offset = shift[var]
                 value = var + offset if base == "step" else self._position(var, base, offset)
@@ -372,12 +372,6 @@ class _Elements:
             elif var in self.loop_vars and var not in where.kept:
                 mapping[var] = self.fresh(var, side)
         return mapping
-
-
-def _variables(expr: PrimExpr) -> set[Var]:
-    found: set[Var] = set()
-    post_order_visit(expr, lambda node: found.add(node) if isinstance(node, Var) else None)
-    return found
 
 
 # The backward walk ---------------------------------------------------------------------------

@@ -25,8 +25,9 @@ from typing import Any
 
 from ...errors import PipelineError
 from ...ir import (
-    REGISTER_SCOPES, SHARED_SCOPES, dtype_bytes,
-    AttrStmt, Block, Buffer, BufferLoad, BufferRegion, BufferStore, For, ForKind, IRMutator, IRVisitor, IntImm, PrimFunc, SeqStmt, Stmt,
+    REGISTER_SCOPES, SHARED_SCOPES, AttrStmt, Block, Buffer, BufferLoad, BufferRegion,
+    BufferStore, For, ForKind, IRMutator, IRVisitor, IntImm, PrimFunc, SeqStmt, Stmt,
+    dtype_bytes,
 )
 
 NUM_STAGES = "software_pipeline_num_stages"
