@@ -22,6 +22,25 @@ from hypothesis import strategies as st
 HEADER = "from tilepipe import script as T\n\n\n"
 MAX_STAGE = 3
 
+# The seeds' three stages, two of them asynchronous on two queues (a copy and an
+# asynchronous compute), with a consumer that reads another thread's elements of both.
+TWO_QUEUES_ACROSS_THREADS = HEADER + '''@T.prim_func
+def pipeline(A0: T.Buffer((2, 6), "float32"), A1: T.Buffer((2, 6), "float32"),
+             C: T.Buffer((2, 6), "float32")):
+    for tx in T.thread_binding(2, thread="threadIdx.x"):
+        for i in T.serial(0, 6, annotations={"software_pipeline_stage": [0, 2, 2, 3],
+                                             "software_pipeline_order": [3, 0, 1, 2],
+                                             "software_pipeline_async_stages": [0, 2]}):
+            with T.block("body"):
+                S0 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                S1 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                R1 = T.alloc_buffer((2, 1), "float32", scope="shared")
+                S0[tx, 0] = A0[tx, i]
+                S1[tx, 0] = A1[tx, i]
+                R1[tx, 0] = S1[tx, 0] * T.float32(3)
+                C[tx, i] = S0[(tx + 1) % 2, 0] + R1[(tx + 1) % 2, 0] + T.float32(1)
+'''
+
 
 @dataclass(frozen=True)
 class Statement:

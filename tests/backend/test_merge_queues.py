@@ -2,6 +2,9 @@
 steady-state loop as in the straight-line prologue and epilogue - ring slots of another
 queue written some iterations earlier are told apart from the slot read now."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,26 +14,10 @@ from tilepipe.script import parse
 from tilepipe.sim import max_safe_counts, random_inputs, simulate, verify
 from tilepipe.transform import inject_software_pipeline
 
-HEADER = "from tilepipe import script as T\n\n\n@T.prim_func\n"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline_programs import TWO_QUEUES_ACROSS_THREADS  # noqa: E402
 
-# The seeds' three stages, two of them asynchronous: a copy, an asynchronous compute, and
-# the consumer, which reads another thread's element.
-THREE_STAGE_TWO_ASYNC = HEADER + '''\
-def pipeline(A0: T.Buffer((2, 6), "float32"), A1: T.Buffer((2, 6), "float32"),
-             C: T.Buffer((2, 6), "float32")):
-    for tx in T.thread_binding(2, thread="threadIdx.x"):
-        for i in T.serial(0, 6, annotations={"software_pipeline_stage": [0, 2, 2, 3],
-                                             "software_pipeline_order": [3, 0, 1, 2],
-                                             "software_pipeline_async_stages": [0, 2]}):
-            with T.block("body"):
-                S0 = T.alloc_buffer((2, 1), "float32", scope="shared")
-                S1 = T.alloc_buffer((2, 1), "float32", scope="shared")
-                R1 = T.alloc_buffer((2, 1), "float32", scope="shared")
-                S0[tx, 0] = A0[tx, i]
-                S1[tx, 0] = A1[tx, i]
-                R1[tx, 0] = S1[tx, 0] * T.float32(3)
-                C[tx, i] = S0[(tx + 1) % 2, 0] + R1[(tx + 1) % 2, 0] + T.float32(1)
-'''
+HEADER = "from tilepipe import script as T\n\n\n@T.prim_func\n"
 
 # Two asynchronous copies into rings of three and four slots, a symbolic extent, inside an
 # outer loop: before merging exactness, the waits of the steady-state loop and of the
@@ -133,7 +120,7 @@ def _wait_counts(func):
 
 
 def test_three_stage_two_async_is_exact():
-    lowered = _lowered(THREE_STAGE_TWO_ASYNC)
+    lowered = _lowered(TWO_QUEUES_ACROSS_THREADS)
     _assert_exact(lowered, {})
     # the consumer's wait in the loop lets the three newest groups fly: S1 and R1 of the
     # next iteration and S0 committed two iterations ahead

@@ -6,6 +6,9 @@ one under a thread-dependent condition."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from tilepipe.backend.cuda import lower
@@ -16,11 +19,15 @@ from tilepipe.ir import (
 )
 from tilepipe.kernels import examples
 from tilepipe.kernels.gemm import gemm, gemm_small
+from tilepipe.script import parse
 from tilepipe.sim import verify
 from tilepipe.transform import inject_software_pipeline, insert_barriers
 from tilepipe.transform.thread_sync import is_storage_sync
 
 from pipeline_helpers import program, waits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline_programs import TWO_QUEUES_ACROSS_THREADS  # noqa: E402
 
 
 def _is_barrier(stmt) -> bool:
@@ -151,31 +158,10 @@ def test_guards_read_only_unrolled_loop_variables(small_gemm):
         assert found and found <= unrolled
 
 
-# Two async stages on two queues (a copy and an asynchronous compute), the consumer reading
-# another thread's elements of both.
-TWO_QUEUES = """
-@T.prim_func
-def pipeline(A0: T.Buffer((2, 6), "float32"), A1: T.Buffer((2, 6), "float32"),
-             C: T.Buffer((2, 6), "float32")):
-    for tx in T.thread_binding(2, thread="threadIdx.x"):
-        for i in T.serial(0, 6, annotations={"software_pipeline_stage": [0, 2, 2, 3],
-                                             "software_pipeline_order": [3, 0, 1, 2],
-                                             "software_pipeline_async_stages": [0, 2]}):
-            with T.block("body"):
-                S0 = T.alloc_buffer((2, 1), "float32", scope="shared")
-                S1 = T.alloc_buffer((2, 1), "float32", scope="shared")
-                R1 = T.alloc_buffer((2, 1), "float32", scope="shared")
-                S0[tx, 0] = A0[tx, i]
-                S1[tx, 0] = A1[tx, i]
-                R1[tx, 0] = S1[tx, 0] * T.float32(3)
-                C[tx, i] = S0[(tx + 1) % 2, 0] + R1[(tx + 1) % 2, 0] + T.float32(1)
-"""
-
-
 def test_a_wait_lands_only_the_groups_of_its_own_queue():
     """A wait on the compute's queue leaves the copies in flight: the barrier that makes
     a copied element visible to the other thread follows the copy queue's own wait."""
-    pipelined = inject_software_pipeline(program(TWO_QUEUES))
+    pipelined = inject_software_pipeline(parse(TWO_QUEUES_ACROSS_THREADS))
     assert len({queue for queue, _ in waits(pipelined)}) == 2
     _assert_race_free_and_minimal(pipelined)
 
