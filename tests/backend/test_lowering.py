@@ -1,6 +1,9 @@
 """The CUDA lowering passes: immediate wait counts, one merged queue, fewest barriers; every
 lowered program is race-free in the simulator and computes what the unlowered one does."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,7 +22,8 @@ from tilepipe.transform import inject_software_pipeline
 from tilepipe.transform.thread_sync import is_storage_sync
 
 import cuda_programs as programs
-from test_merge_queues import THREE_STAGE_TWO_ASYNC
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline_programs import TWO_QUEUES_ACROSS_THREADS  # noqa: E402
 
 
 def waits(func):
@@ -151,7 +155,7 @@ def test_barriers_are_planned_again_when_queues_merge():
     """Merged, the queues land their groups at other waits, so the barriers of a program
     with several queues are planned again even when said to be planned: here there are
     none left, and lowering still gives a race-free program."""
-    pipelined = inject_software_pipeline(parse(THREE_STAGE_TWO_ASYNC))
+    pipelined = inject_software_pipeline(parse(TWO_QUEUES_ACROSS_THREADS))
     assert len({wait.queue for wait in waits(pipelined)}) == 2
     unsynchronized = pipelined.with_body(_WithoutBarriers().visit(pipelined.body))
     assert barriers(unsynchronized) == 0 and not verify(unsynchronized).ok
