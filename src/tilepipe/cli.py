@@ -97,10 +97,21 @@ def _lowered(program, args: argparse.Namespace):
     return lower(program)
 
 
-def _as_printed(func):
-    """Re-read the printed program so that source lines are those of its printout."""
+def _with_regions(func):
+    """A transformed program as `tilepipe pipeline` and `lower` print it: every block
+    that declares no regions shows its inferred ones, as the seeds' TVMScript does."""
+    from .arith import declare_regions
+
+    return declare_regions(func)
+
+
+def _as_printed(func, args: argparse.Namespace):
+    """Re-read the program as `tilepipe pipeline` (or `show`, with --no-pipeline) prints
+    it, so that source lines are those of that printout."""
     from .script import parse
 
+    if not getattr(args, "no_pipeline", False):
+        func = _with_regions(func)
     return parse(func.script(), source_name="<printed>")
 
 
@@ -117,7 +128,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
-    funcs = [_apply_pipeline(_bind(func, args), args) for func in _load(args, single=False)]
+    funcs = [_with_regions(_apply_pipeline(_bind(func, args), args))
+             for func in _load(args, single=False)]
     _print_module(funcs)
     return 0
 
@@ -140,7 +152,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from .sim import verify
 
     (func,) = _load(args, single=True)
-    program = _bind(_as_printed(_pipelined(func, args)), args)
+    program = _bind(_as_printed(_pipelined(func, args), args), args)
     report = verify(program)
     print(report.format())
     return 0 if report.ok else 1
@@ -150,7 +162,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     from .sim import trace
 
     (func,) = _load(args, single=True)
-    program = _bind(_as_printed(_pipelined(func, args)), args)
+    program = _bind(_as_printed(_pipelined(func, args), args), args)
     out = sys.stdout
     for event in trace(program, thread=args.thread):
         out.write(json.dumps(event, separators=(", ", ": ")) + "\n")
@@ -158,7 +170,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _cmd_lower(args: argparse.Namespace) -> int:
-    funcs = [_lowered(_bind(_pipelined(func, args), args), args)
+    funcs = [_with_regions(_lowered(_bind(_pipelined(func, args), args), args))
              for func in _load(args, single=False)]
     _print_module(funcs)
     return 0

@@ -2,9 +2,9 @@
 
 from .analyzer import Analyzer
 from .linear import LinearForm, structural_key, variables_of
-from .region import detect_affine, infer_regions, relax_region
+from .region import declare_regions, detect_affine, infer_regions, relax_region
 
 __all__ = [
-    "Analyzer", "LinearForm", "detect_affine", "infer_regions", "relax_region",
+    "Analyzer", "LinearForm", "declare_regions", "detect_affine", "infer_regions", "relax_region",
     "structural_key", "variables_of",
 ]

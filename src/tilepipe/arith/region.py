@@ -13,7 +13,7 @@ from typing import Iterable, Mapping, Sequence
 
 from ..ir import (
     Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, FloorDiv, FloorMod, For, IntImm,
-    IRVisitor, Max, Min, PrimExpr, Range, Stmt, Var,
+    IRMutator, IRVisitor, Max, Min, PrimExpr, PrimFunc, Range, Stmt, Var,
 )
 from .analyzer import Analyzer
 from .linear import LinearForm, mentions_any, structural_key
@@ -222,6 +222,27 @@ def infer_regions(stmt: Stmt, alloc_buffers: Iterable[Buffer] = (),
     writes = tuple(_region_from_bounds(buffer, bounds, analyzer)
                    for buffer, bounds in collector.writes.items())
     return reads, writes
+
+
+def declare_regions(func: PrimFunc) -> PrimFunc:
+    """``func`` with the inferred regions written on every block that declares none, as
+    TVMScript shows them (a block with neither ``T.reads`` nor ``T.writes`` leaves its
+    regions to inference, so the meaning does not change). Inner blocks first, so that an
+    outer block relaxes its inner blocks' regions rather than walking their bodies."""
+    body = _RegionDeclarer().visit(func.body)
+    return func if body is func.body else func.with_body(body)
+
+
+class _RegionDeclarer(IRMutator):
+    def visit_block(self, node: Block) -> Stmt:
+        block = super().visit_block(node)
+        if block.reads or block.writes:
+            return block
+        reads, writes = infer_regions(block.body, block.alloc_buffers)
+        if not reads and not writes:
+            return block
+        return Block(block.name, block.body, reads, writes, block.alloc_buffers,
+                     block.predicate, block.annotations, block.span)
 
 
 def detect_affine(expr: PrimExpr, variables: Sequence[Var]
