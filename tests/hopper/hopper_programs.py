@@ -1,8 +1,10 @@
-"""Programs of the barrier lowering and warp specialization tests: the ``scaled_rows``
-loop, generated pipelined loops, and the two barrier forms they are lowered to."""
+"""Programs of the barrier lowering, warp specialization and wgmma tests: the ``scaled_rows``
+loop, one warpgroup's wgmma GEMM, generated pipelined loops, and the two barrier forms
+they are lowered to."""
 
 from hypothesis import strategies as st
 
+from tilepipe import parse
 from tilepipe.transform.barriers import lower_to_barriers
 from tilepipe.transform.warp_specialize import warp_specialize
 
@@ -146,3 +148,46 @@ def pipelines(draw):
                 start=draw(st.integers(0, 2)), extent=draw(st.integers(0, 7)),
                 stages=stages, orders=list(orders), two_buffers=two_buffers,
                 second_consumer=second_consumer)
+
+
+GEMM = '''
+from tilepipe import script as T
+
+@T.prim_func
+def small_gemm(A: T.Buffer((64, KSIZE), "float16"), B: T.Buffer((NSIZE, KSIZE), "float16"),
+               C: T.Buffer((64, NSIZE), "float32")):
+    for tx in T.thread_binding(128, thread="threadIdx.x"):
+        with T.block("root"):
+            A_shared = T.alloc_buffer((64, BK), "float16", scope="shared")
+            B_shared = T.alloc_buffer((NSIZE, BK), "float16", scope="shared")
+            acc = T.alloc_buffer((NHALF,), "float32", scope="local")
+            for r in T.serial(NHALF):
+                acc[r] = T.float32(0)
+            for k in T.serial(KTILES, annotations={"software_pipeline_stage": [0, 0, STAGE],
+                                                  "software_pipeline_order": [0, 1, 2],
+                                                  "software_pipeline_async_stages": [0]}):
+                with T.block("copy_a"):
+                    T.reads(A[0:64, k * BK:k * BK + BK])
+                    T.writes(A_shared[0:64, 0:BK])
+                    for i, j in T.grid(64, BK):
+                        A_shared[i, j] = A[i, k * BK + j]
+                with T.block("copy_b"):
+                    T.reads(B[0:NSIZE, k * BK:k * BK + BK])
+                    T.writes(B_shared[0:NSIZE, 0:BK])
+                    for i, j in T.grid(NSIZE, BK):
+                        B_shared[i, j] = B[i, k * BK + j]
+                T.evaluate(T.wgmma(acc[0:NHALF], A_shared[0:64, 0:BK], B_shared[0:NSIZE, 0:BK], 1))
+            for r in T.serial(NHALF):
+                C[16 * (tx // 32) + tx % 32 // 4 + 8 * (r // 2 % 2),
+                  8 * (r // 4) + 2 * (tx % 4) + r % 2] = acc[r]
+'''
+
+
+def gemm(k_tiles: int, n: int = 16, stage: int = 2, block_k: int = 32):
+    """One warpgroup's 64 x n tile of A @ B^T over ``k_tiles`` slices of ``block_k``."""
+    text = GEMM
+    for name, value in (("KSIZE", max(k_tiles, 1) * block_k), ("NSIZE", n),
+                        ("NHALF", n // 2), ("KTILES", k_tiles), ("STAGE", stage),
+                        ("BK", block_k)):
+        text = text.replace(name, str(value))
+    return parse(text)

@@ -3,6 +3,7 @@ with TMA copies and mbarriers (one role, and warp-specialized with overlapped wg
 
 import numpy as np
 import pytest
+from hopper_programs import gemm
 
 from tilepipe import parse
 from tilepipe.errors import RaceError
@@ -12,49 +13,6 @@ from tilepipe.transform.barriers import lower_to_barriers
 from tilepipe.transform.warp_specialize import warp_specialize
 
 SCHEDULES = ("eager", "lazy", "random:3")
-
-GEMM = '''
-from tilepipe import script as T
-
-@T.prim_func
-def small_gemm(A: T.Buffer((64, KSIZE), "float16"), B: T.Buffer((NSIZE, KSIZE), "float16"),
-               C: T.Buffer((64, NSIZE), "float32")):
-    for tx in T.thread_binding(128, thread="threadIdx.x"):
-        with T.block("root"):
-            A_shared = T.alloc_buffer((64, BK), "float16", scope="shared")
-            B_shared = T.alloc_buffer((NSIZE, BK), "float16", scope="shared")
-            acc = T.alloc_buffer((NHALF,), "float32", scope="local")
-            for r in T.serial(NHALF):
-                acc[r] = T.float32(0)
-            for k in T.serial(KTILES, annotations={"software_pipeline_stage": [0, 0, STAGE],
-                                                  "software_pipeline_order": [0, 1, 2],
-                                                  "software_pipeline_async_stages": [0]}):
-                with T.block("copy_a"):
-                    T.reads(A[0:64, k * BK:k * BK + BK])
-                    T.writes(A_shared[0:64, 0:BK])
-                    for i, j in T.grid(64, BK):
-                        A_shared[i, j] = A[i, k * BK + j]
-                with T.block("copy_b"):
-                    T.reads(B[0:NSIZE, k * BK:k * BK + BK])
-                    T.writes(B_shared[0:NSIZE, 0:BK])
-                    for i, j in T.grid(NSIZE, BK):
-                        B_shared[i, j] = B[i, k * BK + j]
-                T.evaluate(T.wgmma(acc[0:NHALF], A_shared[0:64, 0:BK], B_shared[0:NSIZE, 0:BK], 1))
-            for r in T.serial(NHALF):
-                C[16 * (tx // 32) + tx % 32 // 4 + 8 * (r // 2 % 2),
-                  8 * (r // 4) + 2 * (tx % 4) + r % 2] = acc[r]
-'''
-
-
-def gemm(k_tiles: int, n: int = 16, stage: int = 2, block_k: int = 32):
-    """One warpgroup's 64 x n tile of A @ B^T over ``k_tiles`` slices of ``block_k``."""
-    text = GEMM
-    for name, value in (("KSIZE", max(k_tiles, 1) * block_k), ("NSIZE", n),
-                        ("NHALF", n // 2), ("KTILES", k_tiles), ("STAGE", stage),
-                        ("BK", block_k)):
-        text = text.replace(name, str(value))
-    return parse(text)
-
 
 def expected(inputs, k_tiles, block_k=32):
     a = inputs["A"].astype(np.float32)[:, :block_k * k_tiles]

@@ -4,7 +4,7 @@ running wgmma still reads); the drain after the loop must be 0; an accumulator r
 inside the loop forces 0."""
 
 import pytest
-from test_wgmma import gemm
+from hopper_programs import gemm
 
 from tilepipe import parse
 from tilepipe.kernels.hopper_gemm import hopper_gemm, lower
