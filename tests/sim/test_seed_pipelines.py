@@ -1,5 +1,7 @@
-"""The seeds' examples before and after pipelining: equal outputs under every schedule,
+"""The seeds' examples (the example files) before and after pipelining: equal outputs under every schedule,
 no race, and every wait exact (the seed tests' annotations, with async stages)."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,63 +10,26 @@ from tilepipe.script import parse
 from tilepipe.sim import max_safe_counts, random_inputs, simulate, verify
 from tilepipe.transform import inject_software_pipeline
 
-HEADER = "from tilepipe import script as T\n\n\n"
+EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 
-SIMPLE_COMPUTE = HEADER + '''@T.prim_func
-def simple_compute(A: T.Buffer((16, 16), "float32"), C: T.Buffer((16, 16), "float32")):
-    for tx in T.thread_binding(0, 16, thread="threadIdx.x"):
-        for i in T.serial(0, 16, annotations={"software_pipeline_stage": [0, STAGES],
-                                              "software_pipeline_order": [0, 1],
-                                              "software_pipeline_async_stages": [0]}):
-            with T.block("compute"):
-                B = T.alloc_buffer((16, 1), dtype="float32", scope="shared")
-                with T.block():
-                    B[tx, 0] = A[tx, i] * T.float32(2)
-                with T.block():
-                    C[tx, i] = B[tx, 0] + T.float32(1)
-'''
 
-PRODUCER_INTERLEAVING = HEADER + '''@T.prim_func
-def interleaving(A: T.Buffer((16, 16), "float32"), B: T.Buffer((16, 16), "float32"),
-                 C: T.Buffer((16, 16), "float32")):
-    for tx in T.thread_binding(0, 16, thread="threadIdx.x"):
-        for i in T.serial(0, 16, annotations={"software_pipeline_stage": [0, 0, 3],
-                                              "software_pipeline_order": [0, 2, 1],
-                                              "software_pipeline_async_stages": [0]}):
-            with T.block("compute"):
-                A_shared = T.alloc_buffer((16, 1), dtype="float32", scope="shared")
-                B_shared = T.alloc_buffer((16, 1), dtype="float32", scope="shared")
-                with T.block():
-                    A_shared[tx, 0] = A[tx, i]
-                with T.block():
-                    B_shared[tx, 0] = B[tx, i]
-                with T.block():
-                    C[tx, i] = A_shared[tx, 0] + B_shared[tx, 0]
-'''
+def _example(name: str) -> str:
+    return (EXAMPLES / f"{name}.py").read_text()
 
-THREE_STAGE = HEADER + '''@T.prim_func
-def three_stage(A: T.Buffer((16, 16), "float32"), D: T.Buffer((16, 16), "float32")):
-    for tx in T.thread_binding(0, 16, thread="threadIdx.x"):
-        for i in T.serial(0, 16, annotations={"software_pipeline_stage": [0, 1, 2],
-                                              "software_pipeline_order": [0, 1, 2],
-                                              "software_pipeline_async_stages": [0, 1]}):
-            with T.block("compute"):
-                B = T.alloc_buffer((16, 1), dtype="float32", scope="shared")
-                C = T.alloc_buffer((16, 1), dtype="float32", scope="shared")
-                with T.block():
-                    B[tx, 0] = A[tx, i] * T.float32(2)
-                with T.block():
-                    C[tx, 0] = B[tx, 0] + T.float32(2)
-                with T.block():
-                    D[tx, i] = C[tx, 0] + T.float32(1)
-'''
 
+# The seeds' programs, as the example files write them (simple_compute also with the
+# seed's other depth, stages [0, 1]).
 CASES = {
-    "simple_compute_1": SIMPLE_COMPUTE.replace("STAGES", "1"),
-    "simple_compute_3": SIMPLE_COMPUTE.replace("STAGES", "3"),
-    "producer_interleaving": PRODUCER_INTERLEAVING,
-    "three_stage_two_async": THREE_STAGE,
+    "simple_compute_1": _example("simple_compute_async").replace(
+        '"software_pipeline_stage": [0, 3]', '"software_pipeline_stage": [0, 1]'),
+    "simple_compute_3": _example("simple_compute_async"),
+    "producer_interleaving": _example("producer_interleaving"),
+    "three_stage_two_async": _example("three_stage_two_async"),
 }
+
+
+def test_the_cases_differ():
+    assert CASES["simple_compute_1"] != CASES["simple_compute_3"]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
