@@ -1,5 +1,6 @@
-"""The seeds' examples (the example files) before and after pipelining: equal outputs under every schedule,
-no race, and every wait exact (the seed tests' annotations, with async stages)."""
+"""The seeds' examples (the example files) before and after pipelining: equal outputs
+under every schedule, no race, and every wait exact (the seed tests' annotations, with
+async stages)."""
 
 from pathlib import Path
 
