@@ -79,7 +79,8 @@ def _fast_init(cls: type):
             parameters.append(name)
         lines.append(f"    _set_{name}(self, {value})")
     source = f"def __init__(self, {', '.join(parameters)}):\n" + "\n".join(lines) + "\n"
-    exec(source, namespace)  # noqa: S102 - generated from the field names only
+    # A file name of its own, so that profiles tell the classes' constructors apart.
+    exec(compile(source, f"<{cls.__qualname__}.__init__>", "exec"), namespace)  # noqa: S102
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
