@@ -120,7 +120,7 @@ def test_identity_equality_and_hash():
     assert structural_equal(left, right)
 
 
-def test_fields_replace_copy_and_pickle():
+def test_fields_replace_copy_deepcopy_and_pickle():
     func = _kernel()
     assert [field.name for field in dataclasses.fields(func)] == \
         ["name", "params", "body", "attrs", "span"]
@@ -133,6 +133,10 @@ def test_fields_replace_copy_and_pickle():
     restored = pickle.loads(pickle.dumps(func))
     assert restored is not func and structural_equal(restored, func)
     assert restored.script() == func.script()
+    deep = copy.deepcopy(func)
+    assert deep.body is not func.body and structural_equal(deep, func)
+    # Shared nodes stay shared: the loop variable is one object in the copy as well.
+    assert deep.body.loop_var is deep.body.body.body.indices[0]
 
 
 def test_spans_are_kept():
