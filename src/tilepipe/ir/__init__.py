@@ -4,10 +4,11 @@ from .buffer import REGISTER_SCOPES, SCOPES, SHARED_SCOPES, Buffer, BufferRegion
 from .expr import (
     BINARY_OPS, DTYPES, EQ, FLOAT_DTYPES, GE, GT, INT_DTYPES, LE, LT, NE, Add, And, BinaryOp,
     BufferLoad, Call, Cast, CompareOp, Div, FloatImm, FloorDiv, FloorMod, IntImm, Max, Min, Mul,
-    Node, Not, Or, PrimExpr, Select, StringImm, Sub, Var, as_int, const, convert, dtype_bytes,
+    Not, Or, PrimExpr, Select, StringImm, Sub, Var, as_int, const, convert, dtype_bytes,
     is_float_dtype, is_int_dtype,
 )
 from .functor import IRMutator, IRVisitor, post_order_visit
+from .node import Node
 from .stmt import (
     AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, BufferStore, Evaluate, For,
     ForKind, IfThenElse, PrimFunc, SeqStmt, Stmt, seq,

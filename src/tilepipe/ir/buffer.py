@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ..errors import Span
-from .expr import IntImm, Node, PrimExpr, convert
+from .expr import IntImm, PrimExpr, convert
+from .node import Node, node
 
 SCOPES = ("global", "shared", "shared.dyn", "local", "warp", "wmma.matrix_a",
           "wmma.matrix_b", "wmma.accumulator")
@@ -13,7 +14,7 @@ SHARED_SCOPES = ("shared", "shared.dyn")  # the block's shared memory, static or
 REGISTER_SCOPES = ("local", "warp", "wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class Buffer(Node):
     """A multi-dimensional array in one memory scope. Identity matters.
 
@@ -48,7 +49,7 @@ class Buffer(Node):
         return f"Buffer({self.name}, {self.shape!r}, {self.dtype!r}, {self.scope!r})"
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class Range(Node):
     """The half-open integer interval ``[min, min + extent)``."""
 
@@ -60,7 +61,7 @@ class Range(Node):
         return f"Range({self.min!r}, {self.extent!r})"
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class BufferRegion(Node):
     """A rectangular part of a buffer, one :class:`Range` per dimension."""
 

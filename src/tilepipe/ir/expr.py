@@ -8,10 +8,11 @@ other operand's dtype.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, ClassVar, Union
 
 from ..errors import Span
+from .node import Node, node
 
 if TYPE_CHECKING:
     from .buffer import Buffer
@@ -35,17 +36,6 @@ def dtype_bytes(dtype: str) -> int:
         return 8
     digits = "".join(ch for ch in dtype if ch.isdigit())
     return int(digits) // 8 if digits else 1
-
-
-class Node:
-    """Base of every IR node; identity equality and hashing."""
-
-    __slots__ = ()
-
-    # Identity, so that nodes can key dicts and sets; object's own methods, which cost
-    # no Python call on every lookup.
-    __eq__ = object.__eq__
-    __hash__ = object.__hash__
 
 
 class PrimExpr(Node):
@@ -139,7 +129,7 @@ def convert(value: ExprLike, dtype: str = "int32") -> PrimExpr:
     raise TypeError(f"cannot convert {value!r} to an IR expression")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class Var(PrimExpr):
     """A variable: loop index, scalar parameter or symbolic size. Identity matters."""
 
@@ -148,7 +138,7 @@ class Var(PrimExpr):
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class IntImm(PrimExpr):
     """An integer constant; with dtype ``bool`` it is ``True`` (1) or ``False`` (0)."""
 
@@ -157,14 +147,14 @@ class IntImm(PrimExpr):
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class FloatImm(PrimExpr):
     value: float
     dtype: str = "float32"
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class StringImm(PrimExpr):
     """A string argument of an intrinsic call, such as ``"shared"``."""
 
@@ -173,7 +163,7 @@ class StringImm(PrimExpr):
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class BinaryOp(PrimExpr):
     """Base of two-operand nodes; ``symbol`` is the operator's spelling when printed."""
 
@@ -188,85 +178,103 @@ class BinaryOp(PrimExpr):
 
 
 class Add(BinaryOp):
+    __slots__ = ()
     symbol = "+"
 
 
 class Sub(BinaryOp):
+    __slots__ = ()
     symbol = "-"
 
 
 class Mul(BinaryOp):
+    __slots__ = ()
     symbol = "*"
 
 
 class Div(BinaryOp):
     """True division (floating point)."""
 
+    __slots__ = ()
     symbol = "/"
 
 
 class FloorDiv(BinaryOp):
+    __slots__ = ()
     symbol = "//"
 
 
 class FloorMod(BinaryOp):
+    __slots__ = ()
     symbol = "%"
 
 
 class Min(BinaryOp):
+    __slots__ = ()
     symbol = "T.min"
 
 
 class Max(BinaryOp):
+    __slots__ = ()
     symbol = "T.max"
 
 
 class CompareOp(BinaryOp):
+    __slots__ = ()
+
     @property
     def dtype(self) -> str:
         return "bool"
 
 
 class EQ(CompareOp):
+    __slots__ = ()
     symbol = "=="
 
 
 class NE(CompareOp):
+    __slots__ = ()
     symbol = "!="
 
 
 class LT(CompareOp):
+    __slots__ = ()
     symbol = "<"
 
 
 class LE(CompareOp):
+    __slots__ = ()
     symbol = "<="
 
 
 class GT(CompareOp):
+    __slots__ = ()
     symbol = ">"
 
 
 class GE(CompareOp):
+    __slots__ = ()
     symbol = ">="
 
 
 class And(CompareOp):
+    __slots__ = ()
     symbol = "and"
 
 
 class Or(CompareOp):
+    __slots__ = ()
     symbol = "or"
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class Not(PrimExpr):
     a: PrimExpr
     span: Span | None = field(default=None, compare=False)
     dtype: ClassVar[str] = "bool"
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class Select(PrimExpr):
     """``T.if_then_else(condition, true_value, false_value)``."""
 
@@ -280,14 +288,14 @@ class Select(PrimExpr):
         return self.true_value.dtype
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class Cast(PrimExpr):
     dtype: str
     value: PrimExpr
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class BufferLoad(PrimExpr):
     buffer: "Buffer"
     indices: tuple[PrimExpr, ...]
@@ -298,7 +306,7 @@ class BufferLoad(PrimExpr):
         return self.buffer.dtype
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class Call(PrimExpr):
     """An intrinsic call such as ``T.tvm_storage_sync("shared")`` or ``T.ptx_mma(...)``.
 

@@ -7,12 +7,13 @@ tuples of those; they are never mutated after construction (build a new node ins
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Mapping
 
 from ..errors import Span
 from .buffer import Buffer, BufferRegion
-from .expr import Node, PrimExpr, Var
+from .expr import PrimExpr, Var
+from .node import Node, node
 
 
 class Stmt(Node):
@@ -26,7 +27,7 @@ class Stmt(Node):
         return stmt_to_str(self)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class BufferStore(Stmt):
     buffer: Buffer
     value: PrimExpr
@@ -34,7 +35,7 @@ class BufferStore(Stmt):
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class Evaluate(Stmt):
     """An expression run for its effect, usually an intrinsic call."""
 
@@ -42,13 +43,13 @@ class Evaluate(Stmt):
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class SeqStmt(Stmt):
     stmts: tuple[Stmt, ...]
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class IfThenElse(Stmt):
     condition: PrimExpr
     then_case: Stmt
@@ -63,7 +64,7 @@ class ForKind(enum.Enum):
     THREAD_BINDING = "thread_binding"
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class For(Stmt):
     """``for loop_var in [min, min + extent)``; ``thread_tag`` names the bound thread
     axis (``"threadIdx.x"``, ``"blockIdx.y"``, ...) when ``kind`` is THREAD_BINDING."""
@@ -78,7 +79,7 @@ class For(Stmt):
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class Block(Stmt):
     """``with T.block(name)``: a scope that declares what it reads and writes,
     allocates buffers for its body and may be predicated by ``T.where``."""
@@ -93,7 +94,7 @@ class Block(Stmt):
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class AttrStmt(Stmt):
     """``with T.attr(node, key, value)`` for keys without a node type of their own."""
 
@@ -104,7 +105,7 @@ class AttrStmt(Stmt):
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class AsyncScope(Stmt):
     """``T.attr(0, "async_scope", 1)``: the body runs on an asynchronous unit."""
 
@@ -112,7 +113,7 @@ class AsyncScope(Stmt):
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class AsyncCommitQueue(Stmt):
     """``T.attr(0, "async_commit_queue_scope", queue)``: the async statements of the
     body form one group, committed to ``queue`` when the scope ends."""
@@ -122,7 +123,7 @@ class AsyncCommitQueue(Stmt):
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class AsyncWaitQueue(Stmt):
     """``T.attr(0, "async_wait_queue_scope", queue)`` +
     ``T.attr(0, "async_wait_inflight_count", in_flight)``: before the body, block until
@@ -134,7 +135,7 @@ class AsyncWaitQueue(Stmt):
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@node
 class PrimFunc(Node):
     """A function: parameters are buffers or scalar variables, in order.
 
