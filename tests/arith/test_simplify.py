@@ -65,6 +65,7 @@ def test_terms_keep_order_of_first_appearance(analyzer):
     ((i + 5) // 4, (i + 1) // 4 + 1),
     ((i - 1) // 4, (i - 1) // 4),
     (i // 2 // 3, i // 6),
+    (i * 3 // 2 // 3, i // 2),  # the nested division simplified again
     (j % 8 % 4, j % 4),
     (i % 16, i),
     ((i + 16) % 16, i),

@@ -162,8 +162,9 @@ class Simplifier:
             quotient.constant += 1
         inner = _single_atom(rest)
         if isinstance(inner, FloorDiv) and isinstance(inner.b, IntImm) and inner.b.value > 0:
-            nested = FloorDiv(inner.a, IntImm(inner.b.value * divisor, dtype))
-            return quotient.add(self._atom(nested))
+            # (a // b) // d is a // (b * d), simplified again (x * 3 // 2 // 3 is x // 2).
+            return quotient.add(self.floordiv(self.linear(inner.a), inner.b.value * divisor,
+                                              dtype))
         return quotient.add(self._atom(FloorDiv(rest.to_expr(dtype), IntImm(divisor, dtype))))
 
     def floormod(self, numerator: LinearForm, divisor: int, dtype: str) -> LinearForm:
