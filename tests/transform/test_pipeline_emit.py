@@ -1,16 +1,17 @@
-"""Statement instances of the pipeline emission: ring indices and loop-variable
-substitution, including subtrees shared by several accesses."""
+"""Statement instances of the pipeline emission: ring indices, loop-variable
+substitution with folding, and the subtrees that instances share."""
 
 from tilepipe.ir import (
-    Add, Buffer, BufferLoad, BufferStore, FloorMod, For, ForKind, IntImm, Var,
+    EQ, Add, And, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Evaluate, FloorDiv,
+    FloorMod, For, ForKind, IntImm, Mul, Range, Sub, Var,
 )
 from tilepipe.ir.printer import expr_to_str
-from tilepipe.transform.pipeline.emit import RingIndex, _LoopVarSubstituter
+from tilepipe.transform.pipeline.emit import InstanceCompiler
 
 
 def _store():
     """``for e in serial(4): C[e] = S[i, e] + S[i + 1, e] + A[e]`` over ``i``, with S a ring
-    of two versions."""
+    of two versions, and the function giving its instances."""
     i, e = Var("i"), Var("e")
     shared = Buffer("S", (IntImm(2), IntImm(4)), scope="shared")
     ring = Buffer("S", (IntImm(2), IntImm(2), IntImm(4)), scope="shared")
@@ -19,7 +20,7 @@ def _store():
     value = Add(Add(BufferLoad(shared, (i, e)), BufferLoad(shared, (Add(i, IntImm(1)), e))),
                 BufferLoad(source, (e,)))
     loop = For(e, IntImm(0), IntImm(4), ForKind.SERIAL, BufferStore(target, value, (e,)))
-    return i, loop, RingIndex(i, {shared: (ring, 2)}).visit(loop)
+    return loop, InstanceCompiler(i, {shared: (ring, 2)}).statement(loop)
 
 
 def _value(stmt) -> str:
@@ -27,30 +28,75 @@ def _value(stmt) -> str:
 
 
 def test_ring_accesses_share_one_index_and_untouched_loads_are_kept():
-    i, original, ringed = _store()
+    original, instance = _store()
+    j = Var("j")
+    ringed = instance(j)
     first, second = ringed.body.value.a.a, ringed.body.value.a.b
     assert first.indices[0] is second.indices[0]
-    assert isinstance(first.indices[0], FloorMod) and first.indices[0].a is i
+    assert isinstance(first.indices[0], FloorMod) and first.indices[0].a is j
     assert ringed.body.value.b is original.body.value.b
 
 
-def test_shared_index_replaced_everywhere_in_every_application():
-    i, _, ringed = _store()
-    substituter = _LoopVarSubstituter(ringed, i)
+def test_every_instance_replaces_the_variable_everywhere():
+    _, instance = _store()
     j = Var("j")
-    assert _value(substituter.apply(Add(j, IntImm(2)))) == (
+    assert _value(instance(Add(j, IntImm(2)))) == (
         "S[(j + 2) % 2, j + 2, e] + S[(j + 2) % 2, j + 2 + 1, e] + A[e]")
-    # A later application replaces again, with no trace of the first one.
-    assert _value(substituter.apply(IntImm(3))) == "S[1, 3, e] + S[1, 4, e] + A[e]"
-    assert _value(substituter.apply(Add(j, IntImm(1)))) == (
+    # A later instance replaces again, with no trace of the first one.
+    assert _value(instance(IntImm(3))) == "S[1, 3, e] + S[1, 4, e] + A[e]"
+    assert _value(instance(Add(j, IntImm(1)))) == (
         "S[(j + 1) % 2, j + 1, e] + S[(j + 1) % 2, j + 1 + 1, e] + A[e]")
 
 
 def test_subtrees_without_the_variable_keep_their_identity():
-    i, _, ringed = _store()
-    substituter = _LoopVarSubstituter(ringed, i)
-    untouched = ringed.body.value.b
+    original, instance = _store()
+    untouched = original.body.value.b
     for replacement in (IntImm(0), Add(Var("j"), IntImm(5)), IntImm(7)):
-        instance = substituter.apply(replacement)
-        assert instance.body.value.b is untouched
-        assert instance.body.indices == ringed.body.indices
+        stmt = instance(replacement)
+        assert stmt.body.value.b is untouched
+        assert stmt.body.indices is original.body.indices
+
+
+def test_a_statement_without_the_variable_or_a_ring_is_its_own_instance():
+    i, e = Var("i"), Var("e")
+    target = Buffer("C", (IntImm(4),))
+    stmt = For(e, IntImm(0), IntImm(4), ForKind.SERIAL, BufferStore(target, e, (e,)))
+    instance = InstanceCompiler(i, {}).statement(stmt)
+    assert instance(IntImm(3)) is stmt
+
+
+def test_constant_replacements_fold_integer_arithmetic_only():
+    i = Var("i")
+    target = Buffer("C", (IntImm(64),))
+    index = Add(IntImm(0), Add(Mul(i, IntImm(4)), FloorDiv(IntImm(7), Sub(i, IntImm(3)))))
+    stmt = BufferStore(target, IntImm(1), (index,))
+    instance = InstanceCompiler(i, {}).statement(stmt)
+    assert expr_to_str(instance(IntImm(5)).indices[0]) == "23"
+    # Division by zero stays as it is, and ``0 + x`` drops the zero.
+    assert expr_to_str(instance(IntImm(3)).indices[0]) == "12 + T.int32(7) // 0"
+    j = Var("j")
+    assert expr_to_str(instance(j).indices[0]) == "j * 4 + 7 // (j - 3)"
+    # Constants of different dtypes, and comparisons, are not folded.
+    mixed = BufferStore(target, IntImm(1), (Add(IntImm(1, "int64"), i),
+                                            And(IntImm(1, "bool"), EQ(i, IntImm(2)))))
+    folded = InstanceCompiler(i, {}).statement(mixed)(IntImm(2))
+    assert [expr_to_str(index) for index in folded.indices] == [
+        "T.int64(1) + T.int32(2)", "True and T.int32(2) == 2"]
+
+
+def test_regions_and_buffer_arguments_of_a_ring_get_the_index():
+    i = Var("i")
+    shared = Buffer("S", (IntImm(4),), scope="shared")
+    ring = Buffer("S", (IntImm(3), IntImm(4)), scope="shared")
+    call = Call("handle", "opaque", (shared, IntImm(1)))
+    region = BufferRegion(shared, (Range(IntImm(0), IntImm(4)),))
+    stmt = Block("copy", Evaluate(call), reads=(region,), writes=(region,))
+    instance = InstanceCompiler(i, {shared: (ring, 3)}).statement(stmt)(IntImm(4))
+    argument = instance.body.value.args[0]
+    assert isinstance(argument, BufferRegion) and argument.buffer is ring
+    assert [(r.min.value, r.extent.value) for r in argument.region] == [(1, 1), (0, 4)]
+    assert instance.body.value.args[1] is call.args[1]
+    assert instance.reads[0].buffer is ring
+    assert [(r.min.value, r.extent.value) for r in instance.reads[0].region] == [(1, 1), (0, 4)]
+    # The block's allocations and name stay; the instance is a new block.
+    assert instance.name == "copy" and instance is not stmt

@@ -11,13 +11,15 @@ waits of :mod:`.sync` right before the statements that need them.
 from __future__ import annotations
 
 import copy
+import operator
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ...ir import (
-    LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferLoad,
-    BufferRegion, BufferStore, Call, EQ, Evaluate, FloorDiv, FloorMod, For, ForKind, IntImm,
-    IRMutator, Max, Mul, Or, PrimExpr, Range, Select, Stmt, Sub, Var, seq,
+    BINARY_OPS, EQ, LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt,
+    BinaryOp, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Cast, Evaluate,
+    FloatImm, FloorDiv, FloorMod, For, ForKind, IfThenElse, IntImm, Max, Mul, Not, Or, PrimExpr,
+    Range, Select, SeqStmt, Stmt, StringImm, Sub, Var, seq,
 )
 from .schedule import PipelineStatement, Schedule
 from .sync import BODY, SectionPlan, SyncPlan, Wait
@@ -55,65 +57,6 @@ def _fold_less(left: PrimExpr, right: PrimExpr) -> PrimExpr:
 
 
 # Ring buffers ---------------------------------------------------------------------------
-class RingIndex(IRMutator):
-    """Gives every access to a multi-versioned buffer the leading index
-    ``loop_var % versions``, including buffer arguments of opaque calls. Accesses of one
-    version count share one index expression, and what holds no such access is kept."""
-
-    def __init__(self, loop_var: Var, remap: Mapping[Buffer, tuple[Buffer, int]]):
-        self.loop_var = loop_var
-        self.remap = remap
-        self.indices: dict[int, PrimExpr] = {}  # version count -> its ring index
-
-    def _index(self, buffer: Buffer) -> tuple[Buffer, PrimExpr] | None:
-        entry = self.remap.get(buffer)
-        if entry is None:
-            return None
-        new, versions = entry
-        index = self.indices.get(versions)
-        if index is None:
-            index = FloorMod(self.loop_var, IntImm(versions, self.loop_var.dtype))
-            self.indices[versions] = index
-        return new, index
-
-    def visit_buffer_load(self, node: BufferLoad) -> PrimExpr:
-        ring = self._index(node.buffer)
-        if ring is None:
-            return super().visit_buffer_load(node)
-        indices = tuple(self.visit(index) for index in node.indices)
-        return BufferLoad(ring[0], (ring[1],) + indices, node.span)
-
-    def visit_buffer_store(self, node: BufferStore) -> Stmt:
-        ring = self._index(node.buffer)
-        if ring is None:
-            return super().visit_buffer_store(node)
-        value = self.visit(node.value)
-        indices = tuple(self.visit(index) for index in node.indices)
-        return BufferStore(ring[0], value, (ring[1],) + indices, node.span)
-
-    def visit_buffer_region(self, node: BufferRegion) -> BufferRegion:
-        ring = self._index(node.buffer)
-        if ring is None:
-            return super().visit_buffer_region(node)
-        region = tuple(self.visit(range_) for range_ in node.region)
-        return BufferRegion(ring[0], (Range(ring[1], IntImm(1)),) + region, node.span)
-
-    def visit_call(self, node: Call) -> PrimExpr:
-        if not any(isinstance(arg, Buffer) and arg in self.remap for arg in node.args):
-            return super().visit_call(node)
-        args = []
-        for arg in node.args:
-            ring = self._index(arg) if isinstance(arg, Buffer) else None
-            if ring is not None:
-                args.append(BufferRegion(ring[0], (Range(ring[1], IntImm(1)),) + tuple(
-                    Range(IntImm(0), extent) for extent in arg.shape)))
-            elif isinstance(arg, Buffer):
-                args.append(arg)
-            else:
-                args.append(self.visit(arg))
-        return Call(node.dtype, node.op, tuple(args), node.span)
-
-
 def versioned_buffers(schedule: Schedule) -> dict[Buffer, tuple[Buffer, int]]:
     """Each buffer with more than one version -> (its ring buffer, the version count)."""
     remap = {}
@@ -134,10 +77,9 @@ class Emitter:
         self.loop = schedule.loop
         self.extent = extent
         self.remap = versioned_buffers(schedule)
-        ring = RingIndex(self.loop.loop_var, self.remap)
-        self.bodies = [ring.visit(statement.stmt) for statement in schedule.statements]
-        self.substituters = [_LoopVarSubstituter(body, self.loop.loop_var)
-                             for body in self.bodies]
+        compiler = InstanceCompiler(self.loop.loop_var, self.remap)
+        self.instances = [compiler.statement(statement.stmt)
+                          for statement in schedule.statements]
 
     def with_extent(self, extent: PrimExpr) -> "Emitter":
         """This emitter for another trip count: the same ring buffers and statements, so
@@ -206,7 +148,7 @@ class Emitter:
             if iteration is None:
                 iteration = iterations[statement.stage] = self._iteration(
                     statement, iterator, delta, is_unit)
-            body = self.substituters[statement.position].apply(iteration)
+            body = self.instances[statement.position](iteration)
             group_index = self.schedule.group_of[statement.position]
             own = waits.get(statement.position, ())
             inside = [wait for wait in own if not wait.standalone]
@@ -291,76 +233,275 @@ class Emitter:
         return Block("", waiting, predicate=copies_condition(wait.counts, copy))
 
 
-class _LoopVarSubstituter(IRMutator):
-    """Replaces the loop variable in one statement, again and again. The first
-    application learns which subtrees do not mention the variable; later ones keep those
-    as they are without walking them. A subtree met twice (the ring index that every
-    access of a ring buffer shares) is replaced once per application."""
+# Statement instances ---------------------------------------------------------------------
+Build = Callable[[PrimExpr], Any]  # the loop variable's replacement -> a node's instance
 
-    def __init__(self, stmt: Stmt, loop_var: Var):
-        self.stmt = stmt
+
+class InstanceCompiler:
+    """Turns each statement of a loop into a function from the loop variable's replacement
+    to the statement's instance: every access to a multi-versioned buffer (buffer arguments
+    of opaque calls included) gets the leading ring index ``loop_var % versions``, the loop
+    variable is replaced, and integer arithmetic that the replacement made constant is
+    folded (``15 % 2`` is ``1`` in a one-slot section).
+
+    One walk per statement finds the subtrees that mention the loop variable or a ring
+    buffer and makes a builder for each of them (None for every other subtree), so that
+    an instance rebuilds only those and shares the rest as it is. The ring index of one
+    version count is built once per replacement and shared by every access."""
+
+    def __init__(self, loop_var: Var, remap: Mapping[Buffer, tuple[Buffer, int]]):
         self.loop_var = loop_var
-        self.plain: set[int] = set()  # ids of nodes without the loop variable
-        self.done: dict[int, Any] = {}  # id of a node -> its replacement, this application
-        self.uses = 0  # occurrences of the loop variable met so far
-        self.replacement: PrimExpr = loop_var
+        self.remap = remap
+        self.ring_indices: dict[int, Build] = {}  # version count -> its ring index
 
-    def apply(self, replacement: PrimExpr) -> Stmt:
-        self.replacement = replacement
-        self.done.clear()
-        return self.visit(self.stmt)
+    def statement(self, stmt: Stmt) -> Callable[[PrimExpr], Stmt]:
+        build = self.compile(stmt)
+        return (lambda _: stmt) if build is None else build
 
-    def visit(self, node):
-        key = id(node)
-        if key in self.plain:
-            return node
-        result = self.done.get(key)
-        if result is not None:
-            self.uses += 1
-            return result
-        uses = self.uses
-        method = self._table.get(type(node))
+    def compile(self, node: Any) -> Build | None:
+        """The builder of ``node``'s instances, None when every instance is ``node``."""
+        method = self._METHODS.get(type(node))
         if method is None:
-            method = self._lookup(node)
-        result = method(self, node)
-        if self.uses == uses:
-            self.plain.add(key)
-            return node
-        self.done[key] = result
-        return result
+            raise TypeError(f"no instances of {type(node).__name__}")
+        return method(self, node)
 
-    def visit_var(self, node: Var) -> PrimExpr:
-        if node is self.loop_var:
-            self.uses += 1
-            return self.replacement
-        return node
+    def _tuple(self, nodes: Sequence[Any]) -> Callable[[PrimExpr], tuple] | None:
+        builds = [self.compile(node) for node in nodes]
+        changed = [(place, build) for place, build in enumerate(builds) if build is not None]
+        if not changed:
+            return None
+        if len(changed) == len(builds):
+            return lambda r: tuple([build(r) for build in builds])
+        kept = list(nodes)
 
-    def visit_buffer_load(self, node: BufferLoad) -> PrimExpr:
-        plain = self.plain
-        indices = tuple(index if id(index) in plain else self.visit(index)
-                        for index in node.indices)
-        return BufferLoad(node.buffer, indices, node.span)
+        def build_tuple(r: PrimExpr) -> tuple:
+            items = kept.copy()
+            for place, build in changed:
+                items[place] = build(r)
+            return tuple(items)
+        return build_tuple
 
-    _FOLD = {Add: lambda a, b: a + b, Sub: lambda a, b: a - b, Mul: lambda a, b: a * b,
-             FloorDiv: lambda a, b: a // b, FloorMod: lambda a, b: a % b}
+    def _ring_index(self, versions: int) -> Build:
+        index = self.ring_indices.get(versions)
+        if index is None:
+            index = self.ring_indices[versions] = _RingIndex(
+                IntImm(versions, self.loop_var.dtype))
+        return index
 
-    def visit_binary_op(self, node):
-        """Folds integer arithmetic that the replacement made constant (``15 % 2`` is
-        ``1`` in a one-slot section)."""
-        plain = self.plain
-        a = node.a if id(node.a) in plain else self.visit(node.a)
-        b = node.b if id(node.b) in plain else self.visit(node.b)
-        if a is not node.a or b is not node.b:
-            node = type(node)(a, b, node.span)
-        if isinstance(node, Add) and isinstance(node.a, IntImm) and node.a.value == 0 \
-                and node.a.dtype == node.b.dtype:
-            return node.b
-        fold = self._FOLD.get(type(node))
-        if fold is not None and isinstance(node.a, IntImm) and isinstance(node.b, IntImm) \
-                and node.a.dtype == node.b.dtype and node.a.dtype != "bool" \
-                and not (type(node) in (FloorDiv, FloorMod) and node.b.value == 0):
-            return IntImm(fold(node.a.value, node.b.value), node.a.dtype)
-        return node
+    # Expressions ------------------------------------------------------------------------
+    def _plain(self, node: Any) -> None:
+        return None
+
+    def _var(self, node: Var) -> Build | None:
+        return _replacement if node is self.loop_var else None
+
+    def _binary(self, node: BinaryOp) -> Build | None:
+        a, b = self.compile(node.a), self.compile(node.b)
+        kind, span = type(node), node.span
+        if b is None:
+            if a is None:
+                return None
+            right = node.b
+            return lambda r: _fold(kind, a(r), right, span)
+        if a is None:
+            left = node.a
+            return lambda r: _fold(kind, left, b(r), span)
+        return lambda r: _fold(kind, a(r), b(r), span)
+
+    def _not(self, node: Not) -> Build | None:
+        a = self.compile(node.a)
+        span = node.span
+        return None if a is None else lambda r: Not(a(r), span)
+
+    def _select(self, node: Select) -> Build | None:
+        parts = self._tuple((node.condition, node.true_value, node.false_value))
+        span = node.span
+        return None if parts is None else lambda r: Select(*parts(r), span)
+
+    def _cast(self, node: Cast) -> Build | None:
+        value = self.compile(node.value)
+        dtype, span = node.dtype, node.span
+        return None if value is None else lambda r: Cast(dtype, value(r), span)
+
+    def _buffer_load(self, node: BufferLoad) -> Build | None:
+        indices = self._tuple(node.indices)
+        ring = self.remap.get(node.buffer)
+        span = node.span
+        if ring is None:
+            if indices is None:
+                return None
+            buffer = node.buffer
+            return lambda r: BufferLoad(buffer, indices(r), span)
+        buffer, index = ring[0], self._ring_index(ring[1])
+        if indices is None:
+            kept = node.indices
+            return lambda r: BufferLoad(buffer, (index(r),) + kept, span)
+        return lambda r: BufferLoad(buffer, (index(r),) + indices(r), span)
+
+    def _call(self, node: Call) -> Build | None:
+        dtype, op, span = node.dtype, node.op, node.span
+        args = self._tuple([self._ring_region(arg) if isinstance(arg, Buffer)
+                            and arg in self.remap else arg for arg in node.args])
+        return None if args is None else lambda r: Call(dtype, op, args(r), span)
+
+    def _ring_region(self, buffer: Buffer) -> BufferRegion:
+        """The whole of one version of ``buffer``, for an opaque call that takes it: a
+        region of its ring buffer (instantiated as such)."""
+        return BufferRegion(buffer, tuple(Range(IntImm(0), extent) for extent in buffer.shape))
+
+    def _range(self, node: Range) -> Build | None:
+        low, extent = self.compile(node.min), self.compile(node.extent)
+        if low is None and extent is None:
+            return None
+        old_low, old_extent, span = node.min, node.extent, node.span
+        return lambda r: Range(old_low if low is None else low(r),
+                               old_extent if extent is None else extent(r), span)
+
+    def _buffer_region(self, node: BufferRegion) -> Build | None:
+        region = self._tuple(node.region)
+        ring = self.remap.get(node.buffer)
+        span = node.span
+        if ring is None:
+            if region is None:
+                return None
+            buffer = node.buffer
+            return lambda r: BufferRegion(buffer, region(r), span)
+        buffer, index, one = ring[0], self._ring_index(ring[1]), IntImm(1)
+        if region is None:
+            kept = node.region
+            return lambda r: BufferRegion(buffer, (Range(index(r), one),) + kept, span)
+        return lambda r: BufferRegion(buffer, (Range(index(r), one),) + region(r), span)
+
+    # Statements -------------------------------------------------------------------------
+    def _buffer_store(self, node: BufferStore) -> Build | None:
+        value, indices = self.compile(node.value), self._tuple(node.indices)
+        ring = self.remap.get(node.buffer)
+        old_value, span = node.value, node.span
+        if ring is None:
+            if value is None and indices is None:
+                return None
+            buffer, kept = node.buffer, node.indices
+            return lambda r: BufferStore(buffer, old_value if value is None else value(r),
+                                         kept if indices is None else indices(r), span)
+        buffer, index, kept = ring[0], self._ring_index(ring[1]), node.indices
+        return lambda r: BufferStore(buffer, old_value if value is None else value(r),
+                                     (index(r),) + (kept if indices is None else indices(r)),
+                                     span)
+
+    def _evaluate(self, node: Evaluate) -> Build | None:
+        value, span = self.compile(node.value), node.span
+        return None if value is None else lambda r: Evaluate(value(r), span)
+
+    def _seq_stmt(self, node: SeqStmt) -> Build | None:
+        stmts, span = self._tuple(node.stmts), node.span
+        return None if stmts is None else lambda r: SeqStmt(stmts(r), span)
+
+    def _if_then_else(self, node: IfThenElse) -> Build | None:
+        condition, then_case = self.compile(node.condition), self.compile(node.then_case)
+        else_case = None if node.else_case is None else self.compile(node.else_case)
+        if condition is None and then_case is None and else_case is None:
+            return None
+        return lambda r: IfThenElse(
+            node.condition if condition is None else condition(r),
+            node.then_case if then_case is None else then_case(r),
+            node.else_case if else_case is None else else_case(r), node.span)
+
+    def _for(self, node: For) -> Build | None:
+        low, extent, body = (self.compile(node.min), self.compile(node.extent),
+                             self.compile(node.body))
+        if low is None and extent is None and body is None:
+            return None
+        return lambda r: For(node.loop_var, node.min if low is None else low(r),
+                             node.extent if extent is None else extent(r), node.kind,
+                             node.body if body is None else body(r), node.thread_tag,
+                             node.annotations, node.span)
+
+    def _block(self, node: Block) -> Build | None:
+        reads, writes = self._tuple(node.reads), self._tuple(node.writes)
+        predicate = None if node.predicate is None else self.compile(node.predicate)
+        body = self.compile(node.body)
+        if reads is None and writes is None and predicate is None and body is None:
+            return None
+        return lambda r: Block(
+            node.name, node.body if body is None else body(r),
+            node.reads if reads is None else reads(r),
+            node.writes if writes is None else writes(r), node.alloc_buffers,
+            node.predicate if predicate is None else predicate(r), node.annotations,
+            node.span)
+
+    def _attr_stmt(self, node: AttrStmt) -> Build | None:
+        value = self.compile(node.value) if isinstance(node.value, PrimExpr) else None
+        body = self.compile(node.body)
+        if value is None and body is None:
+            return None
+        return lambda r: AttrStmt(node.node, node.key,
+                                  node.value if value is None else value(r),
+                                  node.body if body is None else body(r), node.span)
+
+    def _async_scope(self, node: AsyncScope) -> Build | None:
+        body, span = self.compile(node.body), node.span
+        return None if body is None else lambda r: AsyncScope(body(r), span)
+
+    def _async_commit_queue(self, node: AsyncCommitQueue) -> Build | None:
+        body, queue, span = self.compile(node.body), node.queue, node.span
+        return None if body is None else lambda r: AsyncCommitQueue(queue, body(r), span)
+
+    def _async_wait_queue(self, node: AsyncWaitQueue) -> Build | None:
+        in_flight, body = self.compile(node.in_flight), self.compile(node.body)
+        if in_flight is None and body is None:
+            return None
+        return lambda r: AsyncWaitQueue(
+            node.queue, node.in_flight if in_flight is None else in_flight(r),
+            node.body if body is None else body(r), node.span)
+
+    _METHODS: dict[type, Callable[["InstanceCompiler", Any], Build | None]] = {
+        Var: _var, IntImm: _plain, FloatImm: _plain, StringImm: _plain, Buffer: _plain,
+        Not: _not, Select: _select, Cast: _cast, BufferLoad: _buffer_load, Call: _call,
+        Range: _range, BufferRegion: _buffer_region, BufferStore: _buffer_store,
+        Evaluate: _evaluate, SeqStmt: _seq_stmt, IfThenElse: _if_then_else, For: _for,
+        Block: _block, AttrStmt: _attr_stmt, AsyncScope: _async_scope,
+        AsyncCommitQueue: _async_commit_queue, AsyncWaitQueue: _async_wait_queue,
+        **dict.fromkeys(BINARY_OPS, _binary),
+    }
+
+
+def _replacement(replacement: PrimExpr) -> PrimExpr:
+    """The instance of the loop variable."""
+    return replacement
+
+
+class _RingIndex:
+    """The ring index ``replacement % versions``, built once for consecutive instances
+    with the same replacement, which every access of one statement (and the statements
+    of one stage) share."""
+
+    def __init__(self, versions: IntImm):
+        self.versions = versions
+        self.replacement: PrimExpr | None = None
+        self.index: PrimExpr | None = None
+
+    def __call__(self, replacement: PrimExpr) -> PrimExpr:
+        if replacement is not self.replacement:
+            self.replacement = replacement
+            self.index = _fold(FloorMod, replacement, self.versions, None)
+        return self.index
+
+
+_FOLD = {Add: operator.add, Sub: operator.sub, Mul: operator.mul,
+         FloorDiv: operator.floordiv, FloorMod: operator.mod}
+
+
+def _fold(kind: type[BinaryOp], a: PrimExpr, b: PrimExpr, span) -> PrimExpr:
+    """``kind(a, b)``, folded as TVM's operators do where the replacement made it
+    constant: integer arithmetic of two constants, and ``0 + b``."""
+    if isinstance(a, IntImm):
+        if kind is Add and a.value == 0 and a.dtype == b.dtype:
+            return b
+        fold = _FOLD.get(kind)
+        if fold is not None and isinstance(b, IntImm) and a.dtype == b.dtype \
+                and a.dtype != "bool" and not (kind in (FloorDiv, FloorMod) and b.value == 0):
+            return IntImm(fold(a.value, b.value), a.dtype)
+    return kind(a, b, span)
 
 
 def _block(body: Stmt) -> Block:
