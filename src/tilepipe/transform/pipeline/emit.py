@@ -260,17 +260,25 @@ class InstanceCompiler:
 
     def compile(self, node: Any) -> Build | None:
         """The builder of ``node``'s instances, None when every instance is ``node``."""
-        method = self._METHODS.get(type(node))
+        kind = type(node)
+        if kind in _LEAVES:  # half of all nodes: answered without a dispatch
+            return _replacement if node is self.loop_var else None
+        method = self._METHODS.get(kind)
         if method is None:
-            raise TypeError(f"no instances of {type(node).__name__}")
+            raise TypeError(f"no instances of {kind.__name__}")
         return method(self, node)
 
     def _tuple(self, nodes: Sequence[Any]) -> Callable[[PrimExpr], tuple] | None:
-        builds = [self.compile(node) for node in nodes]
-        changed = [(place, build) for place, build in enumerate(builds) if build is not None]
+        compile = self.compile
+        changed = []
+        for place, node in enumerate(nodes):
+            build = compile(node)
+            if build is not None:
+                changed.append((place, build))
         if not changed:
             return None
-        if len(changed) == len(builds):
+        if len(changed) == len(nodes):
+            builds = [build for _, build in changed]
             return lambda r: tuple([build(r) for build in builds])
         kept = list(nodes)
 
@@ -289,12 +297,6 @@ class InstanceCompiler:
         return index
 
     # Expressions ------------------------------------------------------------------------
-    def _plain(self, node: Any) -> None:
-        return None
-
-    def _var(self, node: Var) -> Build | None:
-        return _replacement if node is self.loop_var else None
-
     def _binary(self, node: BinaryOp) -> Build | None:
         a, b = self.compile(node.a), self.compile(node.b)
         kind, span = type(node), node.span
@@ -455,7 +457,6 @@ class InstanceCompiler:
             node.body if body is None else body(r), node.span)
 
     _METHODS: dict[type, Callable[["InstanceCompiler", Any], Build | None]] = {
-        Var: _var, IntImm: _plain, FloatImm: _plain, StringImm: _plain, Buffer: _plain,
         Not: _not, Select: _select, Cast: _cast, BufferLoad: _buffer_load, Call: _call,
         Range: _range, BufferRegion: _buffer_region, BufferStore: _buffer_store,
         Evaluate: _evaluate, SeqStmt: _seq_stmt, IfThenElse: _if_then_else, For: _for,
@@ -463,6 +464,9 @@ class InstanceCompiler:
         AsyncCommitQueue: _async_commit_queue, AsyncWaitQueue: _async_wait_queue,
         **dict.fromkeys(BINARY_OPS, _binary),
     }
+
+
+_LEAVES = frozenset((Var, IntImm, FloatImm, StringImm, Buffer))
 
 
 def _replacement(replacement: PrimExpr) -> PrimExpr:
