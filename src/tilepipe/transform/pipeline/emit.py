@@ -21,7 +21,7 @@ from ...ir import (
     FloatImm, FloorDiv, FloorMod, For, ForKind, IfThenElse, IntImm, Max, Mul, Not, Or, PrimExpr,
     Range, Select, SeqStmt, Stmt, StringImm, Sub, Var, seq,
 )
-from .schedule import PipelineStatement, Schedule
+from .schedule import CommitGroup, PipelineStatement, Schedule
 from .sync import BODY, SectionPlan, SyncPlan, Wait
 
 
@@ -78,8 +78,13 @@ class Emitter:
         self.extent = extent
         self.remap = versioned_buffers(schedule)
         compiler = InstanceCompiler(self.loop.loop_var, self.remap)
-        self.instances = [compiler.statement(statement.stmt)
-                          for statement in schedule.statements]
+        # Each statement (in emission order) with its instances and, when asynchronous,
+        # its commit group.
+        self.statements = [
+            (statement, compiler.statement(statement.stmt),
+             schedule.groups[schedule.group_of[statement.position]]
+             if statement.is_async else None)
+            for statement in schedule.statements]
 
     def with_extent(self, extent: PrimExpr) -> "Emitter":
         """This emitter for another trip count: the same ring buffers and statements, so
@@ -119,23 +124,16 @@ class Emitter:
         waits: dict[int, list[Wait]] = {}
         for wait in section_plan.waits:
             waits.setdefault(wait.position, []).append(wait)
+        runs = section_plan.runs
         stmts: list[Stmt] = []
-        pending_group: list[tuple[PipelineStatement, Stmt, PrimExpr | None]] = []
+        group: CommitGroup | None = None  # the commit group being filled
+        members: list[Stmt] = []  # its statements so far
+        group_predicate: PrimExpr | None = None  # its first statement's predicate
         predicates: dict[tuple[int, Sequence[bool]], PrimExpr | None] = {}
         iterations: dict[int, PrimExpr] = {}
-
-        def flush() -> None:
-            if not pending_group:
-                return
-            statement, _, predicate = pending_group[0]
-            group = self.schedule.groups[self.schedule.group_of[statement.position]]
-            body = AsyncCommitQueue(group.queue, seq(*(body for _, body, _ in pending_group)))
-            stmts.append(Block("", body, predicate=predicate))
-            pending_group.clear()
-
-        for statement in self.schedule.statements:
-            pattern = section_plan.runs[statement.position]
-            if not any(pattern):
+        for statement, instance, own_group in self.statements:
+            pattern = runs[statement.position]
+            if True not in pattern:
                 continue
             # Statements of one stage share their iteration and, running alike, predicate.
             key = (statement.stage, pattern)
@@ -148,24 +146,32 @@ class Emitter:
             if iteration is None:
                 iteration = iterations[statement.stage] = self._iteration(
                     statement, iterator, delta, is_unit)
-            body = self.instances[statement.position](iteration)
-            group_index = self.schedule.group_of[statement.position]
-            own = waits.get(statement.position, ())
-            inside = [wait for wait in own if not wait.standalone]
-            alone = [self._standalone_wait(wait, iterator) for wait in own if wait.standalone]
-            if statement.is_async:
-                inner = self._wrap_waits(AsyncScope(_unwrap(body)), inside, iterator)
-                if pending_group and self.schedule.group_of[pending_group[0][0].position] \
-                        != group_index:
-                    flush()
-                pending_group.append((statement, seq(*alone, inner), predicate))
-                if statement.position == self.schedule.groups[group_index].members[-1]:
-                    flush()
+            body = instance(iteration)
+            own = waits.get(statement.position)
+            inside = alone = ()
+            if own is not None:
+                inside = [wait for wait in own if not wait.standalone]
+                alone = [self._standalone_wait(wait, iterator) for wait in own
+                         if wait.standalone]
+            if own_group is not None:
+                if group is not None and group is not own_group:
+                    stmts.append(_commit(group, members, group_predicate))
+                    group = None
+                if group is None:
+                    group, members, group_predicate = own_group, [], predicate
+                members.extend(alone)
+                members.append(self._wrap_waits(AsyncScope(_unwrap(body)), inside, iterator))
+                if statement.position == own_group.members[-1]:
+                    stmts.append(_commit(group, members, group_predicate))
+                    group = None
                 continue
-            flush()
+            if group is not None:
+                stmts.append(_commit(group, members, group_predicate))
+                group = None
             stmts.extend(alone)
             stmts.append(self._sync_block(body, predicate, inside, iterator))
-        flush()
+        if group is not None:
+            stmts.append(_commit(group, members, group_predicate))
         if not stmts:
             return None
         if is_unit:
@@ -208,6 +214,8 @@ class Emitter:
         """A synchronous statement's instance: its block (or a new one), predicated, with
         its waits around the body."""
         if isinstance(body, Block):
+            if predicate is None and not waits:
+                return body
             inner = self._wrap_waits(body.body, waits, iterator)
             if body.predicate is not None:
                 predicate = body.predicate if predicate is None else And(predicate, body.predicate)
@@ -506,6 +514,12 @@ def _fold(kind: type[BinaryOp], a: PrimExpr, b: PrimExpr, span) -> PrimExpr:
                 and a.dtype != "bool" and not (kind in (FloorDiv, FloorMod) and b.value == 0):
             return IntImm(fold(a.value, b.value), a.dtype)
     return kind(a, b, span)
+
+
+def _commit(group: CommitGroup, members: Sequence[Stmt], predicate: PrimExpr | None
+            ) -> Block:
+    """The block committing ``members`` (statements of ``group``) to its queue."""
+    return Block("", AsyncCommitQueue(group.queue, seq(*members)), predicate=predicate)
 
 
 def _block(body: Stmt) -> Block:
