@@ -27,27 +27,33 @@ from .sync import BODY, SectionPlan, SyncPlan, Wait
 
 # Folding as TVM's operators do, so that the output keeps the seeds' shape ----------------
 def fold_add(left: PrimExpr | int, right: PrimExpr | int) -> PrimExpr:
-    left, right = _expr(left), _expr(right)
-    if isinstance(left, IntImm) and isinstance(right, IntImm):
-        return IntImm(left.value + right.value, left.dtype)
-    if isinstance(right, IntImm) and right.value == 0:
+    if isinstance(left, int):
+        left = IntImm(left)
+    if isinstance(right, int):
+        right = IntImm(right)
+    if isinstance(left, IntImm):
+        if isinstance(right, IntImm):
+            return IntImm(left.value + right.value, left.dtype)
+        if left.value == 0:
+            return right
+    elif isinstance(right, IntImm) and right.value == 0:
         return left
-    if isinstance(left, IntImm) and left.value == 0:
-        return right
     return Add(left, right)
 
 
 def fold_sub(left: PrimExpr | int, right: PrimExpr | int) -> PrimExpr:
-    left, right = _expr(left), _expr(right)
-    if isinstance(left, IntImm) and isinstance(right, IntImm):
-        return IntImm(left.value - right.value, left.dtype)
-    if isinstance(right, IntImm) and right.value == 0:
-        return left
+    if isinstance(right, int):
+        if right == 0 and not isinstance(left, int):
+            return left
+        right = IntImm(right)
+    if isinstance(left, int):
+        left = IntImm(left)
+    if isinstance(right, IntImm):
+        if isinstance(left, IntImm):
+            return IntImm(left.value - right.value, left.dtype)
+        if right.value == 0:
+            return left
     return Sub(left, right)
-
-
-def _expr(value: PrimExpr | int) -> PrimExpr:
-    return IntImm(value) if isinstance(value, int) else value
 
 
 def _fold_less(left: PrimExpr, right: PrimExpr) -> PrimExpr:
@@ -76,6 +82,7 @@ class Emitter:
         self.schedule = schedule
         self.loop = schedule.loop
         self.extent = extent
+        self.end = fold_add(self.loop.min, extent)  # the first iteration past the loop
         self.remap = versioned_buffers(schedule)
         compiler = InstanceCompiler(self.loop.loop_var, self.remap)
         # Each statement (in emission order) with its instances and, when asynchronous,
@@ -91,6 +98,7 @@ class Emitter:
         that every section of one loop allocates and uses the same buffers."""
         other = copy.copy(self)
         other.extent = extent
+        other.end = fold_add(self.loop.min, extent)
         return other
 
     def sections(self, plan: SyncPlan, frames: Sequence[tuple[PrimExpr, PrimExpr]],
@@ -197,7 +205,7 @@ class Emitter:
             skewed = fold_sub(iterator, statement.stage)
         else:
             skewed = fold_sub(fold_add(iterator, delta), statement.stage)
-        upper = _fold_less(skewed, fold_add(loop.min, self.extent))
+        upper = _fold_less(skewed, self.end)
         conditions = []
         if not all(pattern) and not is_unit and isinstance(delta, IntImm):
             first = next(copy for copy, running in enumerate(pattern) if running)
@@ -228,6 +236,8 @@ class Emitter:
         return iterator if isinstance(iterator, IntImm) else fold_sub(iterator, self.loop.min)
 
     def _wrap_waits(self, body: Stmt, waits: Sequence[Wait], iterator: PrimExpr) -> Stmt:
+        if not waits:
+            return body
         for wait in sorted(waits, key=lambda item: item.queue, reverse=True):
             count = count_expression(wait.counts, self._copy(iterator))
             body = AsyncWaitQueue(wait.queue, count, body)
