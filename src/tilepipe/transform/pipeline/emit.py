@@ -66,15 +66,22 @@ def _fold_less(left: PrimExpr, right: PrimExpr) -> PrimExpr:
 def versioned_buffers(schedule: Schedule) -> dict[Buffer, tuple[Buffer, int]]:
     """Each buffer with more than one version -> (its ring buffer, the version count)."""
     remap = {}
+    counts: dict[int, IntImm] = {}  # one leading extent per version count
     for buffer, count in schedule.versions.items():
         if count > 1:
-            ring = Buffer(buffer.name, (IntImm(count),) + tuple(buffer.shape), buffer.dtype,
+            extent = counts.get(count)
+            if extent is None:
+                extent = counts[count] = IntImm(count)
+            ring = Buffer(buffer.name, (extent,) + tuple(buffer.shape), buffer.dtype,
                           buffer.scope, buffer.span)
             remap[buffer] = (ring, count)
     return remap
 
 
 # Sections -------------------------------------------------------------------------------
+_UNKNOWN = object()  # a predicate not computed yet (None is a predicate: always run)
+
+
 class Emitter:
     """Builds the IR of one pipelined loop from its schedule and synchronization."""
 
@@ -137,19 +144,19 @@ class Emitter:
         group: CommitGroup | None = None  # the commit group being filled
         members: list[Stmt] = []  # its statements so far
         group_predicate: PrimExpr | None = None  # its first statement's predicate
-        predicates: dict[tuple[int, Sequence[bool]], PrimExpr | None] = {}
+        predicates: dict[tuple[int, int], PrimExpr | None] = {}
         iterations: dict[int, PrimExpr] = {}
         for statement, instance, own_group in self.statements:
             pattern = runs[statement.position]
             if True not in pattern:
                 continue
-            # Statements of one stage share their iteration and, running alike, predicate.
-            key = (statement.stage, pattern)
-            if key in predicates:
-                predicate = predicates[key]
-            else:
+            # Statements of one stage share their iteration and, starting in the same
+            # copy, their predicate.
+            key = (statement.stage, pattern.index(True))
+            predicate = predicates.get(key, _UNKNOWN)
+            if predicate is _UNKNOWN:
                 predicate = predicates[key] = self._predicate(
-                    statement, pattern, iterator, delta, is_unit)
+                    statement, key[1], iterator, delta, is_unit)
             iteration = iterations.get(statement.stage)
             if iteration is None:
                 iteration = iterations[statement.stage] = self._iteration(
@@ -198,8 +205,10 @@ class Emitter:
             return fold_sub(iterator, statement.stage)
         return fold_add(fold_sub(iterator, statement.stage), delta)
 
-    def _predicate(self, statement: PipelineStatement, pattern: Sequence[bool],
-                   iterator: PrimExpr, delta: PrimExpr, is_unit: bool) -> PrimExpr | None:
+    def _predicate(self, statement: PipelineStatement, first: int, iterator: PrimExpr,
+                   delta: PrimExpr, is_unit: bool) -> PrimExpr | None:
+        """Whether an instance runs: the iteration lies before the loop's end and, in an
+        unrolled section, the copy is not before the ``first`` that runs it."""
         loop = self.loop
         if is_unit:
             skewed = fold_sub(iterator, statement.stage)
@@ -207,10 +216,8 @@ class Emitter:
             skewed = fold_sub(fold_add(iterator, delta), statement.stage)
         upper = _fold_less(skewed, self.end)
         conditions = []
-        if not all(pattern) and not is_unit and isinstance(delta, IntImm):
-            first = next(copy for copy, running in enumerate(pattern) if running)
-            if first > 0:
-                conditions.append(LE(fold_add(loop.min, first), iterator))
+        if first > 0 and not is_unit and isinstance(delta, IntImm):
+            conditions.append(LE(fold_add(loop.min, first), iterator))
         if not (isinstance(upper, IntImm) and upper.value == 1):
             conditions.append(upper)
         if not conditions:
