@@ -1,9 +1,13 @@
 """Statement instances of the pipeline emission: ring indices, loop-variable
 substitution with folding, and the subtrees that instances share."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tilepipe.arith import Analyzer
 from tilepipe.ir import (
-    EQ, Add, And, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Evaluate, FloorDiv,
-    FloorMod, For, ForKind, IntImm, Mul, Range, Sub, Var,
+    EQ, LT, Add, And, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Evaluate,
+    FloorDiv, FloorMod, For, ForKind, IntImm, Max, Min, Mul, Range, Select, Sub, Var, substitute,
 )
 from tilepipe.ir.printer import expr_to_str
 from tilepipe.transform.pipeline.emit import InstanceCompiler
@@ -100,3 +104,38 @@ def test_regions_and_buffer_arguments_of_a_ring_get_the_index():
     assert [(r.min.value, r.extent.value) for r in instance.reads[0].region] == [(1, 1), (0, 4)]
     # The block's allocations and name stay; the instance is a new block.
     assert instance.name == "copy" and instance is not stmt
+
+
+_I, _E, _J = Var("i"), Var("e"), Var("j")
+
+
+@st.composite
+def _integer_expressions(draw, depth: int = 3):
+    """Integer expressions of ``i`` and ``e``; divisors are positive constants."""
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        return draw(st.sampled_from([_I, _E, IntImm(0), IntImm(1), IntImm(-3), IntImm(5)]))
+    kind = draw(st.sampled_from([Add, Sub, Mul, FloorDiv, FloorMod, Min, Max, Select]))
+    a, b = draw(_integer_expressions(depth - 1)), draw(_integer_expressions(depth - 1))
+    if kind in (FloorDiv, FloorMod):
+        return kind(a, IntImm(draw(st.integers(1, 4))))
+    if kind is Select:
+        return Select(LT(a, b), a, b)
+    return kind(a, b)
+
+
+def _evaluated(expr, env) -> int:
+    result = Analyzer().simplify(substitute(expr, env))
+    assert isinstance(result, IntImm), expr_to_str(result)
+    return result.value
+
+
+@settings(max_examples=60, deadline=None)
+@given(_integer_expressions(), st.integers(-4, 9), st.integers(-4, 9))
+def test_instances_compute_what_the_statement_computes_at_that_iteration(expr, i, e):
+    """Folding only rewrites what the replacement made constant: an instance for the
+    iteration ``i`` (a constant or ``j + 1`` with ``j = i - 1``) has the original value."""
+    instance = InstanceCompiler(_I, {}).statement(Evaluate(expr))
+    expected = _evaluated(expr, {_I: IntImm(i), _E: IntImm(e)})
+    assert _evaluated(instance(IntImm(i)).value, {_E: IntImm(e)}) == expected
+    assert _evaluated(instance(Add(_J, IntImm(1))).value, {_J: IntImm(i - 1), _E: IntImm(e)}) \
+        == expected
