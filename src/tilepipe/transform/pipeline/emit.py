@@ -294,6 +294,8 @@ class InstanceCompiler:
         return method(self, node)
 
     def _tuple(self, nodes: Sequence[Any]) -> Callable[[PrimExpr], tuple] | None:
+        """The builder of a tuple of nodes (indices, regions, statements): only the
+        elements that change are rebuilt."""
         compile = self.compile
         changed = []
         for place, node in enumerate(nodes):
@@ -315,6 +317,7 @@ class InstanceCompiler:
         return build_tuple
 
     def _ring_index(self, versions: int) -> Build:
+        """The builder of ``loop_var % versions``, one for every access."""
         index = self.ring_indices.get(versions)
         if index is None:
             index = self.ring_indices[versions] = _RingIndex(
@@ -366,15 +369,12 @@ class InstanceCompiler:
         return lambda r: BufferLoad(buffer, (index(r),) + indices(r), span)
 
     def _call(self, node: Call) -> Build | None:
+        """An opaque call; a ring buffer it takes whole becomes the region of the whole
+        buffer, which then gets the ring index like any other region."""
         dtype, op, span = node.dtype, node.op, node.span
-        args = self._tuple([self._ring_region(arg) if isinstance(arg, Buffer)
-                            and arg in self.remap else arg for arg in node.args])
+        args = self._tuple([_whole(arg) if isinstance(arg, Buffer) and arg in self.remap
+                            else arg for arg in node.args])
         return None if args is None else lambda r: Call(dtype, op, args(r), span)
-
-    def _ring_region(self, buffer: Buffer) -> BufferRegion:
-        """The whole of one version of ``buffer``, for an opaque call that takes it: a
-        region of its ring buffer (instantiated as such)."""
-        return BufferRegion(buffer, tuple(Range(IntImm(0), extent) for extent in buffer.shape))
 
     def _range(self, node: Range) -> Build | None:
         low, extent = self.compile(node.min), self.compile(node.extent)
@@ -492,6 +492,10 @@ class InstanceCompiler:
 
 
 _LEAVES = frozenset((Var, IntImm, FloatImm, StringImm, Buffer))
+
+
+def _whole(buffer: Buffer) -> BufferRegion:
+    return BufferRegion(buffer, tuple(Range(IntImm(0), extent) for extent in buffer.shape))
 
 
 def _replacement(replacement: PrimExpr) -> PrimExpr:
