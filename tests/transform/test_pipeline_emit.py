@@ -6,10 +6,12 @@ from hypothesis import strategies as st
 
 from tilepipe.arith import Analyzer
 from tilepipe.ir import (
-    EQ, LT, Add, And, Block, Buffer, BufferLoad, BufferRegion, BufferStore, Call, Evaluate,
-    FloorDiv, FloorMod, For, ForKind, IntImm, Max, Min, Mul, Range, Select, Sub, Var, substitute,
+    EQ, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, AttrStmt, Block, Buffer,
+    BufferLoad, BufferRegion, BufferStore, Call, Cast, Evaluate, FloorDiv, FloorMod, For,
+    ForKind, IfThenElse, IntImm, IRMutator, Max, Min, Mul, Not, Range, Select, SeqStmt, Sub, Var,
+    structural_equal, substitute,
 )
-from tilepipe.ir.printer import expr_to_str
+from tilepipe.ir.printer import expr_to_str, stmt_to_str
 from tilepipe.transform.pipeline.emit import InstanceCompiler
 
 
@@ -139,3 +141,101 @@ def test_instances_compute_what_the_statement_computes_at_that_iteration(expr, i
     assert _evaluated(instance(IntImm(i)).value, {_E: IntImm(e)}) == expected
     assert _evaluated(instance(Add(_J, IntImm(1))).value, {_J: IntImm(i - 1), _E: IntImm(e)}) \
         == expected
+
+
+_RINGED = Buffer("S", (IntImm(4),), scope="shared")
+_RING = Buffer("S", (IntImm(3), IntImm(4)), scope="shared")
+_GLOBAL = Buffer("A", (IntImm(64),))
+
+
+class _Reference(IRMutator):
+    """The instance written the plain way: a mutator that puts in the ring index and
+    replaces the loop variable (no constant replacement, hence no folding)."""
+
+    def __init__(self, replacement):
+        self.replacement = replacement
+
+    def _index(self):
+        return FloorMod(self.replacement, IntImm(3))
+
+    def visit_var(self, node):
+        return self.replacement if node is _I else node
+
+    def visit_buffer_load(self, node):
+        load = super().visit_buffer_load(node)
+        if node.buffer is not _RINGED:
+            return load
+        return BufferLoad(_RING, (self._index(),) + load.indices)
+
+    def visit_buffer_store(self, node):
+        store = super().visit_buffer_store(node)
+        if node.buffer is not _RINGED:
+            return store
+        return BufferStore(_RING, store.value, (self._index(),) + store.indices)
+
+    def visit_buffer_region(self, node):
+        region = super().visit_buffer_region(node)
+        if node.buffer is not _RINGED:
+            return region
+        return BufferRegion(_RING, (Range(self._index(), IntImm(1)),) + region.region)
+
+    def visit_call(self, node):
+        return Call(node.dtype, node.op, tuple(
+            self.visit(BufferRegion(_RINGED, (Range(IntImm(0), IntImm(4)),)))
+            if arg is _RINGED else self.visit(arg) for arg in node.args))
+
+
+@st.composite
+def _nonzero_expressions(draw, depth: int = 2):
+    """Expressions of ``i`` and ``e`` with loads; no zero constant, so that a symbolic
+    replacement leaves nothing to fold."""
+    if depth == 0 or draw(st.integers(0, 2)) == 0:
+        return draw(st.sampled_from([_I, _E, IntImm(1), IntImm(3)]))
+    choice = draw(st.integers(0, 5))
+    a, b = draw(_nonzero_expressions(depth - 1)), draw(_nonzero_expressions(depth - 1))
+    if choice == 0:
+        return BufferLoad(draw(st.sampled_from([_RINGED, _GLOBAL])), (a,))
+    if choice == 1:
+        return Select(LT(a, b), a, b)
+    if choice == 2:
+        return Cast("int64", a)
+    return draw(st.sampled_from([Add, Sub, Mul, Min]))(a, b)
+
+
+@st.composite
+def _statements(draw, depth: int = 2):
+    """Statements of every kind an instance rebuilds."""
+    expr = _nonzero_expressions()
+    choice = draw(st.integers(0, 8)) if depth else 0
+    if choice == 0:
+        return BufferStore(draw(st.sampled_from([_RINGED, _GLOBAL])), draw(expr), (draw(expr),))
+    body = draw(_statements(depth - 1))
+    if choice == 1:
+        return SeqStmt((body, draw(_statements(depth - 1))))
+    if choice == 2:
+        return For(_E, IntImm(1), draw(expr), ForKind.SERIAL, body)
+    if choice == 3:
+        region = BufferRegion(draw(st.sampled_from([_RINGED, _GLOBAL])),
+                              (Range(draw(expr), IntImm(1)),))
+        return Block("b", body, (region,), (region,),
+                     predicate=draw(st.sampled_from([None, LT(draw(expr), IntImm(3))])))
+    if choice == 4:
+        return IfThenElse(LT(draw(expr), IntImm(3)), body, draw(_statements(depth - 1)))
+    if choice == 5:
+        return AsyncWaitQueue(0, draw(expr), body)
+    if choice == 6:
+        return AttrStmt(_E, "pragma", draw(expr), AsyncScope(body))
+    if choice == 7:
+        return SeqStmt((Evaluate(Call("int32", "touch", (_RINGED, _GLOBAL, draw(expr)))),
+                        body))
+    return AsyncCommitQueue(0, Evaluate(Not(LT(draw(expr), IntImm(1)))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_statements())
+def test_instances_equal_the_plain_ring_index_and_substitution(stmt):
+    instance = InstanceCompiler(_I, {_RINGED: (_RING, 3)}).statement(stmt)
+    for replacement in (_J, Add(_J, IntImm(2))):
+        expected = _Reference(replacement).visit(stmt)
+        assert stmt_to_str(instance(replacement)) == stmt_to_str(expected)
+        assert structural_equal(instance(replacement), expected)
