@@ -12,7 +12,7 @@ from tilepipe.ir import (
     structural_equal, substitute,
 )
 from tilepipe.ir.printer import expr_to_str, stmt_to_str
-from tilepipe.transform.pipeline.emit import InstanceCompiler
+from tilepipe.transform.pipeline.instances import InstanceCompiler
 
 
 def _store():
