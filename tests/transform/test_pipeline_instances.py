@@ -1,4 +1,4 @@
-"""Statement instances of the pipeline emission: ring indices, loop-variable
+"""Statement instances of the pipeline: ring indices, loop-variable
 substitution with folding, and the subtrees that instances share."""
 
 from hypothesis import given, settings
