@@ -2,8 +2,9 @@
 
 :mod:`.annotations` reads the loop annotations, :mod:`.schedule` computes stages,
 versions, commit groups and producer -> consumer dependencies, :mod:`.sync` derives the
-waits from those dependencies, :mod:`.emit` builds prologue, body and epilogue, and
-:mod:`.inject` applies all of it to every annotated loop.
+waits from those dependencies, :mod:`.emit` builds prologue, body and epilogue from the statement
+instances of :mod:`.instances`, and :mod:`.inject` applies all of it to every annotated
+loop.
 """
 
 from .annotations import ASYNC_STAGES, ORDER, STAGE, PipelineAnnotation, read_annotation

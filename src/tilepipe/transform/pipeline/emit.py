@@ -1,51 +1,58 @@
 """Emission of a scheduled, synchronized pipeline: prologue, body and epilogue blocks.
 
-Statement instances are the original statements with the loop variable replaced by the
-iteration they work on (``i - stage + delta``, written the way TVM folds it, so outputs
-read like the seeds'), predicated by ``T.where`` when not every slot runs them, with ring
-indices ``j % versions`` on every access to a multi-versioned buffer, asynchronous ones
-wrapped in ``async_scope`` and grouped into ``async_commit_queue_scope`` blocks, and the
-waits of :mod:`.sync` right before the statements that need them.
+Statement instances (:mod:`.instances`) are the original statements with the loop
+variable replaced by the iteration they work on (``i - stage + delta``, written the way
+TVM folds it, so outputs read like the seeds'), predicated by ``T.where`` when not every
+slot runs them, with ring indices ``j % versions`` on every access to a multi-versioned
+buffer, asynchronous ones wrapped in ``async_scope`` and grouped into
+``async_commit_queue_scope`` blocks, and the waits of :mod:`.sync` right before the
+statements that need them.
 """
 
 from __future__ import annotations
 
 import copy
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from ...ir import (
-    LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, BufferLoad,
-    BufferRegion, BufferStore, Call, EQ, Evaluate, FloorDiv, FloorMod, For, ForKind, IntImm,
-    IRMutator, Max, Mul, Or, PrimExpr, Range, Select, Stmt, Sub, Var, seq,
+    EQ, LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, Evaluate,
+    For, ForKind, IntImm, Max, Mul, Or, PrimExpr, Select, Stmt, Sub, Var, seq,
 )
-from .schedule import PipelineStatement, Schedule
+from .instances import InstanceCompiler
+from .schedule import CommitGroup, PipelineStatement, Schedule
 from .sync import BODY, SectionPlan, SyncPlan, Wait
 
 
 # Folding as TVM's operators do, so that the output keeps the seeds' shape ----------------
 def fold_add(left: PrimExpr | int, right: PrimExpr | int) -> PrimExpr:
-    left, right = _expr(left), _expr(right)
-    if isinstance(left, IntImm) and isinstance(right, IntImm):
-        return IntImm(left.value + right.value, left.dtype)
-    if isinstance(right, IntImm) and right.value == 0:
+    if isinstance(left, int):
+        left = IntImm(left)
+    if isinstance(right, int):
+        right = IntImm(right)
+    if isinstance(left, IntImm):
+        if isinstance(right, IntImm):
+            return IntImm(left.value + right.value, left.dtype)
+        if left.value == 0:
+            return right
+    elif isinstance(right, IntImm) and right.value == 0:
         return left
-    if isinstance(left, IntImm) and left.value == 0:
-        return right
     return Add(left, right)
 
 
 def fold_sub(left: PrimExpr | int, right: PrimExpr | int) -> PrimExpr:
-    left, right = _expr(left), _expr(right)
-    if isinstance(left, IntImm) and isinstance(right, IntImm):
-        return IntImm(left.value - right.value, left.dtype)
-    if isinstance(right, IntImm) and right.value == 0:
-        return left
+    if isinstance(right, int):
+        if right == 0 and not isinstance(left, int):
+            return left
+        right = IntImm(right)
+    if isinstance(left, int):
+        left = IntImm(left)
+    if isinstance(right, IntImm):
+        if isinstance(left, IntImm):
+            return IntImm(left.value - right.value, left.dtype)
+        if right.value == 0:
+            return left
     return Sub(left, right)
-
-
-def _expr(value: PrimExpr | int) -> PrimExpr:
-    return IntImm(value) if isinstance(value, int) else value
 
 
 def _fold_less(left: PrimExpr, right: PrimExpr) -> PrimExpr:
@@ -55,77 +62,25 @@ def _fold_less(left: PrimExpr, right: PrimExpr) -> PrimExpr:
 
 
 # Ring buffers ---------------------------------------------------------------------------
-class RingIndex(IRMutator):
-    """Gives every access to a multi-versioned buffer the leading index
-    ``loop_var % versions``, including buffer arguments of opaque calls. Accesses of one
-    version count share one index expression, and what holds no such access is kept."""
-
-    def __init__(self, loop_var: Var, remap: Mapping[Buffer, tuple[Buffer, int]]):
-        self.loop_var = loop_var
-        self.remap = remap
-        self.indices: dict[int, PrimExpr] = {}  # version count -> its ring index
-
-    def _index(self, buffer: Buffer) -> tuple[Buffer, PrimExpr] | None:
-        entry = self.remap.get(buffer)
-        if entry is None:
-            return None
-        new, versions = entry
-        index = self.indices.get(versions)
-        if index is None:
-            index = FloorMod(self.loop_var, IntImm(versions, self.loop_var.dtype))
-            self.indices[versions] = index
-        return new, index
-
-    def visit_buffer_load(self, node: BufferLoad) -> PrimExpr:
-        ring = self._index(node.buffer)
-        if ring is None:
-            return super().visit_buffer_load(node)
-        indices = tuple(self.visit(index) for index in node.indices)
-        return BufferLoad(ring[0], (ring[1],) + indices, node.span)
-
-    def visit_buffer_store(self, node: BufferStore) -> Stmt:
-        ring = self._index(node.buffer)
-        if ring is None:
-            return super().visit_buffer_store(node)
-        value = self.visit(node.value)
-        indices = tuple(self.visit(index) for index in node.indices)
-        return BufferStore(ring[0], value, (ring[1],) + indices, node.span)
-
-    def visit_buffer_region(self, node: BufferRegion) -> BufferRegion:
-        ring = self._index(node.buffer)
-        if ring is None:
-            return super().visit_buffer_region(node)
-        region = tuple(self.visit(range_) for range_ in node.region)
-        return BufferRegion(ring[0], (Range(ring[1], IntImm(1)),) + region, node.span)
-
-    def visit_call(self, node: Call) -> PrimExpr:
-        if not any(isinstance(arg, Buffer) and arg in self.remap for arg in node.args):
-            return super().visit_call(node)
-        args = []
-        for arg in node.args:
-            ring = self._index(arg) if isinstance(arg, Buffer) else None
-            if ring is not None:
-                args.append(BufferRegion(ring[0], (Range(ring[1], IntImm(1)),) + tuple(
-                    Range(IntImm(0), extent) for extent in arg.shape)))
-            elif isinstance(arg, Buffer):
-                args.append(arg)
-            else:
-                args.append(self.visit(arg))
-        return Call(node.dtype, node.op, tuple(args), node.span)
-
-
 def versioned_buffers(schedule: Schedule) -> dict[Buffer, tuple[Buffer, int]]:
     """Each buffer with more than one version -> (its ring buffer, the version count)."""
     remap = {}
+    counts: dict[int, IntImm] = {}  # one leading extent per version count
     for buffer, count in schedule.versions.items():
         if count > 1:
-            ring = Buffer(buffer.name, (IntImm(count),) + tuple(buffer.shape), buffer.dtype,
+            extent = counts.get(count)
+            if extent is None:
+                extent = counts[count] = IntImm(count)
+            ring = Buffer(buffer.name, (extent,) + tuple(buffer.shape), buffer.dtype,
                           buffer.scope, buffer.span)
             remap[buffer] = (ring, count)
     return remap
 
 
 # Sections -------------------------------------------------------------------------------
+_UNKNOWN = object()  # a predicate not computed yet (None is a predicate: always run)
+
+
 class Emitter:
     """Builds the IR of one pipelined loop from its schedule and synchronization."""
 
@@ -133,17 +88,23 @@ class Emitter:
         self.schedule = schedule
         self.loop = schedule.loop
         self.extent = extent
+        self.end = fold_add(self.loop.min, extent)  # the first iteration past the loop
         self.remap = versioned_buffers(schedule)
-        ring = RingIndex(self.loop.loop_var, self.remap)
-        self.bodies = [ring.visit(statement.stmt) for statement in schedule.statements]
-        self.substituters = [_LoopVarSubstituter(body, self.loop.loop_var)
-                             for body in self.bodies]
+        compiler = InstanceCompiler(self.loop.loop_var, self.remap)
+        # Each statement (in emission order) with its instances and, when asynchronous,
+        # its commit group.
+        self.statements = [
+            (statement, compiler.statement(statement.stmt),
+             schedule.groups[schedule.group_of[statement.position]]
+             if statement.is_async else None)
+            for statement in schedule.statements]
 
     def with_extent(self, extent: PrimExpr) -> "Emitter":
         """This emitter for another trip count: the same ring buffers and statements, so
         that every section of one loop allocates and uses the same buffers."""
         other = copy.copy(self)
         other.extent = extent
+        other.end = fold_add(self.loop.min, extent)
         return other
 
     def sections(self, plan: SyncPlan, frames: Sequence[tuple[PrimExpr, PrimExpr]],
@@ -177,53 +138,54 @@ class Emitter:
         waits: dict[int, list[Wait]] = {}
         for wait in section_plan.waits:
             waits.setdefault(wait.position, []).append(wait)
+        runs = section_plan.runs
         stmts: list[Stmt] = []
-        pending_group: list[tuple[PipelineStatement, Stmt, PrimExpr | None]] = []
-        predicates: dict[tuple[int, Sequence[bool]], PrimExpr | None] = {}
+        group: CommitGroup | None = None  # the commit group being filled
+        members: list[Stmt] = []  # its statements so far
+        group_predicate: PrimExpr | None = None  # its first statement's predicate
+        predicates: dict[tuple[int, int], PrimExpr | None] = {}
         iterations: dict[int, PrimExpr] = {}
-
-        def flush() -> None:
-            if not pending_group:
-                return
-            statement, _, predicate = pending_group[0]
-            group = self.schedule.groups[self.schedule.group_of[statement.position]]
-            body = AsyncCommitQueue(group.queue, seq(*(body for _, body, _ in pending_group)))
-            stmts.append(Block("", body, predicate=predicate))
-            pending_group.clear()
-
-        for statement in self.schedule.statements:
-            pattern = section_plan.runs[statement.position]
-            if not any(pattern):
+        for statement, instance, own_group in self.statements:
+            pattern = runs[statement.position]
+            if True not in pattern:
                 continue
-            # Statements of one stage share their iteration and, running alike, predicate.
-            key = (statement.stage, pattern)
-            if key in predicates:
-                predicate = predicates[key]
-            else:
+            # Statements of one stage share their iteration and, starting in the same
+            # copy, their predicate.
+            key = (statement.stage, pattern.index(True))
+            predicate = predicates.get(key, _UNKNOWN)
+            if predicate is _UNKNOWN:
                 predicate = predicates[key] = self._predicate(
-                    statement, pattern, iterator, delta, is_unit)
+                    statement, key[1], iterator, delta, is_unit)
             iteration = iterations.get(statement.stage)
             if iteration is None:
                 iteration = iterations[statement.stage] = self._iteration(
                     statement, iterator, delta, is_unit)
-            body = self.substituters[statement.position].apply(iteration)
-            group_index = self.schedule.group_of[statement.position]
-            own = waits.get(statement.position, ())
-            inside = [wait for wait in own if not wait.standalone]
-            alone = [self._standalone_wait(wait, iterator) for wait in own if wait.standalone]
-            if statement.is_async:
-                inner = self._wrap_waits(AsyncScope(_unwrap(body)), inside, iterator)
-                if pending_group and self.schedule.group_of[pending_group[0][0].position] \
-                        != group_index:
-                    flush()
-                pending_group.append((statement, seq(*alone, inner), predicate))
-                if statement.position == self.schedule.groups[group_index].members[-1]:
-                    flush()
+            body = instance(iteration)
+            own = waits.get(statement.position)
+            inside = alone = ()
+            if own is not None:
+                inside = [wait for wait in own if not wait.standalone]
+                alone = [self._standalone_wait(wait, iterator) for wait in own
+                         if wait.standalone]
+            if own_group is not None:
+                if group is not None and group is not own_group:
+                    stmts.append(_commit(group, members, group_predicate))
+                    group = None
+                if group is None:
+                    group, members, group_predicate = own_group, [], predicate
+                members.extend(alone)
+                members.append(self._wrap_waits(AsyncScope(_unwrap(body)), inside, iterator))
+                if statement.position == own_group.members[-1]:
+                    stmts.append(_commit(group, members, group_predicate))
+                    group = None
                 continue
-            flush()
+            if group is not None:
+                stmts.append(_commit(group, members, group_predicate))
+                group = None
             stmts.extend(alone)
             stmts.append(self._sync_block(body, predicate, inside, iterator))
-        flush()
+        if group is not None:
+            stmts.append(_commit(group, members, group_predicate))
         if not stmts:
             return None
         if is_unit:
@@ -242,19 +204,19 @@ class Emitter:
             return fold_sub(iterator, statement.stage)
         return fold_add(fold_sub(iterator, statement.stage), delta)
 
-    def _predicate(self, statement: PipelineStatement, pattern: Sequence[bool],
-                   iterator: PrimExpr, delta: PrimExpr, is_unit: bool) -> PrimExpr | None:
+    def _predicate(self, statement: PipelineStatement, first: int, iterator: PrimExpr,
+                   delta: PrimExpr, is_unit: bool) -> PrimExpr | None:
+        """Whether an instance runs: the iteration lies before the loop's end and, in an
+        unrolled section, the copy is not before the ``first`` that runs it."""
         loop = self.loop
         if is_unit:
             skewed = fold_sub(iterator, statement.stage)
         else:
             skewed = fold_sub(fold_add(iterator, delta), statement.stage)
-        upper = _fold_less(skewed, fold_add(loop.min, self.extent))
+        upper = _fold_less(skewed, self.end)
         conditions = []
-        if not all(pattern) and not is_unit and isinstance(delta, IntImm):
-            first = next(copy for copy, running in enumerate(pattern) if running)
-            if first > 0:
-                conditions.append(LE(fold_add(loop.min, first), iterator))
+        if first > 0 and not is_unit and isinstance(delta, IntImm):
+            conditions.append(LE(fold_add(loop.min, first), iterator))
         if not (isinstance(upper, IntImm) and upper.value == 1):
             conditions.append(upper)
         if not conditions:
@@ -266,6 +228,8 @@ class Emitter:
         """A synchronous statement's instance: its block (or a new one), predicated, with
         its waits around the body."""
         if isinstance(body, Block):
+            if predicate is None and not waits:
+                return body
             inner = self._wrap_waits(body.body, waits, iterator)
             if body.predicate is not None:
                 predicate = body.predicate if predicate is None else And(predicate, body.predicate)
@@ -278,6 +242,8 @@ class Emitter:
         return iterator if isinstance(iterator, IntImm) else fold_sub(iterator, self.loop.min)
 
     def _wrap_waits(self, body: Stmt, waits: Sequence[Wait], iterator: PrimExpr) -> Stmt:
+        if not waits:
+            return body
         for wait in sorted(waits, key=lambda item: item.queue, reverse=True):
             count = count_expression(wait.counts, self._copy(iterator))
             body = AsyncWaitQueue(wait.queue, count, body)
@@ -291,76 +257,10 @@ class Emitter:
         return Block("", waiting, predicate=copies_condition(wait.counts, copy))
 
 
-class _LoopVarSubstituter(IRMutator):
-    """Replaces the loop variable in one statement, again and again. The first
-    application learns which subtrees do not mention the variable; later ones keep those
-    as they are without walking them. A subtree met twice (the ring index that every
-    access of a ring buffer shares) is replaced once per application."""
-
-    def __init__(self, stmt: Stmt, loop_var: Var):
-        self.stmt = stmt
-        self.loop_var = loop_var
-        self.plain: set[int] = set()  # ids of nodes without the loop variable
-        self.done: dict[int, Any] = {}  # id of a node -> its replacement, this application
-        self.uses = 0  # occurrences of the loop variable met so far
-        self.replacement: PrimExpr = loop_var
-
-    def apply(self, replacement: PrimExpr) -> Stmt:
-        self.replacement = replacement
-        self.done.clear()
-        return self.visit(self.stmt)
-
-    def visit(self, node):
-        key = id(node)
-        if key in self.plain:
-            return node
-        result = self.done.get(key)
-        if result is not None:
-            self.uses += 1
-            return result
-        uses = self.uses
-        method = self._table.get(type(node))
-        if method is None:
-            method = self._lookup(node)
-        result = method(self, node)
-        if self.uses == uses:
-            self.plain.add(key)
-            return node
-        self.done[key] = result
-        return result
-
-    def visit_var(self, node: Var) -> PrimExpr:
-        if node is self.loop_var:
-            self.uses += 1
-            return self.replacement
-        return node
-
-    def visit_buffer_load(self, node: BufferLoad) -> PrimExpr:
-        plain = self.plain
-        indices = tuple(index if id(index) in plain else self.visit(index)
-                        for index in node.indices)
-        return BufferLoad(node.buffer, indices, node.span)
-
-    _FOLD = {Add: lambda a, b: a + b, Sub: lambda a, b: a - b, Mul: lambda a, b: a * b,
-             FloorDiv: lambda a, b: a // b, FloorMod: lambda a, b: a % b}
-
-    def visit_binary_op(self, node):
-        """Folds integer arithmetic that the replacement made constant (``15 % 2`` is
-        ``1`` in a one-slot section)."""
-        plain = self.plain
-        a = node.a if id(node.a) in plain else self.visit(node.a)
-        b = node.b if id(node.b) in plain else self.visit(node.b)
-        if a is not node.a or b is not node.b:
-            node = type(node)(a, b, node.span)
-        if isinstance(node, Add) and isinstance(node.a, IntImm) and node.a.value == 0 \
-                and node.a.dtype == node.b.dtype:
-            return node.b
-        fold = self._FOLD.get(type(node))
-        if fold is not None and isinstance(node.a, IntImm) and isinstance(node.b, IntImm) \
-                and node.a.dtype == node.b.dtype and node.a.dtype != "bool" \
-                and not (type(node) in (FloorDiv, FloorMod) and node.b.value == 0):
-            return IntImm(fold(node.a.value, node.b.value), node.a.dtype)
-        return node
+def _commit(group: CommitGroup, members: Sequence[Stmt], predicate: PrimExpr | None
+            ) -> Block:
+    """The block committing ``members`` (statements of ``group``) to its queue."""
+    return Block("", AsyncCommitQueue(group.queue, seq(*members)), predicate=predicate)
 
 
 def _block(body: Stmt) -> Block:
