@@ -16,13 +16,12 @@ must not start before the producer's instance at iteration ``j - d`` has complet
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Iterable, Mapping, Sequence
 
 from ...arith import Analyzer, infer_regions
 from ...ir import (
-    AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, For, IntImm,
-    IRVisitor, PrimExpr, Range, Stmt, Var, substitute,
+    AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, FloatImm, For, IntImm,
+    IRVisitor, Range, Stmt, StringImm, Var, substitute,
 )
 from . import wgmma
 from .annotations import ORDER, STAGE, PipelineAnnotation, loop_error
@@ -36,7 +35,9 @@ class PipelineStatement:
     """One statement of the loop body with its place in the pipeline.
 
     ``index`` is its position in the original body, ``position`` in emission order;
-    ``reads`` / ``writes`` are its access regions in terms of the original loop variable.
+    ``reads`` / ``writes`` are its access regions in terms of the original loop variable;
+    ``issues_wgmma`` whether it issues a warpgroup MMA (found from ``stmt`` when not
+    given).
     """
 
     index: int
@@ -47,11 +48,11 @@ class PipelineStatement:
     is_async: bool
     reads: tuple[BufferRegion, ...]
     writes: tuple[BufferRegion, ...]
+    issues_wgmma: bool | None = None
 
-    @cached_property
-    def issues_wgmma(self) -> bool:
-        """Whether the statement issues a warpgroup MMA (asked for every dependency)."""
-        return wgmma.issues_wgmma(self.stmt)
+    def __post_init__(self) -> None:
+        if self.issues_wgmma is None:
+            object.__setattr__(self, "issues_wgmma", wgmma.issues_wgmma(self.stmt))
 
     @property
     def line(self) -> str:
@@ -218,32 +219,6 @@ def _constant_disjoint(left: Range, right: Range) -> bool:
 
 
 # Schedule --------------------------------------------------------------------------------
-class _QueueFinder(IRVisitor):
-    """Collects the queues that statements (inner pipelines) commit to or wait on."""
-
-    def __init__(self) -> None:
-        self.queues: set[int] = set()
-
-    def visit_async_commit_queue(self, node: AsyncCommitQueue) -> None:
-        self.queues.add(node.queue)
-        super().visit_async_commit_queue(node)
-
-    def visit_async_wait_queue(self, node: AsyncWaitQueue) -> None:
-        self.queues.add(node.queue)
-        super().visit_async_wait_queue(node)
-
-    def visit_buffer_store(self, node) -> None:
-        pass  # a store holds no synchronization
-
-
-def _used_queues(stmts: Iterable[Stmt]) -> set[int]:
-    """Queues that the statements (inner pipelines) already commit to or wait on."""
-    finder = _QueueFinder()
-    for stmt in stmts:
-        finder.visit(stmt)
-    return finder.queues
-
-
 def _double_buffered(stmts: Iterable[Stmt]) -> set[Buffer]:
     """Buffers that a ``double_buffer_scope`` block attribute asks to keep two versions of."""
     chosen: set[Buffer] = set()
@@ -256,13 +231,22 @@ def _double_buffered(stmts: Iterable[Stmt]) -> set[Buffer]:
     return chosen
 
 
+_LEAVES = (Var, IntImm, FloatImm, StringImm)
+
+
 class _Accesses(IRVisitor):
-    """Every access of a statement as a region of single elements (loop variables of
-    the statement left free), in order; a block that declares its regions gives those."""
+    """One walk of a statement giving what the schedule asks of it: every access as a
+    region of single elements (loop variables of the statement left free), in order,
+    where a block that declares its regions gives those; whether it issues a warpgroup
+    MMA; the queues that its inner pipelines commit to or wait on. Accesses are recorded
+    outside declared blocks only (``recording``)."""
 
     def __init__(self) -> None:
         self.reads: list[BufferRegion] = []
         self.writes: list[BufferRegion] = []
+        self.issues_wgmma = False
+        self.queues: set[int] = set()
+        self.recording = True
         self.ones: dict[str, IntImm] = {}  # dtype -> the extent 1 every point shares
 
     def _point(self, buffer: Buffer, indices) -> BufferRegion:
@@ -274,19 +258,46 @@ class _Accesses(IRVisitor):
             ranges.append(Range(index, one))
         return BufferRegion(buffer, tuple(ranges))
 
+    def _visit_unrecorded(self, node) -> None:
+        """Walks ``node`` for wgmma calls and queues only."""
+        recording, self.recording = self.recording, False
+        self.visit(node)
+        self.recording = recording
+
+    # Variables and constants hold nothing to find: the walk does not call on them.
+    def visit_binary_op(self, node) -> None:
+        if not isinstance(node.a, _LEAVES):
+            self.visit(node.a)
+        if not isinstance(node.b, _LEAVES):
+            self.visit(node.b)
+
     def visit_buffer_load(self, node) -> None:
-        super().visit_buffer_load(node)
-        self.reads.append(self._point(node.buffer, node.indices))
+        for index in node.indices:
+            if not isinstance(index, _LEAVES):
+                self.visit(index)
+        if self.recording:
+            self.reads.append(self._point(node.buffer, node.indices))
 
     def visit_buffer_store(self, node) -> None:
-        super().visit_buffer_store(node)
-        self.writes.append(self._point(node.buffer, node.indices))
+        if not isinstance(node.value, _LEAVES):
+            self.visit(node.value)
+        for index in node.indices:
+            if not isinstance(index, _LEAVES):
+                self.visit(index)
+        if self.recording:
+            self.writes.append(self._point(node.buffer, node.indices))
 
     def visit_call(self, node) -> None:
+        if node.op == wgmma.WGMMA:
+            self.issues_wgmma = True
+        if not self.recording:
+            super().visit_call(node)
+            return
         known = wgmma.call_accesses(node)
         if known is not None:
             self.reads.extend(known[0])
             self.writes.extend(known[1])
+            self._visit_unrecorded(node)
             return
         # An opaque call may read or write any buffer it is given.
         for arg in node.args:
@@ -294,18 +305,29 @@ class _Accesses(IRVisitor):
             if isinstance(region, BufferRegion):
                 self.reads.append(region)
                 self.writes.append(region)
-            elif isinstance(arg, PrimExpr):
+                self._visit_unrecorded(arg)
+            else:
                 self.visit(arg)
 
     def visit_block(self, node: Block) -> None:
-        if node.reads or node.writes:
+        if self.recording and (node.reads or node.writes):
             self.reads.extend(node.reads)
             self.writes.extend(node.writes)
+            self._visit_unrecorded(node)
         else:
             super().visit_block(node)
 
+    def visit_async_commit_queue(self, node: AsyncCommitQueue) -> None:
+        self.queues.add(node.queue)
+        super().visit_async_commit_queue(node)
+
+    def visit_async_wait_queue(self, node: AsyncWaitQueue) -> None:
+        self.queues.add(node.queue)
+        super().visit_async_wait_queue(node)
+
 
 def regions_of(stmt: Stmt) -> tuple[tuple[BufferRegion, ...], tuple[BufferRegion, ...]]:
+    """The ``(reads, writes)`` of ``stmt``, each access as a region of single elements."""
     accesses = _Accesses()
     accesses.visit(stmt)
     return tuple(accesses.reads), tuple(accesses.writes)
@@ -344,17 +366,21 @@ def compute_schedule(loop: For, stmts: Sequence[Stmt], local_buffers: Sequence[B
     dependency."""
     emission = sorted(range(len(stmts)), key=lambda index: annotation.orders[index])
     statements = []
+    used_queues: set[int] = set()  # by the inner pipelines
     for position, index in enumerate(emission):
-        reads, writes = regions_of(stmts[index])
+        accesses = _Accesses()
+        accesses.visit(stmts[index])
+        used_queues.update(accesses.queues)
         stage = annotation.stages[index]
         statements.append(PipelineStatement(
             index, position, stmts[index], stage, annotation.orders[index],
-            stage in annotation.async_stages, reads, writes))
+            stage in annotation.async_stages, tuple(accesses.reads), tuple(accesses.writes),
+            accesses.issues_wgmma))
     _check_dependencies(loop, statements)
     wgmma.check_stages(loop, statements)
     regions = _RegionTest(loop)
     versions = _versions(statements, local_buffers, _double_buffered(stmts), regions)
-    base = max(_used_queues(stmts), default=-1) + 1
+    base = max(used_queues, default=-1) + 1
     queues = {stage: base + stage for stage in sorted(annotation.async_stages)}
     groups, group_of = _commit_groups(statements, queues)
     horizon = annotation.max_stage + max(versions.values(), default=1) + 2
@@ -371,8 +397,11 @@ def compute_schedule(loop: For, stmts: Sequence[Stmt], local_buffers: Sequence[B
 
 def _preloop_producer(stmt: Stmt, queue: int, statements: Sequence[PipelineStatement]
                       ) -> PreloopProducer:
-    reads, writes = regions_of(stmt)
-    producer = PipelineStatement(-1, -1, stmt, 0, -1, True, reads, writes)
+    accesses = _Accesses()
+    accesses.visit(stmt)
+    reads, writes = tuple(accesses.reads), tuple(accesses.writes)
+    producer = PipelineStatement(-1, -1, stmt, 0, -1, True, reads, writes,
+                                 accesses.issues_wgmma)
     consumers = []
     for statement in statements:
         kinds = {kind for _, _, _, kind in conflicts(producer, statement)}
