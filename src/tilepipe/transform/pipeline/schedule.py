@@ -16,6 +16,7 @@ must not start before the producer's instance at iteration ``j - d`` has complet
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterable, Mapping, Sequence
 
 from ...arith import Analyzer, infer_regions
@@ -135,7 +136,6 @@ class _RegionTest:
 
     def __init__(self, loop: For):
         self.loop_var = loop.loop_var
-        self.analyzer = Analyzer()
         self.relaxed: dict[int, dict[Buffer, BufferRegion]] = {}
         self.moving: dict[int, bool] = {}
         self.cache: dict[tuple[int, int, int], bool] = {}
@@ -143,7 +143,9 @@ class _RegionTest:
     def _moves(self, region: BufferRegion) -> bool:
         known = self.moving.get(id(region))
         if known is None:
-            known = self.moving[id(region)] = mentions(region, self.loop_var)
+            known = self.moving[id(region)] = any(
+                mentions(range_.min, self.loop_var) or mentions(range_.extent, self.loop_var)
+                for range_ in region.region)
         return known
 
     def may_overlap(self, producer: "PipelineStatement", producer_region: BufferRegion,
@@ -160,6 +162,23 @@ class _RegionTest:
             known = self._relaxed_overlap(producer, consumer, producer_region.buffer, distance)
             self.cache[key] = known
         return known
+
+    @cached_property
+    def analyzer(self) -> Analyzer:
+        """Built on first use: most loops need no relaxed region."""
+        return Analyzer()
+
+    def overlapping(self, producer: "PipelineStatement", producer_region: BufferRegion,
+                    consumer: "PipelineStatement", consumer_region: BufferRegion,
+                    distances: range) -> Iterable[int]:
+        """The ``distances`` at which the two accesses may overlap (all or none of them
+        when neither moves with the loop variable)."""
+        if not (self._moves(producer_region) or self._moves(consumer_region)):
+            return () if _constant_disjoint_regions(producer_region, consumer_region) \
+                else distances
+        return (distance for distance in distances
+                if self.may_overlap(producer, producer_region, consumer, consumer_region,
+                                    distance))
 
     def _relaxed_region(self, statement: "PipelineStatement", buffer: Buffer
                         ) -> BufferRegion | None:
@@ -200,6 +219,10 @@ class _VarFinder(IRVisitor):
 
 def mentions(node, var: Var) -> bool:
     """Whether ``var`` occurs in ``node``."""
+    if isinstance(node, Var):
+        return node is var
+    if isinstance(node, IntImm):
+        return False
     finder = _VarFinder(var)
     finder.visit(node)
     return finder.found
@@ -531,12 +554,12 @@ def _dependencies(statements: Sequence[PipelineStatement], versions: Mapping[Buf
             first = producer.stage - consumer.stage + int(producer.position >= consumer.position)
             count = versions.get(region.buffer, 1)
             chosen = distances.setdefault((consumer.position, region.buffer, kind), set())
-            chosen.update(
-                distance for distance in range(first, first + horizon)
-                if distance not in chosen
-                and (count == 1 or distance % count == 0)
-                and (count > 1 or regions.may_overlap(producer, region, consumer, other,
-                                                      distance)))
+            if count > 1:
+                # Instances in one copy of the ring are taken to overlap, in two never.
+                chosen.update(range(first + (-first) % count, first + horizon, count))
+            else:
+                chosen.update(regions.overlapping(producer, region, consumer, other,
+                                                  range(first, first + horizon)))
         for (consumer, buffer, kind), chosen in sorted(distances.items(),
                                                        key=lambda item: item[0][0]):
             if chosen:
