@@ -118,13 +118,21 @@ class Schedule:
     consumers: Mapping[int, tuple[Dependency, ...]] = field(default_factory=dict)
     preloop: tuple[PreloopProducer, ...] = ()
 
-    def waited_queues(self, position: int) -> set[int]:
-        """The queues the statement at ``position`` may have to wait on."""
-        queues = {self.groups[self.group_of[dependency.producer]].queue
-                  for dependency in self.consumers.get(position, ())}
-        queues.update(producer.queue for producer in self.preloop
-                      if any(consumer == position for consumer, _ in producer.consumers))
-        return queues
+    def waited_queues(self, position: int) -> tuple[int, ...]:
+        """The queues (ascending) the statement at ``position`` may have to wait on."""
+        return self._waited[position]
+
+    @cached_property
+    def _waited(self) -> tuple[tuple[int, ...], ...]:
+        """``waited_queues`` of every position, found once (each plan asks for each)."""
+        waited = []
+        for position in range(len(self.statements)):
+            queues = {self.groups[self.group_of[dependency.producer]].queue
+                      for dependency in self.consumers.get(position, ())}
+            queues.update(producer.queue for producer in self.preloop
+                          if any(consumer == position for consumer, _ in producer.consumers))
+            waited.append(tuple(sorted(queues)))
+        return tuple(waited)
 
 
 # Access regions ------------------------------------------------------------------------

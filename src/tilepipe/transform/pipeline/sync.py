@@ -135,10 +135,13 @@ class _Replay:
                     stage, self.marks[group], self.queue_index[schedule.groups[group].queue],
                     dependency.distances, dependency.kind))
             sources[position] = list(entries.values())
+        # The statements that may wait or that commit: the others change nothing here.
         plan = [(position, stage, position in sources or position in self.preloop_needs,
                  sources.get(position, ()), self.preloop_needs.get(position, ()),
                  commits.get(position))
-                for position, stage in enumerate(self.stages)]
+                for position, stage in enumerate(self.stages)
+                if position in sources or position in self.preloop_needs
+                or position in commits]
         events = self.events
         for section in sections:
             for slot in range(section.start, section.start + section.length):
@@ -223,7 +226,7 @@ def _sites(schedule: Schedule, replay: _Replay, section: Section) -> list[_Site]
     for position, (low, high) in enumerate(intervals):
         if low >= high:
             continue
-        for queue in sorted(schedule.waited_queues(position)):
+        for queue in schedule.waited_queues(position):
             site = open_site.get(queue)
             if site is not None:
                 first_low, first_high = intervals[site.first]
