@@ -270,23 +270,26 @@ class _Accesses(IRVisitor):
     region of single elements (loop variables of the statement left free), in order,
     where a block that declares its regions gives those; whether it issues a warpgroup
     MMA; the queues that its inner pipelines commit to or wait on. Accesses are recorded
-    outside declared blocks only (``recording``)."""
+    outside declared blocks only (``recording``).
 
-    def __init__(self) -> None:
+    ``points`` maps an index expression (by identity) to its single-element range; the
+    walks of one loop's statements share it, since most indices (``tx``, ``e``) recur."""
+
+    def __init__(self, points: dict[int, Range]) -> None:
         self.reads: list[BufferRegion] = []
         self.writes: list[BufferRegion] = []
         self.issues_wgmma = False
         self.queues: set[int] = set()
         self.recording = True
-        self.ones: dict[str, IntImm] = {}  # dtype -> the extent 1 every point shares
+        self.points = points
 
     def _point(self, buffer: Buffer, indices) -> BufferRegion:
         ranges = []
         for index in indices:
-            one = self.ones.get(index.dtype)
-            if one is None:
-                one = self.ones[index.dtype] = IntImm(1, index.dtype)
-            ranges.append(Range(index, one))
+            range_ = self.points.get(id(index))
+            if range_ is None:
+                range_ = self.points[id(index)] = Range(index, IntImm(1, index.dtype))
+            ranges.append(range_)
         return BufferRegion(buffer, tuple(ranges))
 
     def _visit_unrecorded(self, node) -> None:
@@ -359,7 +362,7 @@ class _Accesses(IRVisitor):
 
 def regions_of(stmt: Stmt) -> tuple[tuple[BufferRegion, ...], tuple[BufferRegion, ...]]:
     """The ``(reads, writes)`` of ``stmt``, each access as a region of single elements."""
-    accesses = _Accesses()
+    accesses = _Accesses({})
     accesses.visit(stmt)
     return tuple(accesses.reads), tuple(accesses.writes)
 
@@ -398,8 +401,9 @@ def compute_schedule(loop: For, stmts: Sequence[Stmt], local_buffers: Sequence[B
     emission = sorted(range(len(stmts)), key=lambda index: annotation.orders[index])
     statements = []
     used_queues: set[int] = set()  # by the inner pipelines
+    points: dict[int, Range] = {}
     for position, index in enumerate(emission):
-        accesses = _Accesses()
+        accesses = _Accesses(points)
         accesses.visit(stmts[index])
         used_queues.update(accesses.queues)
         stage = annotation.stages[index]
@@ -428,7 +432,7 @@ def compute_schedule(loop: For, stmts: Sequence[Stmt], local_buffers: Sequence[B
 
 def _preloop_producer(stmt: Stmt, queue: int, statements: Sequence[PipelineStatement]
                       ) -> PreloopProducer:
-    accesses = _Accesses()
+    accesses = _Accesses({})
     accesses.visit(stmt)
     reads, writes = tuple(accesses.reads), tuple(accesses.writes)
     producer = PipelineStatement(-1, -1, stmt, 0, -1, True, reads, writes,
