@@ -267,13 +267,14 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
         for slot in range(low, high):
             if (id(site), slot) not in skipped:
                 waits_at.setdefault((slot, site.first), []).append((site, number))
+    firsts = {site.first for site in sites}
     current: dict[int, tuple[int, int]] = {}  # queue number -> (site id, slot) of the open wait
     opened: dict[int, int] = {}  # queue number -> commit count when that wait ran
     values: dict[tuple[int, int], int | None] = {}
     unprotected: list[tuple[int, int, int]] = []
     queues = list(replay.queue_index)
     for slot, position, before, needs in replay.events:
-        if waits_at:
+        if position in firsts:
             for site, number in waits_at.get((slot, position), ()):
                 wait = (id(site), slot)
                 current[number] = wait
@@ -284,14 +285,14 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
         for number, mark in needs.items():
             # The wait allows as many groups in flight as were committed after the
             # newest conflicting one.
-            wait = current.get(number)
-            if wait is None or opened[number] < mark:
+            start = opened.get(number)
+            if start is None or start < mark:
                 unprotected.append((slot, position, queues[number]))
                 continue
-            allowed = opened[number] - mark
+            wait = current[number]
             known = values[wait]
-            if known is None or allowed < known:
-                values[wait] = allowed
+            if known is None or start - mark < known:
+                values[wait] = start - mark
     drains = []
     for queue, total in sorted(replay.counter.items()):
         if total == 0:
