@@ -124,8 +124,9 @@ class _Replay:
                    for position, group in self.last_member.items()}
         # consumer position -> (producer stage, marks of its group, queue number, distances,
         # kind) per dependency, each once (the producers of one group in one stage at the
-        # same distances give one mark)
-        sources: dict[int, list] = {}
+        # same distances give one mark); consumers with the same sources share one tuple
+        sources: dict[int, tuple] = {}
+        shared_sources: dict[tuple, tuple] = {}
         for position, dependencies in schedule.consumers.items():
             entries = {}
             for dependency in dependencies:
@@ -134,7 +135,8 @@ class _Replay:
                 entries.setdefault((stage, group, dependency.distances, dependency.kind), (
                     stage, self.marks[group], self.queue_index[schedule.groups[group].queue],
                     dependency.distances, dependency.kind))
-            sources[position] = list(entries.values())
+            sources[position] = shared_sources.setdefault(tuple(entries),
+                                                          tuple(entries.values()))
         # The statements that may wait or that commit: the others change nothing here.
         plan = [(position, stage, position in sources or position in self.preloop_needs,
                  sources.get(position, ()), self.preloop_needs.get(position, ()),
@@ -145,17 +147,28 @@ class _Replay:
         events = self.events
         for section in sections:
             for slot in range(section.start, section.start + section.length):
+                # An event of the same stage and sources as the previous one, with no
+                # commit between them (the members of one commit group), has the same
+                # counts and needs: (stage, sources, preloop needs, counts, needs, reads).
+                previous: tuple | None = None
                 for position, stage, waiting, from_loop, from_preloop, commit in plan:
                     iteration = slot - stage
                     if not 0 <= iteration < extent:
                         continue
                     if waiting:
-                        events.append((slot, position, tuple(counter), self._needs(
-                            slot, position, iteration, from_loop, from_preloop)))
+                        if (previous is None or previous[1] is not from_loop
+                                or previous[2] is not from_preloop or previous[0] != stage):
+                            previous = (stage, from_loop, from_preloop, tuple(counter),
+                                        *self._needs(iteration, from_loop, from_preloop))
+                        before, needs, reads = previous[3:]
+                        for number in reads:
+                            self.read_slots.setdefault((position, number), []).append(slot)
+                        events.append((slot, position, before, needs))
                     if commit is not None:
                         number, marks = commit
                         counter[number] += 1
                         marks[slot] = counter[number]
+                        previous = None
         self.counter = {queue: counter[number] for queue, number in self.queue_index.items()}
 
     def runs(self, slot: int, position: int) -> bool:
@@ -178,9 +191,10 @@ class _Replay:
         first = bisect_left(slots, low)
         return first < len(slots) and slots[first] < high
 
-    def _needs(self, slot: int, position: int, iteration: int, from_loop, from_preloop
-               ) -> dict[int, int] | None:
-        """The newest conflicting group's mark per queue number of one event."""
+    def _needs(self, iteration: int, from_loop, from_preloop
+               ) -> tuple[dict[int, int] | None, tuple[int, ...]]:
+        """The newest conflicting group's mark per queue number of one event, and the
+        queue numbers on which its need is a read."""
         needs: dict[int, int] = {}
         reads: set[int] = set()
         for number, mark, kind in from_preloop:
@@ -199,9 +213,7 @@ class _Replay:
                     if kind == "read":
                         reads.add(number)
                     break
-        for number in reads:
-            self.read_slots.setdefault((position, number), []).append(slot)
-        return needs or None
+        return needs or None, tuple(reads)
 
 
 @dataclass(eq=False)
@@ -273,6 +285,9 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
     values: dict[tuple[int, int], int | None] = {}
     unprotected: list[tuple[int, int, int]] = []
     queues = list(replay.queue_index)
+    # The needs of the previous event when they were all protected: the same needs (the
+    # replay shares them within a commit group) under the same waits change nothing.
+    settled = None
     for slot, position, before, needs in replay.events:
         if position in firsts:
             for site, number in waits_at.get((slot, position), ()):
@@ -280,14 +295,17 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
                 current[number] = wait
                 opened[number] = before[number]
                 values.setdefault(wait, None)
-        if needs is None:
+                settled = None
+        if needs is None or needs is settled:
             continue
+        settled = needs
         for number, mark in needs.items():
             # The wait allows as many groups in flight as were committed after the
             # newest conflicting one.
             start = opened.get(number)
             if start is None or start < mark:
                 unprotected.append((slot, position, queues[number]))
+                settled = None
                 continue
             wait = current[number]
             known = values[wait]
