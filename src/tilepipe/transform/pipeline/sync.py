@@ -182,6 +182,14 @@ class _Replay:
         return (max(section.start, stage),
                 min(section.start + section.length, stage + self.extent))
 
+    def intervals(self, section: Section) -> list[tuple[int, int]]:
+        """``interval`` of every statement, by emission position (found once per stage:
+        statements of one stage run in the same slots)."""
+        end = section.start + section.length
+        by_stage = {stage: (max(section.start, stage), min(end, stage + self.extent))
+                    for stage in set(self.stages)}
+        return [by_stage[stage] for stage in self.stages]
+
     def reads_in(self, position: int, queue: int, low: int, high: int) -> bool:
         """Whether an event of the statement in slots ``[low, high)`` reads asynchronous
         data of ``queue``."""
@@ -231,8 +239,7 @@ class _Site:
 def _sites(schedule: Schedule, replay: _Replay, section: Section) -> list[_Site]:
     """The candidate wait sites of a section. A later statement shares a site when no
     commit on the queue separates them and it never runs where the first does not."""
-    intervals = [replay.interval(section, statement.position)
-                 for statement in schedule.statements]
+    intervals = replay.intervals(section)
     open_site: dict[int, _Site | None] = {}
     sites: list[_Site] = []
     for position, (low, high) in enumerate(intervals):
@@ -381,8 +388,9 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     section_plans = []
     for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
         slots = range(section.start, section.start + section.length)
-        runs = tuple(_pattern(section, *replay.interval(section, statement.position))
-                     for statement in schedule.statements)
+        intervals = replay.intervals(section)
+        patterns = {interval: _pattern(section, *interval) for interval in set(intervals)}
+        runs = tuple(patterns[interval] for interval in intervals)
         waits = []
         for site in chosen:
             if site.section is not section:
