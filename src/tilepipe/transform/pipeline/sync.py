@@ -99,6 +99,7 @@ class _Replay:
     def __init__(self, schedule: Schedule, extent: int, sections: Sequence[Section]):
         self.extent = extent
         self.stages = [statement.stage for statement in schedule.statements]
+        self.section_intervals: dict[Section, list[tuple[int, int]]] = {}
         self.last_member = {group.members[-1]: index
                             for index, group in enumerate(schedule.groups)}
         queues = sorted(set(schedule.queues.values())
@@ -184,11 +185,15 @@ class _Replay:
 
     def intervals(self, section: Section) -> list[tuple[int, int]]:
         """``interval`` of every statement, by emission position (found once per stage:
-        statements of one stage run in the same slots)."""
-        end = section.start + section.length
-        by_stage = {stage: (max(section.start, stage), min(end, stage + self.extent))
-                    for stage in set(self.stages)}
-        return [by_stage[stage] for stage in self.stages]
+        statements of one stage run in the same slots; once per section)."""
+        known = self.section_intervals.get(section)
+        if known is None:
+            end = section.start + section.length
+            by_stage = {stage: (max(section.start, stage), min(end, stage + self.extent))
+                        for stage in set(self.stages)}
+            known = self.section_intervals[section] = [by_stage[stage]
+                                                       for stage in self.stages]
+        return known
 
     def reads_in(self, position: int, queue: int, low: int, high: int) -> bool:
         """Whether an event of the statement in slots ``[low, high)`` reads asynchronous
@@ -359,6 +364,35 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     candidates = [site for section in sections for site in _sites(schedule, replay, section)]
     chosen, outcome = _complete(schedule, replay, candidates,
                                 [site for site in candidates if site.for_read])
+    if replay.preloop_needs:
+        chosen, outcome = _without_preloop_waits(schedule, replay, chosen, outcome)
+    section_plans = []
+    for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
+        slots = range(section.start, section.start + section.length)
+        intervals = replay.intervals(section)
+        patterns = {interval: _pattern(section, *interval) for interval in set(intervals)}
+        runs = tuple(patterns[interval] for interval in intervals)
+        waits = []
+        for site in chosen:
+            if site.section is not section:
+                continue
+            values = [outcome.values.get((id(site), slot)) for slot in slots]
+            if section.kind == BODY:
+                known = [value for value in values if value is not None]
+                if known:
+                    waits.append(Wait(site.queue, site.first, (min(known),)))
+            elif any(value is not None for value in values):
+                standalone = any(value is None and replay.runs(slot, site.first)
+                                 for value, slot in zip(values, slots))
+                waits.append(Wait(site.queue, site.first, tuple(values), standalone))
+        section_plans.append(SectionPlan(actual, runs, tuple(waits)))
+    return SyncPlan(tuple(section_plans), tuple((queue, 0) for queue in outcome.drains))
+
+
+def _without_preloop_waits(schedule: Schedule, replay: _Replay, chosen: list[_Site],
+                           outcome: _Outcome) -> tuple[list[_Site], _Outcome]:
+    """``chosen`` less the waits for groups committed before the loop that an earlier
+    wait already guarantees, and the outcome without them."""
     for site in [site for site in chosen if any(position in replay.preloop_needs
                                                     for position in site.covered)]:
         # A read whose data an earlier wait already guarantees, at no cost to that wait's
@@ -385,27 +419,7 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
                     if other != key):
                 skipped.add(key)
                 outcome = trial
-    section_plans = []
-    for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
-        slots = range(section.start, section.start + section.length)
-        intervals = replay.intervals(section)
-        patterns = {interval: _pattern(section, *interval) for interval in set(intervals)}
-        runs = tuple(patterns[interval] for interval in intervals)
-        waits = []
-        for site in chosen:
-            if site.section is not section:
-                continue
-            values = [outcome.values.get((id(site), slot)) for slot in slots]
-            if section.kind == BODY:
-                known = [value for value in values if value is not None]
-                if known:
-                    waits.append(Wait(site.queue, site.first, (min(known),)))
-            elif any(value is not None for value in values):
-                standalone = any(value is None and replay.runs(slot, site.first)
-                                 for value, slot in zip(values, slots))
-                waits.append(Wait(site.queue, site.first, tuple(values), standalone))
-        section_plans.append(SectionPlan(actual, runs, tuple(waits)))
-    return SyncPlan(tuple(section_plans), tuple((queue, 0) for queue in outcome.drains))
+    return chosen, outcome
 
 
 def _pattern(section: Section, low: int, high: int) -> tuple[bool, ...]:
