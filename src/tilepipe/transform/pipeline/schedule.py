@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 from ...arith import Analyzer, infer_regions
 from ...ir import (
     AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, FloatImm, For, IntImm,
-    IRVisitor, Range, Stmt, StringImm, Var, substitute,
+    IRVisitor, PrimExpr, Range, Stmt, StringImm, Var, substitute,
 )
 from . import wgmma
 from .annotations import ORDER, STAGE, PipelineAnnotation, loop_error
@@ -340,7 +340,7 @@ class _Accesses(IRVisitor):
                 self.reads.append(region)
                 self.writes.append(region)
                 self._visit_unrecorded(arg)
-            else:
+            elif isinstance(arg, PrimExpr):
                 self.visit(arg)
 
     def visit_block(self, node: Block) -> None:
