@@ -151,9 +151,13 @@ class _RegionTest:
     def _moves(self, region: BufferRegion) -> bool:
         known = self.moving.get(id(region))
         if known is None:
-            known = self.moving[id(region)] = any(
-                mentions(range_.min, self.loop_var) or mentions(range_.extent, self.loop_var)
-                for range_ in region.region)
+            known = False
+            for range_ in region.region:
+                if mentions(range_.min, self.loop_var) or mentions(range_.extent,
+                                                                  self.loop_var):
+                    known = True
+                    break
+            self.moving[id(region)] = known
         return known
 
     def may_overlap(self, producer: "PipelineStatement", producer_region: BufferRegion,
@@ -237,16 +241,18 @@ def mentions(node, var: Var) -> bool:
 
 
 def _constant_disjoint_regions(left: BufferRegion, right: BufferRegion) -> bool:
-    return any(_constant_disjoint(first, second)
-               for first, second in zip(left.region, right.region))
+    for first, second in zip(left.region, right.region):
+        if _constant_disjoint(first, second):
+            return True
+    return False
 
 
 def _constant_disjoint(left: Range, right: Range) -> bool:
-    values = (left.min, left.extent, right.min, right.extent)
-    if not all(isinstance(value, IntImm) for value in values):
+    if not (isinstance(left.min, IntImm) and isinstance(left.extent, IntImm)
+            and isinstance(right.min, IntImm) and isinstance(right.extent, IntImm)):
         return False
-    low_a, ext_a, low_b, ext_b = (value.value for value in values)
-    return low_a + ext_a <= low_b or low_b + ext_b <= low_a
+    return (left.min.value + left.extent.value <= right.min.value
+            or right.min.value + right.extent.value <= left.min.value)
 
 
 # Schedule --------------------------------------------------------------------------------
@@ -530,7 +536,7 @@ def _commit_groups(statements: Sequence[PipelineStatement], queues: Mapping[int,
         reads = {region.buffer for region in statement.reads}
         writes = {region.buffer for region in statement.writes}
         if current and (current[0].stage != statement.stage or reads & written
-                        or writes & (written | read)):
+                        or writes & written or writes & read):
             close()
         current.append(statement)
         written.update(writes)
@@ -560,7 +566,8 @@ def _dependencies(statements: Sequence[PipelineStatement], versions: Mapping[Buf
         pairs += [(region, consumer, other, "write")
                   for region in producer.reads if region.buffer.scope != "global"
                   for consumer, other, writes in accesses[region.buffer] if writes]
-        pairs = [pair for pair in pairs if not wgmma.in_order(producer, pair[1])]
+        if producer.issues_wgmma:
+            pairs = [pair for pair in pairs if not wgmma.in_order(producer, pair[1])]
         for region, consumer, other, kind in pairs:
             # The producer's instance j - d precedes the consumer's instance j from here on.
             first = producer.stage - consumer.stage + int(producer.position >= consumer.position)
