@@ -21,8 +21,8 @@ from typing import Iterable, Mapping, Sequence
 
 from ...arith import Analyzer, infer_regions
 from ...ir import (
-    AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, For, IntImm,
-    IRVisitor, PrimExpr, Range, Stmt, Var, substitute,
+    AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, FloatImm, For, IntImm,
+    IRVisitor, PrimExpr, Range, Stmt, StringImm, Var, substitute,
 )
 from . import wgmma
 from .annotations import ORDER, STAGE, PipelineAnnotation, loop_error
@@ -36,7 +36,9 @@ class PipelineStatement:
     """One statement of the loop body with its place in the pipeline.
 
     ``index`` is its position in the original body, ``position`` in emission order;
-    ``reads`` / ``writes`` are its access regions in terms of the original loop variable.
+    ``reads`` / ``writes`` are its access regions in terms of the original loop variable;
+    ``issues_wgmma`` whether it issues a warpgroup MMA (found from ``stmt`` when not
+    given).
     """
 
     index: int
@@ -47,11 +49,11 @@ class PipelineStatement:
     is_async: bool
     reads: tuple[BufferRegion, ...]
     writes: tuple[BufferRegion, ...]
+    issues_wgmma: bool | None = None
 
-    @cached_property
-    def issues_wgmma(self) -> bool:
-        """Whether the statement issues a warpgroup MMA (asked for every dependency)."""
-        return wgmma.issues_wgmma(self.stmt)
+    def __post_init__(self) -> None:
+        if self.issues_wgmma is None:
+            object.__setattr__(self, "issues_wgmma", wgmma.issues_wgmma(self.stmt))
 
     @property
     def line(self) -> str:
@@ -116,13 +118,21 @@ class Schedule:
     consumers: Mapping[int, tuple[Dependency, ...]] = field(default_factory=dict)
     preloop: tuple[PreloopProducer, ...] = ()
 
-    def waited_queues(self, position: int) -> set[int]:
-        """The queues the statement at ``position`` may have to wait on."""
-        queues = {self.groups[self.group_of[dependency.producer]].queue
-                  for dependency in self.consumers.get(position, ())}
-        queues.update(producer.queue for producer in self.preloop
-                      if any(consumer == position for consumer, _ in producer.consumers))
-        return queues
+    def waited_queues(self, position: int) -> tuple[int, ...]:
+        """The queues (ascending) the statement at ``position`` may have to wait on."""
+        return self._waited[position]
+
+    @cached_property
+    def _waited(self) -> tuple[tuple[int, ...], ...]:
+        """``waited_queues`` of every position, found once (each plan asks for each)."""
+        waited = []
+        for position in range(len(self.statements)):
+            queues = {self.groups[self.group_of[dependency.producer]].queue
+                      for dependency in self.consumers.get(position, ())}
+            queues.update(producer.queue for producer in self.preloop
+                          if any(consumer == position for consumer, _ in producer.consumers))
+            waited.append(tuple(sorted(queues)))
+        return tuple(waited)
 
 
 # Access regions ------------------------------------------------------------------------
@@ -134,7 +144,6 @@ class _RegionTest:
 
     def __init__(self, loop: For):
         self.loop_var = loop.loop_var
-        self.analyzer = Analyzer()
         self.relaxed: dict[int, dict[Buffer, BufferRegion]] = {}
         self.moving: dict[int, bool] = {}
         self.cache: dict[tuple[int, int, int], bool] = {}
@@ -142,7 +151,13 @@ class _RegionTest:
     def _moves(self, region: BufferRegion) -> bool:
         known = self.moving.get(id(region))
         if known is None:
-            known = self.moving[id(region)] = mentions(region, self.loop_var)
+            known = False
+            for range_ in region.region:
+                if mentions(range_.min, self.loop_var) or mentions(range_.extent,
+                                                                  self.loop_var):
+                    known = True
+                    break
+            self.moving[id(region)] = known
         return known
 
     def may_overlap(self, producer: "PipelineStatement", producer_region: BufferRegion,
@@ -159,6 +174,23 @@ class _RegionTest:
             known = self._relaxed_overlap(producer, consumer, producer_region.buffer, distance)
             self.cache[key] = known
         return known
+
+    @cached_property
+    def analyzer(self) -> Analyzer:
+        """Built on first use: most loops need no relaxed region."""
+        return Analyzer()
+
+    def overlapping(self, producer: "PipelineStatement", producer_region: BufferRegion,
+                    consumer: "PipelineStatement", consumer_region: BufferRegion,
+                    distances: range) -> Iterable[int]:
+        """The ``distances`` at which the two accesses may overlap (all or none of them
+        when neither moves with the loop variable)."""
+        if not (self._moves(producer_region) or self._moves(consumer_region)):
+            return () if _constant_disjoint_regions(producer_region, consumer_region) \
+                else distances
+        return (distance for distance in distances
+                if self.may_overlap(producer, producer_region, consumer, consumer_region,
+                                    distance))
 
     def _relaxed_region(self, statement: "PipelineStatement", buffer: Buffer
                         ) -> BufferRegion | None:
@@ -199,51 +231,31 @@ class _VarFinder(IRVisitor):
 
 def mentions(node, var: Var) -> bool:
     """Whether ``var`` occurs in ``node``."""
+    if isinstance(node, Var):
+        return node is var
+    if isinstance(node, IntImm):
+        return False
     finder = _VarFinder(var)
     finder.visit(node)
     return finder.found
 
 
 def _constant_disjoint_regions(left: BufferRegion, right: BufferRegion) -> bool:
-    return any(_constant_disjoint(first, second)
-               for first, second in zip(left.region, right.region))
+    for first, second in zip(left.region, right.region):
+        if _constant_disjoint(first, second):
+            return True
+    return False
 
 
 def _constant_disjoint(left: Range, right: Range) -> bool:
-    values = (left.min, left.extent, right.min, right.extent)
-    if not all(isinstance(value, IntImm) for value in values):
+    if not (isinstance(left.min, IntImm) and isinstance(left.extent, IntImm)
+            and isinstance(right.min, IntImm) and isinstance(right.extent, IntImm)):
         return False
-    low_a, ext_a, low_b, ext_b = (value.value for value in values)
-    return low_a + ext_a <= low_b or low_b + ext_b <= low_a
+    return (left.min.value + left.extent.value <= right.min.value
+            or right.min.value + right.extent.value <= left.min.value)
 
 
 # Schedule --------------------------------------------------------------------------------
-class _QueueFinder(IRVisitor):
-    """Collects the queues that statements (inner pipelines) commit to or wait on."""
-
-    def __init__(self) -> None:
-        self.queues: set[int] = set()
-
-    def visit_async_commit_queue(self, node: AsyncCommitQueue) -> None:
-        self.queues.add(node.queue)
-        super().visit_async_commit_queue(node)
-
-    def visit_async_wait_queue(self, node: AsyncWaitQueue) -> None:
-        self.queues.add(node.queue)
-        super().visit_async_wait_queue(node)
-
-    def visit_buffer_store(self, node) -> None:
-        pass  # a store holds no synchronization
-
-
-def _used_queues(stmts: Iterable[Stmt]) -> set[int]:
-    """Queues that the statements (inner pipelines) already commit to or wait on."""
-    finder = _QueueFinder()
-    for stmt in stmts:
-        finder.visit(stmt)
-    return finder.queues
-
-
 def _double_buffered(stmts: Iterable[Stmt]) -> set[Buffer]:
     """Buffers that a ``double_buffer_scope`` block attribute asks to keep two versions of."""
     chosen: set[Buffer] = set()
@@ -256,37 +268,76 @@ def _double_buffered(stmts: Iterable[Stmt]) -> set[Buffer]:
     return chosen
 
 
-class _Accesses(IRVisitor):
-    """Every access of a statement as a region of single elements (loop variables of
-    the statement left free), in order; a block that declares its regions gives those."""
+_LEAVES = (Var, IntImm, FloatImm, StringImm)
 
-    def __init__(self) -> None:
+
+class _Accesses(IRVisitor):
+    """One walk of a statement giving what the schedule asks of it: every access as a
+    region of single elements (loop variables of the statement left free), in order,
+    where a block that declares its regions gives those; whether it issues a warpgroup
+    MMA; the queues that its inner pipelines commit to or wait on. Accesses are recorded
+    outside declared blocks only (``recording``).
+
+    ``points`` maps an index expression (by identity) to its single-element range; the
+    walks of one loop's statements share it, since most indices (``tx``, ``e``) recur."""
+
+    def __init__(self, points: dict[int, Range]) -> None:
         self.reads: list[BufferRegion] = []
         self.writes: list[BufferRegion] = []
-        self.ones: dict[str, IntImm] = {}  # dtype -> the extent 1 every point shares
+        self.issues_wgmma = False
+        self.queues: set[int] = set()
+        self.recording = True
+        self.points = points
 
     def _point(self, buffer: Buffer, indices) -> BufferRegion:
         ranges = []
         for index in indices:
-            one = self.ones.get(index.dtype)
-            if one is None:
-                one = self.ones[index.dtype] = IntImm(1, index.dtype)
-            ranges.append(Range(index, one))
+            range_ = self.points.get(id(index))
+            if range_ is None:
+                range_ = self.points[id(index)] = Range(index, IntImm(1, index.dtype))
+            ranges.append(range_)
         return BufferRegion(buffer, tuple(ranges))
 
+    def _visit_unrecorded(self, node) -> None:
+        """Walks ``node`` for wgmma calls and queues only."""
+        recording, self.recording = self.recording, False
+        self.visit(node)
+        self.recording = recording
+
+    # Variables and constants hold nothing to find: the walk does not call on them.
+    def visit_binary_op(self, node) -> None:
+        if not isinstance(node.a, _LEAVES):
+            self.visit(node.a)
+        if not isinstance(node.b, _LEAVES):
+            self.visit(node.b)
+
     def visit_buffer_load(self, node) -> None:
-        super().visit_buffer_load(node)
-        self.reads.append(self._point(node.buffer, node.indices))
+        for index in node.indices:
+            if not isinstance(index, _LEAVES):
+                self.visit(index)
+        if self.recording:
+            self.reads.append(self._point(node.buffer, node.indices))
 
     def visit_buffer_store(self, node) -> None:
-        super().visit_buffer_store(node)
-        self.writes.append(self._point(node.buffer, node.indices))
+        if not isinstance(node.value, _LEAVES):
+            self.visit(node.value)
+        for index in node.indices:
+            if not isinstance(index, _LEAVES):
+                self.visit(index)
+        if self.recording:
+            self.writes.append(self._point(node.buffer, node.indices))
 
     def visit_call(self, node) -> None:
+        if node.op == wgmma.WGMMA:
+            self.issues_wgmma = True
+        if not self.recording:
+            super().visit_call(node)
+            return
         known = wgmma.call_accesses(node)
         if known is not None:
             self.reads.extend(known[0])
             self.writes.extend(known[1])
+            self._visit_unrecorded(node)
             return
         # An opaque call may read or write any buffer it is given.
         for arg in node.args:
@@ -294,19 +345,30 @@ class _Accesses(IRVisitor):
             if isinstance(region, BufferRegion):
                 self.reads.append(region)
                 self.writes.append(region)
+                self._visit_unrecorded(arg)
             elif isinstance(arg, PrimExpr):
                 self.visit(arg)
 
     def visit_block(self, node: Block) -> None:
-        if node.reads or node.writes:
+        if self.recording and (node.reads or node.writes):
             self.reads.extend(node.reads)
             self.writes.extend(node.writes)
+            self._visit_unrecorded(node)
         else:
             super().visit_block(node)
 
+    def visit_async_commit_queue(self, node: AsyncCommitQueue) -> None:
+        self.queues.add(node.queue)
+        super().visit_async_commit_queue(node)
+
+    def visit_async_wait_queue(self, node: AsyncWaitQueue) -> None:
+        self.queues.add(node.queue)
+        super().visit_async_wait_queue(node)
+
 
 def regions_of(stmt: Stmt) -> tuple[tuple[BufferRegion, ...], tuple[BufferRegion, ...]]:
-    accesses = _Accesses()
+    """The ``(reads, writes)`` of ``stmt``, each access as a region of single elements."""
+    accesses = _Accesses({})
     accesses.visit(stmt)
     return tuple(accesses.reads), tuple(accesses.writes)
 
@@ -344,17 +406,22 @@ def compute_schedule(loop: For, stmts: Sequence[Stmt], local_buffers: Sequence[B
     dependency."""
     emission = sorted(range(len(stmts)), key=lambda index: annotation.orders[index])
     statements = []
+    used_queues: set[int] = set()  # by the inner pipelines
+    points: dict[int, Range] = {}
     for position, index in enumerate(emission):
-        reads, writes = regions_of(stmts[index])
+        accesses = _Accesses(points)
+        accesses.visit(stmts[index])
+        used_queues.update(accesses.queues)
         stage = annotation.stages[index]
         statements.append(PipelineStatement(
             index, position, stmts[index], stage, annotation.orders[index],
-            stage in annotation.async_stages, reads, writes))
+            stage in annotation.async_stages, tuple(accesses.reads), tuple(accesses.writes),
+            accesses.issues_wgmma))
     _check_dependencies(loop, statements)
     wgmma.check_stages(loop, statements)
     regions = _RegionTest(loop)
     versions = _versions(statements, local_buffers, _double_buffered(stmts), regions)
-    base = max(_used_queues(stmts), default=-1) + 1
+    base = max(used_queues, default=-1) + 1
     queues = {stage: base + stage for stage in sorted(annotation.async_stages)}
     groups, group_of = _commit_groups(statements, queues)
     horizon = annotation.max_stage + max(versions.values(), default=1) + 2
@@ -371,8 +438,11 @@ def compute_schedule(loop: For, stmts: Sequence[Stmt], local_buffers: Sequence[B
 
 def _preloop_producer(stmt: Stmt, queue: int, statements: Sequence[PipelineStatement]
                       ) -> PreloopProducer:
-    reads, writes = regions_of(stmt)
-    producer = PipelineStatement(-1, -1, stmt, 0, -1, True, reads, writes)
+    accesses = _Accesses({})
+    accesses.visit(stmt)
+    reads, writes = tuple(accesses.reads), tuple(accesses.writes)
+    producer = PipelineStatement(-1, -1, stmt, 0, -1, True, reads, writes,
+                                 accesses.issues_wgmma)
     consumers = []
     for statement in statements:
         kinds = {kind for _, _, _, kind in conflicts(producer, statement)}
@@ -466,7 +536,7 @@ def _commit_groups(statements: Sequence[PipelineStatement], queues: Mapping[int,
         reads = {region.buffer for region in statement.reads}
         writes = {region.buffer for region in statement.writes}
         if current and (current[0].stage != statement.stage or reads & written
-                        or writes & (written | read)):
+                        or writes & written or writes & read):
             close()
         current.append(statement)
         written.update(writes)
@@ -496,18 +566,19 @@ def _dependencies(statements: Sequence[PipelineStatement], versions: Mapping[Buf
         pairs += [(region, consumer, other, "write")
                   for region in producer.reads if region.buffer.scope != "global"
                   for consumer, other, writes in accesses[region.buffer] if writes]
-        pairs = [pair for pair in pairs if not wgmma.in_order(producer, pair[1])]
+        if producer.issues_wgmma:
+            pairs = [pair for pair in pairs if not wgmma.in_order(producer, pair[1])]
         for region, consumer, other, kind in pairs:
             # The producer's instance j - d precedes the consumer's instance j from here on.
             first = producer.stage - consumer.stage + int(producer.position >= consumer.position)
             count = versions.get(region.buffer, 1)
             chosen = distances.setdefault((consumer.position, region.buffer, kind), set())
-            chosen.update(
-                distance for distance in range(first, first + horizon)
-                if distance not in chosen
-                and (count == 1 or distance % count == 0)
-                and (count > 1 or regions.may_overlap(producer, region, consumer, other,
-                                                      distance)))
+            if count > 1:
+                # Instances in one copy of the ring are taken to overlap, in two never.
+                chosen.update(range(first + (-first) % count, first + horizon, count))
+            else:
+                chosen.update(regions.overlapping(producer, region, consumer, other,
+                                                  range(first, first + horizon)))
         for (consumer, buffer, kind), chosen in sorted(distances.items(),
                                                        key=lambda item: item[0][0]):
             if chosen:

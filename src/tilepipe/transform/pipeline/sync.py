@@ -99,6 +99,7 @@ class _Replay:
     def __init__(self, schedule: Schedule, extent: int, sections: Sequence[Section]):
         self.extent = extent
         self.stages = [statement.stage for statement in schedule.statements]
+        self.section_intervals: dict[Section, list[tuple[int, int]]] = {}
         self.last_member = {group.members[-1]: index
                             for index, group in enumerate(schedule.groups)}
         queues = sorted(set(schedule.queues.values())
@@ -124,8 +125,9 @@ class _Replay:
                    for position, group in self.last_member.items()}
         # consumer position -> (producer stage, marks of its group, queue number, distances,
         # kind) per dependency, each once (the producers of one group in one stage at the
-        # same distances give one mark)
-        sources: dict[int, list] = {}
+        # same distances give one mark); consumers with the same sources share one tuple
+        sources: dict[int, tuple] = {}
+        shared_sources: dict[tuple, tuple] = {}
         for position, dependencies in schedule.consumers.items():
             entries = {}
             for dependency in dependencies:
@@ -134,25 +136,40 @@ class _Replay:
                 entries.setdefault((stage, group, dependency.distances, dependency.kind), (
                     stage, self.marks[group], self.queue_index[schedule.groups[group].queue],
                     dependency.distances, dependency.kind))
-            sources[position] = list(entries.values())
+            sources[position] = shared_sources.setdefault(tuple(entries),
+                                                          tuple(entries.values()))
+        # The statements that may wait or that commit: the others change nothing here.
         plan = [(position, stage, position in sources or position in self.preloop_needs,
                  sources.get(position, ()), self.preloop_needs.get(position, ()),
                  commits.get(position))
-                for position, stage in enumerate(self.stages)]
+                for position, stage in enumerate(self.stages)
+                if position in sources or position in self.preloop_needs
+                or position in commits]
         events = self.events
         for section in sections:
             for slot in range(section.start, section.start + section.length):
+                # An event of the same stage and sources as the previous one, with no
+                # commit between them (the members of one commit group), has the same
+                # counts and needs: (stage, sources, preloop needs, counts, needs, reads).
+                previous: tuple | None = None
                 for position, stage, waiting, from_loop, from_preloop, commit in plan:
                     iteration = slot - stage
                     if not 0 <= iteration < extent:
                         continue
                     if waiting:
-                        events.append((slot, position, tuple(counter), self._needs(
-                            slot, position, iteration, from_loop, from_preloop)))
+                        if (previous is None or previous[1] is not from_loop
+                                or previous[2] is not from_preloop or previous[0] != stage):
+                            previous = (stage, from_loop, from_preloop, tuple(counter),
+                                        *self._needs(iteration, from_loop, from_preloop))
+                        before, needs, reads = previous[3:]
+                        for number in reads:
+                            self.read_slots.setdefault((position, number), []).append(slot)
+                        events.append((slot, position, before, needs))
                     if commit is not None:
                         number, marks = commit
                         counter[number] += 1
                         marks[slot] = counter[number]
+                        previous = None
         self.counter = {queue: counter[number] for queue, number in self.queue_index.items()}
 
     def runs(self, slot: int, position: int) -> bool:
@@ -166,6 +183,18 @@ class _Replay:
         return (max(section.start, stage),
                 min(section.start + section.length, stage + self.extent))
 
+    def intervals(self, section: Section) -> list[tuple[int, int]]:
+        """``interval`` of every statement, by emission position (found once per stage:
+        statements of one stage run in the same slots; once per section)."""
+        known = self.section_intervals.get(section)
+        if known is None:
+            end = section.start + section.length
+            by_stage = {stage: (max(section.start, stage), min(end, stage + self.extent))
+                        for stage in set(self.stages)}
+            known = self.section_intervals[section] = [by_stage[stage]
+                                                       for stage in self.stages]
+        return known
+
     def reads_in(self, position: int, queue: int, low: int, high: int) -> bool:
         """Whether an event of the statement in slots ``[low, high)`` reads asynchronous
         data of ``queue``."""
@@ -175,9 +204,10 @@ class _Replay:
         first = bisect_left(slots, low)
         return first < len(slots) and slots[first] < high
 
-    def _needs(self, slot: int, position: int, iteration: int, from_loop, from_preloop
-               ) -> dict[int, int] | None:
-        """The newest conflicting group's mark per queue number of one event."""
+    def _needs(self, iteration: int, from_loop, from_preloop
+               ) -> tuple[dict[int, int] | None, tuple[int, ...]]:
+        """The newest conflicting group's mark per queue number of one event, and the
+        queue numbers on which its need is a read."""
         needs: dict[int, int] = {}
         reads: set[int] = set()
         for number, mark, kind in from_preloop:
@@ -196,9 +226,7 @@ class _Replay:
                     if kind == "read":
                         reads.add(number)
                     break
-        for number in reads:
-            self.read_slots.setdefault((position, number), []).append(slot)
-        return needs or None
+        return needs or None, tuple(reads)
 
 
 @dataclass(eq=False)
@@ -216,14 +244,13 @@ class _Site:
 def _sites(schedule: Schedule, replay: _Replay, section: Section) -> list[_Site]:
     """The candidate wait sites of a section. A later statement shares a site when no
     commit on the queue separates them and it never runs where the first does not."""
-    intervals = [replay.interval(section, statement.position)
-                 for statement in schedule.statements]
+    intervals = replay.intervals(section)
     open_site: dict[int, _Site | None] = {}
     sites: list[_Site] = []
     for position, (low, high) in enumerate(intervals):
         if low >= high:
             continue
-        for queue in sorted(schedule.waited_queues(position)):
+        for queue in schedule.waited_queues(position):
             site = open_site.get(queue)
             if site is not None:
                 first_low, first_high = intervals[site.first]
@@ -264,31 +291,38 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
         for slot in range(low, high):
             if (id(site), slot) not in skipped:
                 waits_at.setdefault((slot, site.first), []).append((site, number))
+    firsts = {site.first for site in sites}
     current: dict[int, tuple[int, int]] = {}  # queue number -> (site id, slot) of the open wait
     opened: dict[int, int] = {}  # queue number -> commit count when that wait ran
     values: dict[tuple[int, int], int | None] = {}
     unprotected: list[tuple[int, int, int]] = []
     queues = list(replay.queue_index)
+    # The needs of the previous event when they were all protected: the same needs (the
+    # replay shares them within a commit group) under the same waits change nothing.
+    settled = None
     for slot, position, before, needs in replay.events:
-        if waits_at:
+        if position in firsts:
             for site, number in waits_at.get((slot, position), ()):
                 wait = (id(site), slot)
                 current[number] = wait
                 opened[number] = before[number]
                 values.setdefault(wait, None)
-        if needs is None:
+                settled = None
+        if needs is None or needs is settled:
             continue
+        settled = needs
         for number, mark in needs.items():
             # The wait allows as many groups in flight as were committed after the
             # newest conflicting one.
-            wait = current.get(number)
-            if wait is None or opened[number] < mark:
+            start = opened.get(number)
+            if start is None or start < mark:
                 unprotected.append((slot, position, queues[number]))
+                settled = None
                 continue
-            allowed = opened[number] - mark
+            wait = current[number]
             known = values[wait]
-            if known is None or allowed < known:
-                values[wait] = allowed
+            if known is None or start - mark < known:
+                values[wait] = start - mark
     drains = []
     for queue, total in sorted(replay.counter.items()):
         if total == 0:
@@ -330,6 +364,35 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     candidates = [site for section in sections for site in _sites(schedule, replay, section)]
     chosen, outcome = _complete(schedule, replay, candidates,
                                 [site for site in candidates if site.for_read])
+    if replay.preloop_needs:
+        chosen, outcome = _without_preloop_waits(schedule, replay, chosen, outcome)
+    section_plans = []
+    for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
+        slots = range(section.start, section.start + section.length)
+        intervals = replay.intervals(section)
+        patterns = {interval: _pattern(section, *interval) for interval in set(intervals)}
+        runs = tuple(patterns[interval] for interval in intervals)
+        waits = []
+        for site in chosen:
+            if site.section is not section:
+                continue
+            values = [outcome.values.get((id(site), slot)) for slot in slots]
+            if section.kind == BODY:
+                known = [value for value in values if value is not None]
+                if known:
+                    waits.append(Wait(site.queue, site.first, (min(known),)))
+            elif any(value is not None for value in values):
+                standalone = any(value is None and replay.runs(slot, site.first)
+                                 for value, slot in zip(values, slots))
+                waits.append(Wait(site.queue, site.first, tuple(values), standalone))
+        section_plans.append(SectionPlan(actual, runs, tuple(waits)))
+    return SyncPlan(tuple(section_plans), tuple((queue, 0) for queue in outcome.drains))
+
+
+def _without_preloop_waits(schedule: Schedule, replay: _Replay, chosen: list[_Site],
+                           outcome: _Outcome) -> tuple[list[_Site], _Outcome]:
+    """``chosen`` less the waits for groups committed before the loop that an earlier
+    wait already guarantees, and the outcome without them."""
     for site in [site for site in chosen if any(position in replay.preloop_needs
                                                     for position in site.covered)]:
         # A read whose data an earlier wait already guarantees, at no cost to that wait's
@@ -356,26 +419,7 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
                     if other != key):
                 skipped.add(key)
                 outcome = trial
-    section_plans = []
-    for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
-        slots = range(section.start, section.start + section.length)
-        runs = tuple(_pattern(section, *replay.interval(section, statement.position))
-                     for statement in schedule.statements)
-        waits = []
-        for site in chosen:
-            if site.section is not section:
-                continue
-            values = [outcome.values.get((id(site), slot)) for slot in slots]
-            if section.kind == BODY:
-                known = [value for value in values if value is not None]
-                if known:
-                    waits.append(Wait(site.queue, site.first, (min(known),)))
-            elif any(value is not None for value in values):
-                standalone = any(value is None and replay.runs(slot, site.first)
-                                 for value, slot in zip(values, slots))
-                waits.append(Wait(site.queue, site.first, tuple(values), standalone))
-        section_plans.append(SectionPlan(actual, runs, tuple(waits)))
-    return SyncPlan(tuple(section_plans), tuple((queue, 0) for queue in outcome.drains))
+    return chosen, outcome
 
 
 def _pattern(section: Section, low: int, high: int) -> tuple[bool, ...]:
