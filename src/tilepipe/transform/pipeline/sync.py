@@ -19,7 +19,6 @@ one.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -116,8 +115,6 @@ class _Replay:
                     (number, counter[number], kind))
         # (slot, position, commit counts before it, {queue number: mark} or None)
         self.events: list[tuple[int, int, tuple[int, ...], dict[int, int] | None]] = []
-        # (position, queue) -> ascending slots where the event's need on the queue is a read
-        self.read_slots: dict[tuple[int, int], list[int]] = {}
         end = max((section.start + section.length for section in sections), default=0)
         # group -> slot -> the group's mark in that slot
         self.marks = [[0] * end for _ in schedule.groups]
@@ -126,7 +123,8 @@ class _Replay:
         # consumer position -> (producer stage, marks of its group, queue number, distances,
         # kind) per dependency, each once (the producers of one group in one stage at the
         # same distances give one mark); consumers with the same sources share one tuple
-        sources: dict[int, tuple] = {}
+        self.sources: dict[int, tuple] = {}
+        sources = self.sources
         shared_sources: dict[tuple, tuple] = {}
         for position, dependencies in schedule.consumers.items():
             entries = {}
@@ -139,37 +137,45 @@ class _Replay:
             sources[position] = shared_sources.setdefault(tuple(entries),
                                                           tuple(entries.values()))
         # The statements that may wait or that commit: the others change nothing here.
-        plan = [(position, stage, position in sources or position in self.preloop_needs,
-                 sources.get(position, ()), self.preloop_needs.get(position, ()),
-                 commits.get(position))
-                for position, stage in enumerate(self.stages)
-                if position in sources or position in self.preloop_needs
-                or position in commits]
+        # Waiting statements of one stage and the same sources share one key (compared by
+        # identity in the replay).
+        shares: dict[tuple, tuple] = {}
+        plan = []
+        for position, stage in enumerate(self.stages):
+            from_loop = sources.get(position, ())
+            from_preloop = self.preloop_needs.get(position, ())
+            commit = commits.get(position)
+            if from_loop or from_preloop:
+                key = (stage, id(from_loop), id(from_preloop))
+                share = shares.setdefault(key, key)
+            elif commit is None:
+                continue
+            else:
+                share = None
+            plan.append((position, stage, share, from_loop, from_preloop, commit))
         events = self.events
-        for section in sections:
-            for slot in range(section.start, section.start + section.length):
-                # An event of the same stage and sources as the previous one, with no
-                # commit between them (the members of one commit group), has the same
-                # counts and needs: (stage, sources, preloop needs, counts, needs, reads).
-                previous: tuple | None = None
-                for position, stage, waiting, from_loop, from_preloop, commit in plan:
-                    iteration = slot - stage
-                    if not 0 <= iteration < extent:
-                        continue
-                    if waiting:
-                        if (previous is None or previous[1] is not from_loop
-                                or previous[2] is not from_preloop or previous[0] != stage):
-                            previous = (stage, from_loop, from_preloop, tuple(counter),
-                                        *self._needs(iteration, from_loop, from_preloop))
-                        before, needs, reads = previous[3:]
-                        for number in reads:
-                            self.read_slots.setdefault((position, number), []).append(slot)
-                        events.append((slot, position, before, needs))
-                    if commit is not None:
-                        number, marks = commit
-                        counter[number] += 1
-                        marks[slot] = counter[number]
-                        previous = None
+        needs_of = self._needs
+        # The sections are consecutive from slot 0.
+        for slot in range(end):
+            # An event of the same stage and sources as the previous one, with no
+            # commit between them (the members of one commit group), has the same
+            # counts and needs.
+            previous = None
+            for position, stage, share, from_loop, from_preloop, commit in plan:
+                iteration = slot - stage
+                if not 0 <= iteration < extent:
+                    continue
+                if share is not None:
+                    if share is not previous:
+                        previous = share
+                        before = tuple(counter)
+                        needs = needs_of(iteration, from_loop, from_preloop)
+                    events.append((slot, position, before, needs))
+                if commit is not None:
+                    number, marks = commit
+                    counter[number] += 1
+                    marks[slot] = counter[number]
+                    previous = None
         self.counter = {queue: counter[number] for queue, number in self.queue_index.items()}
 
     def runs(self, slot: int, position: int) -> bool:
@@ -196,37 +202,36 @@ class _Replay:
         return known
 
     def reads_in(self, position: int, queue: int, low: int, high: int) -> bool:
-        """Whether an event of the statement in slots ``[low, high)`` reads asynchronous
-        data of ``queue``."""
-        slots = self.read_slots.get((position, queue))
-        if not slots:
-            return False
-        first = bisect_left(slots, low)
-        return first < len(slots) and slots[first] < high
+        """Whether an event of the statement in slots ``[low, high)``, in which it runs,
+        reads asynchronous data of ``queue`` (a queue number): data of a group before the
+        loop, or of a group in the loop whose producing instance exists (found from the
+        distances rather than recorded per event)."""
+        if any(number == queue and kind == "read"
+               for number, _, kind in self.preloop_needs.get(position, ())):
+            return True
+        # The instance ``iteration - distance`` exists in slots
+        # ``[stage + distance, stage + distance + extent)``.
+        stage = self.stages[position]
+        return any(max(low, stage + distance) < min(high, stage + distance + self.extent)
+                   for _, _, number, distances, kind in self.sources.get(position, ())
+                   if number == queue and kind == "read" for distance in distances)
 
-    def _needs(self, iteration: int, from_loop, from_preloop
-               ) -> tuple[dict[int, int] | None, tuple[int, ...]]:
-        """The newest conflicting group's mark per queue number of one event, and the
-        queue numbers on which its need is a read."""
+    def _needs(self, iteration: int, from_loop, from_preloop) -> dict[int, int] | None:
+        """The newest conflicting group's mark per queue number of one event."""
         needs: dict[int, int] = {}
-        reads: set[int] = set()
-        for number, mark, kind in from_preloop:
+        for number, mark, _ in from_preloop:
             if mark > needs.get(number, -1):
                 needs[number] = mark
-            if kind == "read":
-                reads.add(number)
         extent = self.extent
-        for stage, marks, number, distances, kind in from_loop:
+        for stage, marks, number, distances, _ in from_loop:
             for distance in distances:
                 produced = iteration - distance
                 if 0 <= produced < extent:
                     mark = marks[produced + stage]
                     if mark > needs.get(number, -1):
                         needs[number] = mark
-                    if kind == "read":
-                        reads.add(number)
                     break
-        return needs or None, tuple(reads)
+        return needs or None
 
 
 @dataclass(eq=False)
