@@ -98,7 +98,7 @@ class _Replay:
     def __init__(self, schedule: Schedule, extent: int, sections: Sequence[Section]):
         self.extent = extent
         self.stages = [statement.stage for statement in schedule.statements]
-        self.section_intervals: dict[Section, list[tuple[int, int]]] = {}
+        self.distinct_stages = set(self.stages)
         self.last_member = {group.members[-1]: index
                             for index, group in enumerate(schedule.groups)}
         queues = sorted(set(schedule.queues.values())
@@ -191,30 +191,29 @@ class _Replay:
 
     def intervals(self, section: Section) -> list[tuple[int, int]]:
         """``interval`` of every statement, by emission position (found once per stage:
-        statements of one stage run in the same slots; once per section)."""
-        known = self.section_intervals.get(section)
-        if known is None:
-            end = section.start + section.length
-            by_stage = {stage: (max(section.start, stage), min(end, stage + self.extent))
-                        for stage in set(self.stages)}
-            known = self.section_intervals[section] = [by_stage[stage]
-                                                       for stage in self.stages]
-        return known
+        statements of one stage run in the same slots)."""
+        start, end, extent = section.start, section.start + section.length, self.extent
+        by_stage = {stage: (max(start, stage), min(end, stage + extent))
+                    for stage in self.distinct_stages}
+        return [by_stage[stage] for stage in self.stages]
 
     def reads_in(self, position: int, queue: int, low: int, high: int) -> bool:
         """Whether an event of the statement in slots ``[low, high)``, in which it runs,
         reads asynchronous data of ``queue`` (a queue number): data of a group before the
         loop, or of a group in the loop whose producing instance exists (found from the
         distances rather than recorded per event)."""
-        if any(number == queue and kind == "read"
-               for number, _, kind in self.preloop_needs.get(position, ())):
-            return True
-        # The instance ``iteration - distance`` exists in slots
-        # ``[stage + distance, stage + distance + extent)``.
+        for number, _, kind in self.preloop_needs.get(position, ()):
+            if number == queue and kind == "read":
+                return True
         stage = self.stages[position]
-        return any(max(low, stage + distance) < min(high, stage + distance + self.extent)
-                   for _, _, number, distances, kind in self.sources.get(position, ())
-                   if number == queue and kind == "read" for distance in distances)
+        for _, _, number, distances, kind in self.sources.get(position, ()):
+            if number == queue and kind == "read":
+                for distance in distances:
+                    # The instance ``iteration - distance`` exists in slots
+                    # ``[stage + distance, stage + distance + extent)``.
+                    if max(low, stage + distance) < min(high, stage + distance + self.extent):
+                        return True
+        return False
 
     def _needs(self, iteration: int, from_loop, from_preloop) -> dict[int, int] | None:
         """The newest conflicting group's mark per queue number of one event."""
@@ -246,10 +245,11 @@ class _Site:
     for_read: bool = False
 
 
-def _sites(schedule: Schedule, replay: _Replay, section: Section) -> list[_Site]:
-    """The candidate wait sites of a section. A later statement shares a site when no
-    commit on the queue separates them and it never runs where the first does not."""
-    intervals = replay.intervals(section)
+def _sites(schedule: Schedule, replay: _Replay, section: Section,
+           intervals: Sequence[tuple[int, int]]) -> list[_Site]:
+    """The candidate wait sites of a section, whose ``intervals`` are given. A later
+    statement shares a site when no commit on the queue separates them and it never runs
+    where the first does not."""
     open_site: dict[int, _Site | None] = {}
     sites: list[_Site] = []
     for position, (low, high) in enumerate(intervals):
@@ -289,14 +289,12 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
     and before the next wait on its queue allows; what code after the loop may touch is
     everything, so nothing may stay in flight unseen at the end. ``skipped`` are
     (site id, slot) pairs of unrolled copies that do not wait."""
-    waits_at: dict[tuple[int, int], list[tuple[_Site, int]]] = {}
+    # first position -> (site, queue number, slots [low, high) it runs in) of its sites
+    waits_at: dict[int, list[tuple[_Site, int, int, int]]] = {}
     for site in sites:
         low, high = replay.interval(site.section, site.first)
-        number = replay.queue_index[site.queue]
-        for slot in range(low, high):
-            if (id(site), slot) not in skipped:
-                waits_at.setdefault((slot, site.first), []).append((site, number))
-    firsts = {site.first for site in sites}
+        waits_at.setdefault(site.first, []).append(
+            (site, replay.queue_index[site.queue], low, high))
     current: dict[int, tuple[int, int]] = {}  # queue number -> (site id, slot) of the open wait
     opened: dict[int, int] = {}  # queue number -> commit count when that wait ran
     values: dict[tuple[int, int], int | None] = {}
@@ -306,9 +304,14 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
     # replay shares them within a commit group) under the same waits change nothing.
     settled = None
     for slot, position, before, needs in replay.events:
-        if position in firsts:
-            for site, number in waits_at.get((slot, position), ()):
+        here = waits_at.get(position)
+        if here is not None:
+            for site, number, low, high in here:
+                if not low <= slot < high:
+                    continue
                 wait = (id(site), slot)
+                if wait in skipped:
+                    continue
                 current[number] = wait
                 opened[number] = before[number]
                 values.setdefault(wait, None)
@@ -366,17 +369,22 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     replayed_extent = min(extent, prologue_length + window)
     sections = sections_for(schedule, replayed_extent, prologue_length)
     replay = _Replay(schedule, replayed_extent, sections)
-    candidates = [site for section in sections for site in _sites(schedule, replay, section)]
+    intervals = [replay.intervals(section) for section in sections]
+    candidates = [site for section, section_intervals in zip(sections, intervals)
+                  for site in _sites(schedule, replay, section, section_intervals)]
     chosen, outcome = _complete(schedule, replay, candidates,
                                 [site for site in candidates if site.for_read])
     if replay.preloop_needs:
         chosen, outcome = _without_preloop_waits(schedule, replay, chosen, outcome)
+    # The replay is the loop itself unless it was shortened.
+    actual_sections = (sections if replayed_extent == extent
+                       else sections_for(schedule, extent, prologue_length))
     section_plans = []
-    for section, actual in zip(sections, sections_for(schedule, extent, prologue_length)):
+    for section, actual, section_intervals in zip(sections, actual_sections, intervals):
         slots = range(section.start, section.start + section.length)
-        intervals = replay.intervals(section)
-        patterns = {interval: _pattern(section, *interval) for interval in set(intervals)}
-        runs = tuple(patterns[interval] for interval in intervals)
+        patterns = {interval: _pattern(section, *interval)
+                    for interval in set(section_intervals)}
+        runs = tuple(patterns[interval] for interval in section_intervals)
         waits = []
         for site in chosen:
             if site.section is not section:
