@@ -72,8 +72,16 @@ class SyncPlan:
 
 
 def steady_window(schedule: Schedule) -> int:
-    """Body iterations the replay needs to see both the start and the steady state."""
-    return 2 * (schedule.horizon + schedule.max_stage + 1)
+    """Body iterations the replay needs to see both the start and the steady state.
+
+    A dependency's distances lie below its stage difference plus one plus the horizon, so
+    the producer instance an event depends on committed at most ``horizon`` slots before
+    it. From body slot ``max_stage + horizon`` on, every group commits in each slot that
+    far back, so each body slot's wait sees the same commits and needs as the next one's,
+    up to the last body slot, whose accesses run on into the epilogue. The body's first
+    ``horizon`` slots, a steady one and the last one thus give every count of a longer
+    body (one more slot per stage is margin)."""
+    return schedule.horizon + schedule.max_stage + 2
 
 
 def sections_for(schedule: Schedule, extent: int, prologue_length: int) -> list[Section]:
