@@ -12,8 +12,8 @@ from tilepipe.transform import inject_software_pipeline
 from tilepipe.transform.pipeline import sync
 
 # Body iterations replayed for the reference: more than any extent below, so nothing is
-# shortened. The extents are well above a prologue plus ``steady_window`` (at most 3 +
-# 14 slots for these programs), so the default replay is shortened.
+# shortened. The extents are above a prologue plus ``steady_window`` (at most 18 slots
+# for these programs), so the default replay is shortened.
 EVERY_ITERATION = 64
 EXTENTS = [20, 41]
 
