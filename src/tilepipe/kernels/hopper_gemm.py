@@ -40,6 +40,14 @@ def _check_sizes(M: int, N: int, K: int, block_m: int, block_n: int, block_k: in
                               "num_stages >= 2 are needed")
 
 
+def _tiling(M: int, N: int, K: int, block_m: int, block_n: int, block_k: int,
+            num_stages: int) -> tuple[int, int, int, int]:
+    """The sizes both GEMM forms derive from the tiles (checked first): consumer
+    threads, accumulator registers per thread, K tiles and the wgmma's stage."""
+    _check_sizes(M, N, K, block_m, block_n, block_k, num_stages)
+    return block_m // WGMMA_M * WARPGROUP, block_n // 2, K // block_k, num_stages - 1
+
+
 def hopper_gemm(M: int, N: int, K: int, block_m: int = 128, block_n: int = 128,
                 block_k: int = 64, num_stages: int = 4) -> PrimFunc:
     """The annotated (not yet lowered) GEMM program for these sizes.
@@ -48,11 +56,8 @@ def hopper_gemm(M: int, N: int, K: int, block_m: int = 128, block_n: int = 128,
     multiple of 8 up to 256, ``block_k`` 16, 32 or 64 (an fp16 row of 32, 64 or 128
     bytes: the TMA swizzle width), ``num_stages`` at least 2.
     """
-    _check_sizes(M, N, K, block_m, block_n, block_k, num_stages)
-    consumers = block_m // WGMMA_M * WARPGROUP
-    registers = block_n // 2
-    k_tiles = K // block_k
-    last_stage = num_stages - 1
+    consumers, registers, k_tiles, last_stage = _tiling(M, N, K, block_m, block_n, block_k,
+                                                        num_stages)
 
     @T.prim_func
     def hopper_gemm_kernel(a: T.handle, b: T.handle, c: T.handle):
@@ -113,14 +118,11 @@ def hopper_gemm_count_pipeline(M: int, N: int, K: int, block_m: int = 128,
     until a later wait, the ring has ``num_stages + 1`` slots, which lets one wgmma group
     stay in flight in the main loop. Sizes as for :func:`hopper_gemm`.
     """
-    _check_sizes(M, N, K, block_m, block_n, block_k, num_stages)
-    consumers = block_m // WGMMA_M * WARPGROUP
-    registers = block_n // 2
-    k_tiles = K // block_k
+    consumers, registers, k_tiles, last_stage = _tiling(M, N, K, block_m, block_n, block_k,
+                                                        num_stages)
     vectors = block_k // VECTOR  # 16-byte vectors per tile row
     a_rounds = block_m * vectors // consumers
     b_rounds = -(-block_n * vectors // consumers)
-    last_stage = num_stages - 1
 
     @T.prim_func
     def hopper_gemm_count_kernel(a: T.handle, b: T.handle, c: T.handle):
