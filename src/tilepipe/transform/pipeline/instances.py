@@ -115,20 +115,30 @@ class InstanceCompiler:
         dtype, span = node.dtype, node.span
         return None if value is None else lambda r: Cast(dtype, value(r), span)
 
-    def _buffer_load(self, node: BufferLoad) -> Build | None:
-        indices = self._tuple(node.indices)
-        ring = self.remap.get(node.buffer)
-        span = node.span
+    def _access(self, buffer: Buffer, items: Sequence[Any], region: bool = False
+                ) -> tuple[Buffer, Callable[[PrimExpr], tuple] | None]:
+        """The buffer an access (indices, or the ranges of a region) goes to and the
+        builder of its items, a ring buffer's leading ring index first; the builder is
+        None when neither the buffer nor any item changes."""
+        built = self._tuple(items)
+        ring = self.remap.get(buffer)
         if ring is None:
-            if indices is None:
-                return None
-            buffer = node.buffer
-            return lambda r: BufferLoad(buffer, indices(r), span)
-        buffer, index = ring[0], self._ring_index(ring[1])
-        if indices is None:
-            kept = node.indices
-            return lambda r: BufferLoad(buffer, (index(r),) + kept, span)
-        return lambda r: BufferLoad(buffer, (index(r),) + indices(r), span)
+            return buffer, built
+        index = self._ring_index(ring[1])
+        if region:
+            point, one = index, IntImm(1)
+
+            def index(r: PrimExpr) -> Range:  # a region's ring entry: its one slot
+                return Range(point(r), one)
+        if built is None:
+            kept = tuple(items)
+            return ring[0], lambda r: (index(r),) + kept
+        return ring[0], lambda r: (index(r),) + built(r)
+
+    def _buffer_load(self, node: BufferLoad) -> Build | None:
+        buffer, indices = self._access(node.buffer, node.indices)
+        span = node.span
+        return None if indices is None else lambda r: BufferLoad(buffer, indices(r), span)
 
     def _call(self, node: Call) -> Build | None:
         """An opaque call; a ring buffer it takes whole becomes the region of the whole
@@ -147,35 +157,19 @@ class InstanceCompiler:
                                old_extent if extent is None else extent(r), span)
 
     def _buffer_region(self, node: BufferRegion) -> Build | None:
-        region = self._tuple(node.region)
-        ring = self.remap.get(node.buffer)
+        buffer, region = self._access(node.buffer, node.region, region=True)
         span = node.span
-        if ring is None:
-            if region is None:
-                return None
-            buffer = node.buffer
-            return lambda r: BufferRegion(buffer, region(r), span)
-        buffer, index, one = ring[0], self._ring_index(ring[1]), IntImm(1)
-        if region is None:
-            kept = node.region
-            return lambda r: BufferRegion(buffer, (Range(index(r), one),) + kept, span)
-        return lambda r: BufferRegion(buffer, (Range(index(r), one),) + region(r), span)
+        return None if region is None else lambda r: BufferRegion(buffer, region(r), span)
 
     # Statements -------------------------------------------------------------------------
     def _buffer_store(self, node: BufferStore) -> Build | None:
-        value, indices = self.compile(node.value), self._tuple(node.indices)
-        ring = self.remap.get(node.buffer)
-        old_value, span = node.value, node.span
-        if ring is None:
-            if value is None and indices is None:
-                return None
-            buffer, kept = node.buffer, node.indices
-            return lambda r: BufferStore(buffer, old_value if value is None else value(r),
-                                         kept if indices is None else indices(r), span)
-        buffer, index, kept = ring[0], self._ring_index(ring[1]), node.indices
+        value = self.compile(node.value)
+        buffer, indices = self._access(node.buffer, node.indices)
+        if value is None and indices is None:
+            return None
+        old_value, kept, span = node.value, node.indices, node.span
         return lambda r: BufferStore(buffer, old_value if value is None else value(r),
-                                     (index(r),) + (kept if indices is None else indices(r)),
-                                     span)
+                                     kept if indices is None else indices(r), span)
 
     def _evaluate(self, node: Evaluate) -> Build | None:
         value, span = self.compile(node.value), node.span
