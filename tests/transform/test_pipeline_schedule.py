@@ -13,7 +13,7 @@ from pipeline_helpers import check_pipeline, producer_consumer, program
 
 from tilepipe.ir import For, post_order_visit
 from tilepipe.script import parse
-from tilepipe.transform.pipeline import PipelineStatement, compute_schedule, read_annotation
+from tilepipe.transform.pipeline import compute_schedule, read_annotation, wgmma
 from tilepipe.transform.pipeline.inject import _loop_body
 from tilepipe.transform.pipeline.schedule import _RegionTest
 
@@ -60,11 +60,8 @@ def test_a_declared_block_gives_its_regions_and_still_issues_its_wgmma():
     assert [(region.buffer.name, region.region[1].extent.value) for region in copy.writes] \
         == [("S", 1)]  # an access of its own, a single element
     for statement in schedule.statements:
-        # Built without the flag, a statement finds it from its own statement.
-        again = PipelineStatement(statement.index, statement.position, statement.stmt,
-                                  statement.stage, statement.order, statement.is_async,
-                                  statement.reads, statement.writes)
-        assert again.issues_wgmma == statement.issues_wgmma
+        # The one walk's flag is what the statement itself says.
+        assert wgmma.issues_wgmma(statement.stmt) == statement.issues_wgmma
 
 
 INNER_QUEUE = '''

@@ -23,7 +23,7 @@ from ...ir import (
 from .annotations import is_pipelined, other_annotations, read_annotation
 from .emit import Emitter, fold_sub
 from .planning import plan_pipeline
-from .schedule import PipelineStatement, Schedule, compute_schedule, conflicts, regions_of
+from .schedule import PipelineStatement, Schedule, compute_schedule, conflicts, outside_statement
 from .sync import BODY, PROLOGUE, SyncPlan, plan_for_every_extent, plan_synchronization
 
 
@@ -158,14 +158,12 @@ def _commit_preloop(stmts: list[Stmt], preloop: Sequence[int], queue: int) -> li
     in_flight = 0
     for index, stmt in enumerate(stmts):
         if index in preloop:
-            reads, writes = regions_of(stmt)
-            groups.append(PipelineStatement(index, -1, stmt, 0, -1, True, reads, writes))
+            groups.append(outside_statement(stmt, index))
             result.append(AsyncCommitQueue(queue, stmt))
             in_flight += 1
             continue
         if groups:
-            reads, writes = regions_of(stmt)
-            statement = PipelineStatement(index, -1, stmt, 0, -1, False, reads, writes)
+            statement = outside_statement(stmt, index, is_async=False)
             newest = max((number for number, group in enumerate(groups)
                           if any(True for _ in conflicts(group, statement))), default=None)
             if newest is not None:

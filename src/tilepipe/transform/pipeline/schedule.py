@@ -37,8 +37,7 @@ class PipelineStatement:
 
     ``index`` is its position in the original body, ``position`` in emission order;
     ``reads`` / ``writes`` are its access regions in terms of the original loop variable;
-    ``issues_wgmma`` whether it issues a warpgroup MMA (found from ``stmt`` when not
-    given).
+    ``issues_wgmma`` whether it issues a warpgroup MMA.
     """
 
     index: int
@@ -49,11 +48,7 @@ class PipelineStatement:
     is_async: bool
     reads: tuple[BufferRegion, ...]
     writes: tuple[BufferRegion, ...]
-    issues_wgmma: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.issues_wgmma is None:
-            object.__setattr__(self, "issues_wgmma", wgmma.issues_wgmma(self.stmt))
+    issues_wgmma: bool
 
     @property
     def line(self) -> str:
@@ -366,11 +361,14 @@ class _Accesses(IRVisitor):
         super().visit_async_wait_queue(node)
 
 
-def regions_of(stmt: Stmt) -> tuple[tuple[BufferRegion, ...], tuple[BufferRegion, ...]]:
-    """The ``(reads, writes)`` of ``stmt``, each access as a region of single elements."""
+def outside_statement(stmt: Stmt, index: int = -1, is_async: bool = True
+                      ) -> PipelineStatement:
+    """A statement before the loop as the schedule sees one of the loop's: stage 0, no
+    emission position; ``index`` is its place among the statements before the loop."""
     accesses = _Accesses({})
     accesses.visit(stmt)
-    return tuple(accesses.reads), tuple(accesses.writes)
+    return PipelineStatement(index, -1, stmt, 0, -1, is_async, tuple(accesses.reads),
+                             tuple(accesses.writes), accesses.issues_wgmma)
 
 
 def _check_dependencies(loop: For, statements: Sequence[PipelineStatement]) -> None:
@@ -438,17 +436,13 @@ def compute_schedule(loop: For, stmts: Sequence[Stmt], local_buffers: Sequence[B
 
 def _preloop_producer(stmt: Stmt, queue: int, statements: Sequence[PipelineStatement]
                       ) -> PreloopProducer:
-    accesses = _Accesses({})
-    accesses.visit(stmt)
-    reads, writes = tuple(accesses.reads), tuple(accesses.writes)
-    producer = PipelineStatement(-1, -1, stmt, 0, -1, True, reads, writes,
-                                 accesses.issues_wgmma)
+    producer = outside_statement(stmt)
     consumers = []
     for statement in statements:
         kinds = {kind for _, _, _, kind in conflicts(producer, statement)}
         if kinds:
             consumers.append((statement.position, "read" if "read" in kinds else "write"))
-    return PreloopProducer(stmt, queue, reads, writes, tuple(consumers))
+    return PreloopProducer(stmt, queue, producer.reads, producer.writes, tuple(consumers))
 
 
 def _versions(statements: Sequence[PipelineStatement], local_buffers: Sequence[Buffer],
