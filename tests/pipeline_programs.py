@@ -42,6 +42,25 @@ def pipeline(A0: T.Buffer((2, 6), "float32"), A1: T.Buffer((2, 6), "float32"),
 '''
 
 
+# Seed 002's Q tile: copied asynchronously before the pipelined loop, read in every
+# iteration (with another thread's elements); QUERY_COPY is that copy's text.
+QUERY_COPY = '''            with T.attr(0, "async_scope", 1):
+                Q_shared[tx] = Q[tx]
+'''
+COPY_BEFORE_THE_LOOP = HEADER + '''@T.prim_func
+def before(Q: T.Buffer((32,), "float32"), K: T.Buffer((6, 32), "float32"),
+           C: T.Buffer((6, 32), "float32")):
+    for tx in T.thread_binding(32, thread="threadIdx.x"):
+        with T.block("root"):
+            Q_shared = T.alloc_buffer((32,), "float32", scope="shared")
+            K_shared = T.alloc_buffer((32,), "float32", scope="shared")
+''' + QUERY_COPY + '''            for k in T.serial(6, annotations={"software_pipeline_stage": [0, 1],
+                                              "software_pipeline_order": [0, 1],
+                                              "software_pipeline_async_stages": [0]}):
+                K_shared[tx] = K[k, tx]
+                C[k, tx] = Q_shared[(tx + 1) % 32] * K_shared[(tx + 3) % 32]
+'''
+
 @dataclass(frozen=True)
 class Statement:
     """One statement of the loop body: ``target`` written from ``sources``."""

@@ -4,6 +4,9 @@ before the loop (seed 002's Q tile), and a pipelined loop nested in the barrier-
 Each simulates to the loop's results under every schedule, is race-free, and compiles
 for sm_90a."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -14,6 +17,9 @@ from tilepipe.errors import PipelineError
 from tilepipe.sim import random_inputs, simulate, verify
 from tilepipe.transform.barriers import lower_to_barriers
 from tilepipe.transform.warp_specialize import warp_specialize
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline_programs import COPY_BEFORE_THE_LOOP, QUERY_COPY  # noqa: E402
 
 HEADER = '''
 from tilepipe import script as T
@@ -54,24 +60,6 @@ def shared(A: T.Buffer((6, 32), "float32"), C: T.Buffer((6, 32), "float32")):
                     C[i, tx] = R[(tx + 1) % 32]
 '''
 
-QUERY_COPY = '''            with T.attr(0, "async_scope", 1):
-                Q_shared[tx] = Q[tx]
-'''
-BEFORE = HEADER + '''
-@T.prim_func
-def before(Q: T.Buffer((32,), "float32"), K: T.Buffer((6, 32), "float32"),
-           C: T.Buffer((6, 32), "float32")):
-    for tx in T.thread_binding(32, thread="threadIdx.x"):
-        with T.block("root"):
-            Q_shared = T.alloc_buffer((32,), "float32", scope="shared")
-            K_shared = T.alloc_buffer((32,), "float32", scope="shared")
-''' + QUERY_COPY + '''            for k in T.serial(6, annotations={"software_pipeline_stage": [0, 1],
-                                              "software_pipeline_order": [0, 1],
-                                              "software_pipeline_async_stages": [0]}):
-                K_shared[tx] = K[k, tx]
-                C[k, tx] = Q_shared[(tx + 1) % 32] * K_shared[(tx + 3) % 32]
-'''
-
 # The inner loop is a register double buffer; in NESTED_ASYNC it copies asynchronously.
 NESTED = HEADER + '''
 @T.prim_func
@@ -109,7 +97,7 @@ PROGRAMS = {
     "hoisted": (HOISTED, HOISTED),
     "shared in one stage": (SHARED.replace("STAGE", "1"), SHARED.replace("STAGE", "1")),
     "shared in the next stage": (SHARED.replace("STAGE", "2"), SHARED.replace("STAGE", "2")),
-    "copy before the loop": (BEFORE, BEFORE.replace(
+    "copy before the loop": (COPY_BEFORE_THE_LOOP, COPY_BEFORE_THE_LOOP.replace(
         QUERY_COPY, '            Q_shared[tx] = Q[tx]\n            T.tvm_storage_sync("shared")\n')),
     "nested": (NESTED, NESTED),
     "nested asynchronous": (NESTED_ASYNC, NESTED_ASYNC),
@@ -154,24 +142,24 @@ def test_shared_data_of_other_threads_gets_block_or_consumer_barriers():
 
 def test_copy_before_the_loop_waits_once_before_its_first_reader():
     for form in FORMS.values():
-        script = form(parse(BEFORE)).script()
+        script = form(parse(COPY_BEFORE_THE_LOOP)).script()
         assert "T.tma_load(Q_shared[0:32], Q[0:32], Q_shared_full, 0)" in script
         assert script.count("T.mbarrier_wait_parity(Q_shared_full, 0, 0)") == 1
     # The loop's own copies start meanwhile: the wait is in the first consumer instance.
-    single = lower_to_barriers(parse(BEFORE)).script()
+    single = lower_to_barriers(parse(COPY_BEFORE_THE_LOOP)).script()
     assert single.index("T.tma_load(K_shared") < single.index(
         "T.mbarrier_wait_parity(Q_shared_full")
 
 
 def test_copy_before_the_loop_that_nothing_reads_is_rejected():
-    text = BEFORE.replace("Q_shared[(tx + 1) % 32] * ", "")
+    text = COPY_BEFORE_THE_LOOP.replace("Q_shared[(tx + 1) % 32] * ", "")
     with pytest.raises(PipelineError, match="nothing after the asynchronous copy into "
                                             "Q_shared"):
         lower_to_barriers(parse(text))
 
 
 def test_copy_before_the_loop_must_be_a_tile_copy():
-    text = BEFORE.replace("Q_shared[tx] = Q[tx]", "Q_shared[tx] = Q[31 - tx]")
+    text = COPY_BEFORE_THE_LOOP.replace("Q_shared[tx] = Q[tx]", "Q_shared[tx] = Q[31 - tx]")
     with pytest.raises(PipelineError, match="asynchronous statement before the pipelined "
                                             "loop does not copy each element"):
         lower_to_barriers(parse(text))
@@ -193,7 +181,7 @@ def test_commands_verify_and_emit_the_copy_before_the_loop(tmp_path, capsys, syn
     from tilepipe.cli import main
 
     path = tmp_path / "before.py"
-    path.write_text(BEFORE)
+    path.write_text(COPY_BEFORE_THE_LOOP)
     assert main(["verify", str(path), "--sync", sync]) == 0
     assert "no race" in capsys.readouterr().out
     assert main(["cuda", str(path), "--sync", sync, "--arch", "sm_90a"]) == 0

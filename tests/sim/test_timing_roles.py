@@ -1,7 +1,9 @@
 """The timing model of the Hopper forms: mbarrier phases, TMA bytes completing them, and
 the producer and consumer roles of a warp-specialized program running concurrently."""
 
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,9 @@ from tilepipe.sim.timing import A100, ModelError, estimate
 from tilepipe.transform.barriers import lower_to_barriers
 from tilepipe.transform.pipeline.planning import plan_pipeline
 from tilepipe.transform.warp_specialize import warp_specialize
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline_programs import COPY_BEFORE_THE_LOOP  # noqa: E402
 
 # Round numbers: an 8 KiB tile moves in 512 cycles and lands 100 later; a 64 x 64 x 64
 # warpgroup MMA (524,288 flops) takes 512; issuing costs 4, a block barrier 20.
@@ -135,31 +140,10 @@ def test_both_barrier_forms_do_the_same_work(gemm):
     assert "producer" not in {interval.unit for interval in single.intervals}
 
 
-QUERY_BEFORE_THE_LOOP = """
-from tilepipe import script as T
-
-
-@T.prim_func
-def before(Q: T.Buffer((32,), "float32"), K: T.Buffer((6, 32), "float32"),
-           C: T.Buffer((6, 32), "float32")):
-    for tx in T.thread_binding(32, thread="threadIdx.x"):
-        with T.block("root"):
-            Q_shared = T.alloc_buffer((32,), "float32", scope="shared")
-            K_shared = T.alloc_buffer((32,), "float32", scope="shared")
-            with T.attr(0, "async_scope", 1):
-                Q_shared[tx] = Q[tx]
-            for k in T.serial(6, annotations={"software_pipeline_stage": [0, 1],
-                                              "software_pipeline_order": [0, 1],
-                                              "software_pipeline_async_stages": [0]}):
-                K_shared[tx] = K[k, tx]
-                C[k, tx] = Q_shared[(tx + 1) % 32] * K_shared[(tx + 3) % 32]
-"""
-
-
 @pytest.mark.parametrize("lowering", [lower_to_barriers, lambda func: warp_specialize(
     func, reallocate_registers=False)])
 def test_loop_copies_start_while_the_tile_copied_before_the_loop_travels(lowering):
-    report = estimate(lowering(parse(QUERY_BEFORE_THE_LOOP)), ROUND)
+    report = estimate(lowering(parse(COPY_BEFORE_THE_LOOP)), ROUND)
     transfers = [i for i in report.intervals if i.kind == "transfer" and i.unit == "tma"]
     flights = [i for i in report.intervals if i.kind == "flight" and i.unit == "tma"]
     assert len(transfers) == 7  # the Q tile, then six K tiles of 128 bytes
