@@ -1,15 +1,19 @@
-"""Speed of the software pipeline pass on synthetic loops.
+"""Speed of the software pipeline pass on synthetic loops, against Apache TVM's.
 
 Each loop has K producer blocks (a copy of a global tile into a shared buffer of its
 own, in stage 0) and a consumer that reads every shared buffer (in the last stage),
 flat or as the inner loop of a two-level nest whose outer loop also pipelines a copy;
 asynchronous (producers in an async stage) or not. Prints one row per program: the
 median wall-clock and CPU time of the pipeline pass
-(``tilepipe.transform.pipeline.inject_software_pipeline``, the counterpart of TVM's
-``InjectSoftwarePipeline``; block barriers are a pass of their own) over repeated runs
-(parsing excluded), and where known the time of Apache TVM's C++ pass with our CPU time's
-ratio to it (below 1: faster). TVM's pass takes about 0.3 ms (K=2) to 11.5 ms (K=64) on
-the flat async loops and about 20 ms on the nested K=64 one on the reference machine.
+(``tilepipe.transform.pipeline.inject_software_pipeline``; block barriers are a pass of
+their own) over repeated runs (parsing excluded).
+
+When Apache TVM 0.27 is installed (``python3 -m pip install -e ".[baseline]"``), the same
+program, written in TVM's TVMScript, goes through TVM's C++ ``InjectSoftwarePipeline``
+in the same process, measured in turn with ours, and the row adds TVM's median CPU time,
+our ratio to it (below 1: faster) and whether the two passes emit the same wait counts.
+Without TVM the row gives the issue's reference figures where it has them (TVM's pass on
+the reference machine: about 0.3 ms at K=2 to 11.5 ms at K=64 flat async, 20 ms nested).
 
 Run: ``python3 benchmarks/transform_speed.py [--repeats N] [--sizes 2,8,64]``.
 """
@@ -17,8 +21,10 @@ Run: ``python3 benchmarks/transform_speed.py [--repeats N] [--sizes 2,8,64]``.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
+from typing import Callable
 
 from tilepipe.script import parse
 from tilepipe.transform.pipeline import inject_software_pipeline
@@ -61,20 +67,74 @@ def synthetic(A: T.Buffer((32, {max(32 * producers * 4, 16)}), "float32"), C: T.
 {inner}'''
 
 
-# Apache TVM's C++ pass on the reference machine, CPU ms: (shape, asynchronous, K) -> ms.
+# Apache TVM's C++ pass on the reference machine, CPU ms: (shape, asynchronous, K) -> ms,
+# shown when TVM is not installed here.
 TVM_MS = {("flat", True, 2): 0.3, ("flat", True, 64): 11.5, ("nested", True, 64): 20.0}
 
+_OUR_WAIT = re.compile(r'"async_wait_inflight_count", ([^)]+)\)')
+_TVM_WAIT = re.compile(r'"async_wait_inflight_count": ([^}]+)\}')
 
-def median_seconds(func, repeats: int) -> tuple[float, float]:
+
+class TvmBaseline:
+    """Apache TVM's pipeline pass on our programs: each program text rewritten into TVM's
+    TVMScript (TVM 0.27 names the dialect ``tirx`` and schedulable blocks ``sblock``)."""
+
+    def __init__(self) -> None:
+        import tvm
+        import tvm.s_tir
+        from tvm.script import parser, tirx
+
+        self.tvm, self.parser, self.dialect = tvm, parser, tirx
+        self.version = tvm.__version__
+        self.inject = tvm.s_tir.transform.InjectSoftwarePipeline()
+
+    def module(self, source: str):
+        body = source[source.index("@T.prim_func"):]
+        body = (body.replace("@T.prim_func", "@T.prim_func(s_tir=True)", 1)
+                .replace("T.block()", "T.sblock()")
+                .replace("T.alloc_buffer(", "T.sblock_alloc_buffer("))
+        func = self.parser.parse(body, extra_vars={"T": self.dialect}, check_well_formed=False)
+        return self.tvm.IRModule({"main": func})
+
+    def run(self, module):
+        return self.inject(module)
+
+    @staticmethod
+    def waits(module) -> list[str]:
+        return _TVM_WAIT.findall(module["main"].script())
+
+
+def load_tvm() -> TvmBaseline | None:
+    """TVM's pass, or None when Apache TVM (with the s_tir dialect) is not installed."""
+    try:
+        return TvmBaseline()
+    except ImportError:
+        return None
+
+
+def median_seconds(run: Callable[[], object], repeats: int) -> tuple[float, float]:
     """Median wall-clock and median CPU seconds of one run (CPU time is what a busy
     machine does not inflate)."""
     wall, cpu = [], []
     for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
-        inject_software_pipeline(func)
+        run()
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     return statistics.median(wall), statistics.median(cpu)
+
+
+def interleaved(first: Callable[[], object], second: Callable[[], object], repeats: int,
+                rounds: int = 5) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``median_seconds`` of two passes measured in turn, ``rounds`` times each (the
+    median of the rounds), so that a machine slowing down affects both alike."""
+    first(), second()  # warm up
+    results: tuple[list, list] = ([], [])
+    for _ in range(rounds):
+        for run, times in ((first, results[0]), (second, results[1])):
+            times.append(median_seconds(run, repeats))
+    return tuple(tuple(statistics.median(values) for values in zip(*times))  # type: ignore
+                 for times in results)
 
 
 def main() -> None:
@@ -83,21 +143,37 @@ def main() -> None:
     parser.add_argument("--sizes", default="2,4,8,16,32,64")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
+    baseline = load_tvm()
+    print(f"TVM {baseline.version}: measured in this process" if baseline else
+          "TVM not installed: TVM ms are the issue's reference figures")
     print(f"{'shape':<8} {'async':<6} {'stages':>6} {'K':>4} {'wall ms':>8} {'cpu ms':>8} "
-          f"{'cpu ms / K':>10} {'TVM ms':>7} {'/ TVM':>6}")
+          f"{'cpu ms / K':>10} {'TVM ms':>7} {'/ TVM':>6} {'waits':>6}")
     for nested in (False, True):
         for asynchronous in (True, False):
             for stages in (2, 4) if nested else (1, 2, 3, 4):
                 for producers in sizes:
-                    func = parse(synthetic(producers, stages, asynchronous, nested))
-                    wall, cpu = median_seconds(func, args.repeats)
+                    source = synthetic(producers, stages, asynchronous, nested)
+                    func = parse(source)
                     shape = "nested" if nested else "flat"
-                    reference = TVM_MS.get((shape, asynchronous, producers))
-                    versus = (f"{reference:>7.1f} {cpu * 1e3 / reference:>6.2f}"
+                    waits = ""
+                    if baseline is not None:
+                        module = baseline.module(source)
+                        (wall, cpu), (_, reference) = interleaved(
+                            lambda: inject_software_pipeline(func),
+                            lambda: baseline.run(module), args.repeats)
+                        reference *= 1e3
+                        ours = _OUR_WAIT.findall(inject_software_pipeline(func).script())
+                        waits = "same" if ours == baseline.waits(baseline.run(module)) \
+                            else "differ"
+                    else:
+                        wall, cpu = median_seconds(lambda: inject_software_pipeline(func),
+                                                   args.repeats)
+                        reference = TVM_MS.get((shape, asynchronous, producers))
+                    versus = (f"{reference:>7.2f} {cpu * 1e3 / reference:>6.2f}"
                               if reference else f"{'':>7} {'':>6}")
                     print(f"{shape:<8} {str(asynchronous):<6} {stages:>6} {producers:>4} "
                           f"{wall * 1e3:>8.2f} {cpu * 1e3:>8.2f} {cpu * 1e3 / producers:>10.3f} "
-                          f"{versus}")
+                          f"{versus} {waits:>6}", flush=True)
 
 
 if __name__ == "__main__":
