@@ -1,9 +1,13 @@
 """The race detector on correct and hand-made racy programs, and the schedules' effect."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from tilepipe.sim import random_inputs, simulate, verify
+from tilepipe.script import load_file
+from tilepipe.sim import max_safe_counts, random_inputs, simulate, verify
+from tilepipe.transform import inject_software_pipeline
 
 import sim_programs as programs
 from sim_mutants import barriers, loosened, waits, without_barrier, without_wait
@@ -180,3 +184,22 @@ def readers(A: T.Buffer((2,), "float32"), C: T.Buffer((2,), "float32")):
     race = _only_race(func, "cross-thread")
     assert race.first.action == "async read" and race.first.thread == 0
     assert race.second.action == "write" and race.second.thread == 1
+
+
+def test_a_wait_inside_the_group_it_waits_for_covers_nothing():
+    """With every statement in one async stage, TVM 0.27 waits for 0 groups inside the
+    copies' own commit group (tvm_one_async_stage.py): the consumer reads tiles not yet
+    landed and the last groups stay in flight. tilepipe's pipeline of the same loop is
+    race-free, exact, and computes what the loop computes."""
+    funcs = {func.name: func for func in
+             load_file(Path(__file__).parent / "tvm_one_async_stage.py")}
+    kinds = {race.kind for race in verify(funcs["tvm_output"]).races}
+    assert {"unlanded-read", "in-flight-at-end"} <= kinds
+    pipelined = programs.load(inject_software_pipeline(funcs["before"]).script())
+    assert verify(pipelined).ok, verify(pipelined).format()
+    assert all(count.exact for count in max_safe_counts(pipelined))
+    inputs = random_inputs(funcs["before"], seed=3)
+    expected = simulate(funcs["before"], inputs)["C"]
+    for schedule in SCHEDULES:
+        np.testing.assert_array_equal(simulate(pipelined, inputs, schedule=schedule)["C"],
+                                      expected)
