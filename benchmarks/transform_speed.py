@@ -125,16 +125,16 @@ def median_seconds(run: Callable[[], object], repeats: int) -> tuple[float, floa
 
 
 def interleaved(first: Callable[[], object], second: Callable[[], object], repeats: int,
-                rounds: int = 5) -> tuple[tuple[float, float], tuple[float, float]]:
+                rounds: int = 5) -> list[tuple[float, float]]:
     """``median_seconds`` of two passes measured in turn, ``rounds`` times each (the
-    median of the rounds), so that a machine slowing down affects both alike."""
+    median over the rounds), so that a machine slowing down affects both alike."""
     first(), second()  # warm up
-    results: tuple[list, list] = ([], [])
+    rounds_of: list[list[tuple[float, float]]] = [[], []]
     for _ in range(rounds):
-        for run, times in ((first, results[0]), (second, results[1])):
-            times.append(median_seconds(run, repeats))
-    return tuple(tuple(statistics.median(values) for values in zip(*times))  # type: ignore
-                 for times in results)
+        for run, measured in zip((first, second), rounds_of):
+            measured.append(median_seconds(run, repeats))
+    return [(statistics.median(wall for wall, _ in measured),
+             statistics.median(cpu for _, cpu in measured)) for measured in rounds_of]
 
 
 def main() -> None:
