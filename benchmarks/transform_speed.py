@@ -28,6 +28,7 @@ from typing import Callable
 
 from tilepipe.script import parse
 from tilepipe.transform.pipeline import inject_software_pipeline
+from tvm_baseline import TvmBaseline
 
 
 def synthetic(producers: int, stages: int, asynchronous: bool, nested: bool) -> str:
@@ -72,36 +73,6 @@ def synthetic(A: T.Buffer((32, {max(32 * producers * 4, 16)}), "float32"), C: T.
 TVM_MS = {("flat", True, 2): 0.3, ("flat", True, 64): 11.5, ("nested", True, 64): 20.0}
 
 _OUR_WAIT = re.compile(r'"async_wait_inflight_count", ([^)]+)\)')
-_TVM_WAIT = re.compile(r'"async_wait_inflight_count": ([^}]+)\}')
-
-
-class TvmBaseline:
-    """Apache TVM's pipeline pass on our programs: each program text rewritten into TVM's
-    TVMScript (TVM 0.27 names the dialect ``tirx`` and schedulable blocks ``sblock``)."""
-
-    def __init__(self) -> None:
-        import tvm
-        import tvm.s_tir
-        from tvm.script import parser, tirx
-
-        self.tvm, self.parser, self.dialect = tvm, parser, tirx
-        self.version = tvm.__version__
-        self.inject = tvm.s_tir.transform.InjectSoftwarePipeline()
-
-    def module(self, source: str):
-        body = source[source.index("@T.prim_func"):]
-        body = (body.replace("@T.prim_func", "@T.prim_func(s_tir=True)", 1)
-                .replace("T.block()", "T.sblock()")
-                .replace("T.alloc_buffer(", "T.sblock_alloc_buffer("))
-        func = self.parser.parse(body, extra_vars={"T": self.dialect}, check_well_formed=False)
-        return self.tvm.IRModule({"main": func})
-
-    def run(self, module):
-        return self.inject(module)
-
-    @staticmethod
-    def waits(module) -> list[str]:
-        return _TVM_WAIT.findall(module["main"].script())
 
 
 def load_tvm() -> TvmBaseline | None:
