@@ -81,6 +81,7 @@ class PipelineProgram:
     orders: tuple[int, ...] = ()
     async_stages: tuple[int, ...] = ()
     shares_across_threads: bool = False
+    copies_before_the_loop: bool = False  # an async copy before the loop (the prelude)
 
     def describe(self) -> str:
         return (f"threads={self.threads} extent={self.extent} stages={list(self.stages)} "
@@ -216,4 +217,4 @@ def build_program(threads: int, num_inputs: int, computes: tuple[bool, ...], shi
         lines.append(f"{indent}{statement.text}")
     return PipelineProgram(HEADER + "\n".join(lines) + "\n",
                            {"n": extent} if symbolic else {}, threads, extent, stages, orders,
-                           async_stages, shift != 0)
+                           async_stages, shift != 0, prelude)

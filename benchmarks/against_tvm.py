@@ -1,0 +1,107 @@
+"""tilepipe's and Apache TVM's pipeline passes on the same generated programs, both
+outputs checked by tilepipe's simulator.
+
+    python3 benchmarks/against_tvm.py N [--seed S]
+
+Draws N producer/consumer programs (tests/pipeline_programs.py: random stages, orders,
+async stages, constant or symbolic extents, loop starts, nesting, an async copy before
+the loop), pipelines each with tilepipe and with TVM 0.27's ``InjectSoftwarePipeline``
+(``python3 -m pip install -e ".[baseline]"``), and checks each output as
+benchmarks/fuzz.py does: the same outputs as the loop under the eager, lazy and random
+schedules, no race, every wait exact. TVM's output is read back in tilepipe's notation
+(benchmarks/tvm_baseline.py) and gets the same block barriers as tilepipe's. Prints one
+column per pass and, for TVM, the first program of each failing kind with its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import time
+import traceback
+
+from hypothesis import HealthCheck, given, settings, seed
+
+from fuzz import OUTCOMES, check, check_pipelined, programs
+from tilepipe.errors import TilepipeError
+from tilepipe.script import parse
+from tvm_baseline import TvmBaseline
+
+TVM_OUTCOMES = OUTCOMES + ("unreadable",)
+
+
+def check_tvm(baseline: TvmBaseline, program) -> tuple[str, str]:
+    """The outcome of TVM's pipeline of one program, with details when it is not ok."""
+    try:
+        func = parse(program.source, source_name="<generated>")
+        try:
+            output = baseline.run(baseline.module(program.source))
+        except Exception as error:  # TVM raises its own error types
+            return "rejected", str(error).strip().splitlines()[-1]
+        text = baseline.as_tilepipe(output)
+        try:
+            pipelined = parse(text, source_name="<TVM's output>")
+        except TilepipeError as error:
+            return "unreadable", f"{error}\n{text}"
+        outcome, details = check_pipelined(program, func, pipelined)
+        return outcome, f"{details}\nTVM's output:\n{text}" if outcome != "ok" else ""
+    except Exception:  # a crash of any part is what the comparison is for
+        return "crash", traceback.format_exc(limit=4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("count", type=int, help="how many programs to draw")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        baseline = TvmBaseline()
+    except ImportError:
+        sys.exit('Apache TVM is not installed: python3 -m pip install -e ".[baseline]"')
+    # (kind of program, pass) -> outcome -> programs
+    counts: dict[tuple[str, str], collections.Counter] = collections.defaultdict(
+        collections.Counter)
+    examples: dict[str, tuple] = {}
+    start = time.perf_counter()
+
+    @seed(args.seed)
+    @settings(max_examples=args.count, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(programs())
+    def compare(program):
+        kind = _kind(program)
+        counts[kind, "tilepipe"][check(program)[0]] += 1
+        outcome, details = check_tvm(baseline, program)
+        counts[kind, "TVM"][outcome] += 1
+        examples.setdefault(f"{outcome} ({kind})", (program, details))
+
+    compare()
+    seconds = time.perf_counter() - start
+    kinds = [kind for kind in KINDS if (kind, "TVM") in counts]
+    total = sum(sum(counts[kind, "TVM"].values()) for kind in kinds)
+    print(f"{total} programs ({seconds:.1f} s, TVM {baseline.version}); per kind of program, "
+          "how many pipelines of each pass had each outcome (tilepipe / TVM)")
+    print(f"{'outcome':<11}" + "".join(f" {kind:>22}" for kind in kinds))
+    print(f"{'programs':<11}" + "".join(f" {sum(counts[kind, 'TVM'].values()):>22}"
+                                        for kind in kinds))
+    for outcome in TVM_OUTCOMES:
+        cells = [f"{counts[kind, 'tilepipe'][outcome]} / {counts[kind, 'TVM'][outcome]}"
+                 for kind in kinds]
+        print(f"{outcome:<11}" + "".join(f" {cell:>22}" for cell in cells))
+    for name, (program, details) in examples.items():
+        if not name.startswith("ok "):
+            print(f"\nTVM's first {name}: {details}\n{program.describe()}")
+
+
+KINDS = ("synchronous", "asynchronous", "async copy before loop")
+
+
+def _kind(program) -> str:
+    if program.copies_before_the_loop:
+        return KINDS[2]
+    return KINDS[1] if program.async_stages else KINDS[0]
+
+
+if __name__ == "__main__":
+    main()
