@@ -1,16 +1,18 @@
-"""tilepipe's and Apache TVM's pipeline passes on the same generated programs, both
-outputs checked by tilepipe's simulator.
+"""tilepipe's and Apache TVM's pipeline passes on the same programs, both outputs
+checked by tilepipe's simulator.
 
     python3 benchmarks/against_tvm.py N [--seed S]
 
-Draws N producer/consumer programs (tests/pipeline_programs.py: random stages, orders,
-async stages, constant or symbolic extents, loop starts, nesting, an async copy before
-the loop), pipelines each with tilepipe and with TVM 0.27's ``InjectSoftwarePipeline``
-(``python3 -m pip install -e ".[baseline]"``), and checks each output as
-benchmarks/fuzz.py does: the same outputs as the loop under the eager, lazy and random
-schedules, no race, every wait exact. TVM's output is read back in tilepipe's notation
-(benchmarks/tvm_baseline.py) and gets the same block barriers as tilepipe's. Prints one
-column per pass and, for TVM, the first program of each failing kind with its output.
+Takes the speed benchmark's loops with two producers and the example files, then draws
+N producer/consumer programs (tests/pipeline_programs.py: random stages, orders, async
+stages, constant or symbolic extents, loop starts, nesting, an async copy before the
+loop). Pipelines each with tilepipe and with TVM 0.27's ``InjectSoftwarePipeline``
+(``python3 -m pip install -e ".[baseline]"``) and checks each output as
+benchmarks/fuzz.py does: no race, the same outputs as the loop under the eager, lazy
+and random schedules, every wait exact. TVM's output is read back in tilepipe's
+notation (benchmarks/tvm_baseline.py) and gets the same block barriers as tilepipe's.
+Prints the outcome per fixed program, a table per kind of drawn program, and for TVM
+the first drawn program of each failing kind with its output.
 """
 
 from __future__ import annotations
@@ -20,23 +22,29 @@ import collections
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, seed
 
 from fuzz import OUTCOMES, check, check_pipelined, programs
 from tilepipe.errors import TilepipeError
 from tilepipe.script import parse
+from tilepipe.transform import inject_software_pipeline
+from transform_speed import synthetic
 from tvm_baseline import TvmBaseline
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 TVM_OUTCOMES = OUTCOMES + ("unreadable",)
 
 
-def check_tvm(baseline: TvmBaseline, program) -> tuple[str, str]:
-    """The outcome of TVM's pipeline of one program, with details when it is not ok."""
+def check_tvm(baseline: TvmBaseline, source: str, dims: dict[str, int]) -> tuple[str, str]:
+    """The outcome of TVM's pipeline of the program ``source`` (symbolic sizes bound by
+    ``dims``), with details when it is not ok."""
     try:
-        func = parse(program.source, source_name="<generated>")
+        func = parse(source, source_name="<program>")
         try:
-            output = baseline.run(baseline.module(program.source))
+            output = baseline.run(baseline.module(source))
         except Exception as error:  # TVM raises its own error types
             return "rejected", str(error).strip().splitlines()[-1]
         text = baseline.as_tilepipe(output)
@@ -44,7 +52,7 @@ def check_tvm(baseline: TvmBaseline, program) -> tuple[str, str]:
             pipelined = parse(text, source_name="<TVM's output>")
         except TilepipeError as error:
             return "unreadable", f"{error}\n{text}"
-        outcome, details = check_pipelined(program, func, pipelined)
+        outcome, details = check_pipelined(func, pipelined, dims)
         return outcome, f"{details}\nTVM's output:\n{text}" if outcome != "ok" else ""
     except Exception:  # a crash of any part is what the comparison is for
         return "crash", traceback.format_exc(limit=4)
@@ -72,12 +80,18 @@ def main() -> None:
     def compare(program):
         kind = _kind(program)
         counts[kind, "tilepipe"][check(program)[0]] += 1
-        outcome, details = check_tvm(baseline, program)
+        outcome, details = check_tvm(baseline, program.source, program.dims)
         counts[kind, "TVM"][outcome] += 1
         examples.setdefault(f"{outcome} ({kind})", (program, details))
 
     compare()
     seconds = time.perf_counter() - start
+    print(f"{'program':<44} {'tilepipe':<12} TVM")
+    for name, source, dims in fixed_programs():
+        ours = check_pipelined(parse(source), inject_software_pipeline(parse(source)), dims)
+        print(f"{name:<44} {_summary(*ours):<12} {_summary(*check_tvm(baseline, source, dims))}",
+              flush=True)
+    print()
     kinds = [kind for kind in KINDS if (kind, "TVM") in counts]
     total = sum(sum(counts[kind, "TVM"].values()) for kind in kinds)
     print(f"{total} programs ({seconds:.1f} s, TVM {baseline.version}); per kind of program, "
@@ -92,6 +106,30 @@ def main() -> None:
     for name, (program, details) in examples.items():
         if not name.startswith("ok "):
             print(f"\nTVM's first {name}: {details}\n{program.describe()}")
+
+
+def fixed_programs() -> list[tuple[str, str, dict[str, int]]]:
+    """The speed benchmark's loops with two producers, and the example files (name,
+    text, symbolic sizes)."""
+    programs = []
+    for nested in (False, True):
+        for asynchronous in (True, False):
+            for stages in (2, 4) if nested else (1, 2, 3, 4):
+                name = (f"transform_speed {'nested' if nested else 'flat'} "
+                        f"{'async' if asynchronous else 'sync'} stages={stages} K=2")
+                programs.append((name, synthetic(2, stages, asynchronous, nested), {}))
+    for name in ("simple_compute_async", "producer_interleaving", "three_stage_two_async",
+                 "symbolic_extent"):
+        dims = {"n": 6} if name == "symbolic_extent" else {}
+        programs.append((f"examples/{name}.py", (EXAMPLES / f"{name}.py").read_text(), dims))
+    return programs
+
+
+def _summary(outcome: str, details: str) -> str:
+    """``outcome``, with how many waits are not exact when that is the outcome."""
+    if outcome == "inexact":
+        return f"inexact: {details.splitlines()[0]}"
+    return outcome
 
 
 KINDS = ("synchronous", "asynchronous", "async copy before loop")

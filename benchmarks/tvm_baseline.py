@@ -9,9 +9,6 @@ tilepipe's notation, so that tilepipe's simulator can run and check it.
 from __future__ import annotations
 
 import ast
-import re
-
-_TVM_WAIT = re.compile(r'"async_wait_inflight_count": ([^},]+)[},]')
 
 # TVM's printed operator calls -> Python operators
 _OPERATORS = {"FloorMod": ast.Mod, "FloorDiv": ast.FloorDiv, "Mul": ast.Mult, "Add": ast.Add,
@@ -42,11 +39,6 @@ class TvmBaseline:
 
     def run(self, module):
         return self.inject(module)
-
-    @staticmethod
-    def waits(module) -> list[str]:
-        """The wait counts of TVM's output, in program order."""
-        return _TVM_WAIT.findall(module["main"].script())
 
     @staticmethod
     def as_tilepipe(module) -> str:
