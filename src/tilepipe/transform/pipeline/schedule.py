@@ -21,8 +21,8 @@ from typing import Iterable, Mapping, Sequence
 
 from ...arith import Analyzer, infer_regions
 from ...ir import (
-    AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, FloatImm, For, IntImm,
-    IRVisitor, PrimExpr, Range, Stmt, StringImm, Var, substitute,
+    AsyncCommitQueue, AsyncWaitQueue, BinaryOp, Block, Buffer, BufferRegion, FloatImm, For,
+    IntImm, IRVisitor, PrimExpr, Range, Stmt, StringImm, Var, substitute,
 )
 from . import wgmma
 from .annotations import ORDER, STAGE, PipelineAnnotation, loop_error
@@ -140,11 +140,11 @@ class _RegionTest:
     def __init__(self, loop: For):
         self.loop_var = loop.loop_var
         self.relaxed: dict[int, dict[Buffer, BufferRegion]] = {}
-        self.moving: dict[int, bool] = {}
+        self.moving: dict[BufferRegion, bool] = {}
         self.cache: dict[tuple[int, int, int], bool] = {}
 
     def _moves(self, region: BufferRegion) -> bool:
-        known = self.moving.get(id(region))
+        known = self.moving.get(region)
         if known is None:
             known = False
             for range_ in region.region:
@@ -152,7 +152,7 @@ class _RegionTest:
                                                                   self.loop_var):
                     known = True
                     break
-            self.moving[id(region)] = known
+            self.moving[region] = known
         return known
 
     def may_overlap(self, producer: "PipelineStatement", producer_region: BufferRegion,
@@ -230,6 +230,9 @@ def mentions(node, var: Var) -> bool:
         return node is var
     if isinstance(node, IntImm):
         return False
+    if isinstance(node, BinaryOp):
+        # Index arithmetic, the common case, needs no visitor.
+        return mentions(node.a, var) or mentions(node.b, var)
     finder = _VarFinder(var)
     finder.visit(node)
     return finder.found
@@ -273,10 +276,10 @@ class _Accesses(IRVisitor):
     MMA; the queues that its inner pipelines commit to or wait on. Accesses are recorded
     outside declared blocks only (``recording``).
 
-    ``points`` maps an index expression (by identity) to its single-element range; the
-    walks of one loop's statements share it, since most indices (``tx``, ``e``) recur."""
+    ``points`` maps an index expression to its single-element range; the walks of one
+    loop's statements share it, since most indices (``tx``, ``e``) recur."""
 
-    def __init__(self, points: dict[int, Range]) -> None:
+    def __init__(self, points: dict[PrimExpr, Range]) -> None:
         self.reads: list[BufferRegion] = []
         self.writes: list[BufferRegion] = []
         self.issues_wgmma = False
@@ -284,14 +287,24 @@ class _Accesses(IRVisitor):
         self.recording = True
         self.points = points
 
-    def _point(self, buffer: Buffer, indices) -> BufferRegion:
+    def _element(self, buffer: Buffer, indices: tuple[PrimExpr, ...]) -> BufferRegion:
+        """The single element ``buffer[indices]``, after walking its indices (a load in
+        an index is an access of its own, recorded before this one)."""
+        points = self.points
         ranges = []
         for index in indices:
-            range_ = self.points.get(id(index))
+            if not isinstance(index, _LEAVES):
+                self.visit(index)
+            range_ = points.get(index)
             if range_ is None:
-                range_ = self.points[id(index)] = Range(index, IntImm(1, index.dtype))
+                range_ = points[index] = Range(index, IntImm(1, index.dtype))
             ranges.append(range_)
         return BufferRegion(buffer, tuple(ranges))
+
+    def _visit_indices(self, indices: tuple[PrimExpr, ...]) -> None:
+        for index in indices:
+            if not isinstance(index, _LEAVES):
+                self.visit(index)
 
     def _visit_unrecorded(self, node) -> None:
         """Walks ``node`` for wgmma calls and queues only."""
@@ -307,20 +320,25 @@ class _Accesses(IRVisitor):
             self.visit(node.b)
 
     def visit_buffer_load(self, node) -> None:
-        for index in node.indices:
-            if not isinstance(index, _LEAVES):
-                self.visit(index)
         if self.recording:
-            self.reads.append(self._point(node.buffer, node.indices))
+            self.reads.append(self._element(node.buffer, node.indices))
+        else:
+            self._visit_indices(node.indices)
 
     def visit_buffer_store(self, node) -> None:
         if not isinstance(node.value, _LEAVES):
             self.visit(node.value)
-        for index in node.indices:
-            if not isinstance(index, _LEAVES):
-                self.visit(index)
         if self.recording:
-            self.writes.append(self._point(node.buffer, node.indices))
+            self.writes.append(self._element(node.buffer, node.indices))
+        else:
+            self._visit_indices(node.indices)
+
+    def visit_for(self, node: For) -> None:
+        if not isinstance(node.min, _LEAVES):
+            self.visit(node.min)
+        if not isinstance(node.extent, _LEAVES):
+            self.visit(node.extent)
+        self.visit(node.body)
 
     def visit_call(self, node) -> None:
         if node.op == wgmma.WGMMA:
