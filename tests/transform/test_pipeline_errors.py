@@ -28,6 +28,7 @@ def three_stage(**annotations):
     ({"order": [0, 1, 1]}, ORDER, "gives order 1 to more than one statement"),
     ({"stage": [0, -1, 2]}, STAGE, "has a negative stage -1"),
     ({"stage": [0, 1.5, 2]}, STAGE, "must hold integers only, found 1.5"),
+    ({"stage": [0, True, 2]}, STAGE, "must hold integers only, found True"),
     ({"order": "first"}, ORDER, "must be a list of integers"),
     ({"async_stages": [3]}, ASYNC, "lists stage 3, which no statement of the loop has"),
     ({"async_stages": [0, 0]}, ASYNC, "lists stage 0 twice"),

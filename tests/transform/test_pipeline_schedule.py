@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from pipeline_helpers import check_pipeline, producer_consumer, program
 
-from tilepipe.ir import For, post_order_visit
+from tilepipe.ir import Add, BufferLoad, For, IntImm, post_order_visit
 from tilepipe.script import parse
 from tilepipe.transform.pipeline import compute_schedule, read_annotation, wgmma
 from tilepipe.transform.pipeline.inject import _loop_body
-from tilepipe.transform.pipeline.schedule import _RegionTest
+from tilepipe.transform.pipeline.schedule import _RegionTest, mentions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline_programs import programs  # noqa: E402
@@ -87,6 +87,44 @@ def test_queues_committed_inside_a_declared_block_are_not_reused():
     schedule = schedule_of(program(INNER_QUEUE))
     assert dict(schedule.queues) == {0: 4}
     assert [region.buffer.name for region in schedule.statements[0].writes] == ["S"]
+
+
+GATHER = '''
+@T.prim_func
+def gather(A: T.Buffer((4, 64), "float32"), Index: T.Buffer((4, 16), "int32"),
+           Place: T.Buffer((16,), "int32"), D: T.Buffer((4, 64), "float32")):
+    for tx in T.thread_binding(4, thread="threadIdx.x"):
+        for i in T.serial(16, annotations={"software_pipeline_stage": [0, 1],
+                                           "software_pipeline_order": [0, 1]}):
+            with T.block():
+                S = T.alloc_buffer((4, 1), dtype="float32", scope="shared")
+                S[tx, 0] = A[tx, Index[tx, i] * 2 + 1]
+                D[tx, Place[i] + tx] = S[tx, 0] + A[tx, i]
+'''
+
+
+def test_a_load_in_an_index_is_an_access_of_its_own_recorded_before_the_outer_one():
+    copy, use = schedule_of(program(GATHER)).statements
+    assert [region.buffer.name for region in copy.reads] == ["Index", "A"]
+    assert [region.buffer.name for region in copy.writes] == ["S"]
+    # The stored value's loads, then those of the store's own indices.
+    assert [region.buffer.name for region in use.reads] == ["S", "A", "Place"]
+    assert [region.buffer.name for region in use.writes] == ["D"]
+    # Each access is one element: the index itself, extent 1.
+    (_, gathered), (_, placed) = copy.reads[1].region, use.writes[0].region
+    assert isinstance(gathered.min, Add) and gathered.extent.value == 1
+    assert isinstance(placed.min.a, BufferLoad) and placed.extent.value == 1
+
+
+def test_mentions_finds_a_variable_in_index_arithmetic_and_inside_loads():
+    func = program(GATHER)
+    i = pipelined_loop(func).loop_var
+    copy = schedule_of(func).statements[0]
+    tx, index = (range_.min for range_ in copy.reads[1].region)  # Index[tx, i] * 2 + 1
+    assert mentions(index, i) and mentions(index, tx)  # inside the load Index[tx, i]
+    assert not mentions(index.b, i)  # the constant 1
+    assert mentions(tx * 2 + 1, tx) and not mentions(tx * 2 + 1, i)
+    assert not mentions(IntImm(3), i) and mentions(i, i) and not mentions(tx, i)
 
 
 OVERLAPS = '''

@@ -19,6 +19,7 @@ STAGE = "software_pipeline_stage"
 ORDER = "software_pipeline_order"
 ASYNC_STAGES = "software_pipeline_async_stages"
 PIPELINE_KEYS = (STAGE, ORDER, ASYNC_STAGES)
+_PIPELINE_KEY_SET = frozenset(PIPELINE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class PipelineAnnotation:
 
 def is_pipelined(loop: For) -> bool:
     """True when ``loop`` carries any of the three pipeline annotations."""
-    return any(key in loop.annotations for key in PIPELINE_KEYS)
+    # One pass over the loop's annotations (most loops have none), asked of every loop.
+    return not _PIPELINE_KEY_SET.isdisjoint(loop.annotations)
 
 
 def other_annotations(annotations: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,6 +59,8 @@ def _integers(loop: For, key: str) -> tuple[int, ...]:
         value = (value,) if key == ASYNC_STAGES else None
     if value is None:
         raise loop_error(loop, key, "must be a list of integers")
+    if all(type(item) is int for item in value):
+        return tuple(value)  # the usual form: nothing to convert (bool is not int here)
     items = []
     for item in value:
         if isinstance(item, IntImm) and item.dtype != "bool":

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter, itemgetter
 from typing import Iterable, Mapping, Sequence
 
 from ...arith import Analyzer, infer_regions
 from ...ir import (
-    AsyncCommitQueue, AsyncWaitQueue, Block, Buffer, BufferRegion, FloatImm, For, IntImm,
-    IRVisitor, PrimExpr, Range, Stmt, StringImm, Var, substitute,
+    AsyncCommitQueue, AsyncWaitQueue, BinaryOp, Block, Buffer, BufferRegion, FloatImm, For,
+    IntImm, IRVisitor, PrimExpr, Range, Stmt, StringImm, Var, substitute,
 )
 from . import wgmma
 from .annotations import ORDER, STAGE, PipelineAnnotation, loop_error
@@ -120,14 +121,15 @@ class Schedule:
     @cached_property
     def _waited(self) -> tuple[tuple[int, ...], ...]:
         """``waited_queues`` of every position, found once (each plan asks for each)."""
-        waited = []
-        for position in range(len(self.statements)):
-            queues = {self.groups[self.group_of[dependency.producer]].queue
-                      for dependency in self.consumers.get(position, ())}
-            queues.update(producer.queue for producer in self.preloop
-                          if any(consumer == position for consumer, _ in producer.consumers))
-            waited.append(tuple(sorted(queues)))
-        return tuple(waited)
+        waited: dict[int, set[int]] = {}  # only the positions that wait on some queue
+        for position, dependencies in self.consumers.items():
+            waited[position] = {self.groups[self.group_of[dependency.producer]].queue
+                                for dependency in dependencies}
+        for producer in self.preloop:
+            for position, _ in producer.consumers:
+                waited.setdefault(position, set()).add(producer.queue)
+        return tuple(tuple(sorted(waited[position])) if position in waited else ()
+                     for position in range(len(self.statements)))
 
 
 # Access regions ------------------------------------------------------------------------
@@ -140,11 +142,11 @@ class _RegionTest:
     def __init__(self, loop: For):
         self.loop_var = loop.loop_var
         self.relaxed: dict[int, dict[Buffer, BufferRegion]] = {}
-        self.moving: dict[int, bool] = {}
+        self.moving: dict[BufferRegion, bool] = {}
         self.cache: dict[tuple[int, int, int], bool] = {}
 
     def _moves(self, region: BufferRegion) -> bool:
-        known = self.moving.get(id(region))
+        known = self.moving.get(region)
         if known is None:
             known = False
             for range_ in region.region:
@@ -152,7 +154,7 @@ class _RegionTest:
                                                                   self.loop_var):
                     known = True
                     break
-            self.moving[id(region)] = known
+            self.moving[region] = known
         return known
 
     def may_overlap(self, producer: "PipelineStatement", producer_region: BufferRegion,
@@ -177,15 +179,15 @@ class _RegionTest:
 
     def overlapping(self, producer: "PipelineStatement", producer_region: BufferRegion,
                     consumer: "PipelineStatement", consumer_region: BufferRegion,
-                    distances: range) -> Iterable[int]:
-        """The ``distances`` at which the two accesses may overlap (all or none of them
-        when neither moves with the loop variable)."""
+                    distances: range) -> Sequence[int]:
+        """The ``distances`` (ascending) at which the two accesses may overlap (all or
+        none of them when neither moves with the loop variable)."""
         if not (self._moves(producer_region) or self._moves(consumer_region)):
             return () if _constant_disjoint_regions(producer_region, consumer_region) \
                 else distances
-        return (distance for distance in distances
-                if self.may_overlap(producer, producer_region, consumer, consumer_region,
-                                    distance))
+        return tuple(distance for distance in distances
+                     if self.may_overlap(producer, producer_region, consumer, consumer_region,
+                                         distance))
 
     def _relaxed_region(self, statement: "PipelineStatement", buffer: Buffer
                         ) -> BufferRegion | None:
@@ -230,6 +232,9 @@ def mentions(node, var: Var) -> bool:
         return node is var
     if isinstance(node, IntImm):
         return False
+    if isinstance(node, BinaryOp):
+        # Index arithmetic, the common case, needs no visitor.
+        return mentions(node.a, var) or mentions(node.b, var)
     finder = _VarFinder(var)
     finder.visit(node)
     return finder.found
@@ -273,25 +278,43 @@ class _Accesses(IRVisitor):
     MMA; the queues that its inner pipelines commit to or wait on. Accesses are recorded
     outside declared blocks only (``recording``).
 
-    ``points`` maps an index expression (by identity) to its single-element range; the
-    walks of one loop's statements share it, since most indices (``tx``, ``e``) recur."""
+    One walker serves every statement of a loop: ``points``, which maps an index
+    expression to its single-element range, is shared since most indices (``tx``, ``e``)
+    recur, and ``queues`` gathers the queues of all statements walked."""
 
-    def __init__(self, points: dict[int, Range]) -> None:
+    def __init__(self) -> None:
         self.reads: list[BufferRegion] = []
         self.writes: list[BufferRegion] = []
         self.issues_wgmma = False
         self.queues: set[int] = set()
         self.recording = True
-        self.points = points
+        self.points: dict[PrimExpr, Range] = {}
 
-    def _point(self, buffer: Buffer, indices) -> BufferRegion:
+    def walk(self, stmt: Stmt
+             ) -> tuple[tuple[BufferRegion, ...], tuple[BufferRegion, ...], bool]:
+        """The reads and writes of ``stmt`` and whether it issues a warpgroup MMA."""
+        self.reads, self.writes, self.issues_wgmma = [], [], False
+        self.visit(stmt)
+        return tuple(self.reads), tuple(self.writes), self.issues_wgmma
+
+    def _element(self, buffer: Buffer, indices: tuple[PrimExpr, ...]) -> BufferRegion:
+        """The single element ``buffer[indices]``, after walking its indices (a load in
+        an index is an access of its own, recorded before this one)."""
+        points = self.points
         ranges = []
         for index in indices:
-            range_ = self.points.get(id(index))
+            if not isinstance(index, _LEAVES):
+                self.visit(index)
+            range_ = points.get(index)
             if range_ is None:
-                range_ = self.points[id(index)] = Range(index, IntImm(1, index.dtype))
+                range_ = points[index] = Range(index, IntImm(1, index.dtype))
             ranges.append(range_)
         return BufferRegion(buffer, tuple(ranges))
+
+    def _visit_indices(self, indices: tuple[PrimExpr, ...]) -> None:
+        for index in indices:
+            if not isinstance(index, _LEAVES):
+                self.visit(index)
 
     def _visit_unrecorded(self, node) -> None:
         """Walks ``node`` for wgmma calls and queues only."""
@@ -307,20 +330,25 @@ class _Accesses(IRVisitor):
             self.visit(node.b)
 
     def visit_buffer_load(self, node) -> None:
-        for index in node.indices:
-            if not isinstance(index, _LEAVES):
-                self.visit(index)
         if self.recording:
-            self.reads.append(self._point(node.buffer, node.indices))
+            self.reads.append(self._element(node.buffer, node.indices))
+        else:
+            self._visit_indices(node.indices)
 
     def visit_buffer_store(self, node) -> None:
         if not isinstance(node.value, _LEAVES):
             self.visit(node.value)
-        for index in node.indices:
-            if not isinstance(index, _LEAVES):
-                self.visit(index)
         if self.recording:
-            self.writes.append(self._point(node.buffer, node.indices))
+            self.writes.append(self._element(node.buffer, node.indices))
+        else:
+            self._visit_indices(node.indices)
+
+    def visit_for(self, node: For) -> None:
+        if not isinstance(node.min, _LEAVES):
+            self.visit(node.min)
+        if not isinstance(node.extent, _LEAVES):
+            self.visit(node.extent)
+        self.visit(node.body)
 
     def visit_call(self, node) -> None:
         if node.op == wgmma.WGMMA:
@@ -365,17 +393,14 @@ def outside_statement(stmt: Stmt, index: int = -1, is_async: bool = True
                       ) -> PipelineStatement:
     """A statement before the loop as the schedule sees one of the loop's: stage 0, no
     emission position; ``index`` is its place among the statements before the loop."""
-    accesses = _Accesses({})
-    accesses.visit(stmt)
-    return PipelineStatement(index, -1, stmt, 0, -1, is_async, tuple(accesses.reads),
-                             tuple(accesses.writes), accesses.issues_wgmma)
+    return PipelineStatement(index, -1, stmt, 0, -1, is_async, *_Accesses().walk(stmt))
 
 
 def _check_dependencies(loop: For, statements: Sequence[PipelineStatement]) -> None:
     """A statement must not run before (stage) or ahead of (order, same stage) the
     statement that writes what it reads earlier in the same iteration."""
     last_writer: dict[Buffer, PipelineStatement] = {}
-    for statement in sorted(statements, key=lambda item: item.index):
+    for statement in sorted(statements, key=attrgetter("index")):
         for region in statement.reads:
             writer = last_writer.get(region.buffer)
             if writer is None:
@@ -402,24 +427,20 @@ def compute_schedule(loop: For, stmts: Sequence[Stmt], local_buffers: Sequence[B
     body block allocates ``local_buffers``; ``preloop`` are asynchronous statements
     before the loop. Raises :class:`PipelineError` when the annotation breaks a
     dependency."""
-    emission = sorted(range(len(stmts)), key=lambda index: annotation.orders[index])
+    orders, stages = annotation.orders, annotation.stages
+    emission = sorted(range(len(stmts)), key=orders.__getitem__)
     statements = []
-    used_queues: set[int] = set()  # by the inner pipelines
-    points: dict[int, Range] = {}
+    accesses = _Accesses()
     for position, index in enumerate(emission):
-        accesses = _Accesses(points)
-        accesses.visit(stmts[index])
-        used_queues.update(accesses.queues)
-        stage = annotation.stages[index]
+        stage = stages[index]
         statements.append(PipelineStatement(
-            index, position, stmts[index], stage, annotation.orders[index],
-            stage in annotation.async_stages, tuple(accesses.reads), tuple(accesses.writes),
-            accesses.issues_wgmma))
+            index, position, stmts[index], stage, orders[index],
+            stage in annotation.async_stages, *accesses.walk(stmts[index])))
     _check_dependencies(loop, statements)
     wgmma.check_stages(loop, statements)
     regions = _RegionTest(loop)
     versions = _versions(statements, local_buffers, _double_buffered(stmts), regions)
-    base = max(used_queues, default=-1) + 1
+    base = max(accesses.queues, default=-1) + 1  # past the queues of inner pipelines
     queues = {stage: base + stage for stage in sorted(annotation.async_stages)}
     groups, group_of = _commit_groups(statements, queues)
     horizon = annotation.max_stage + max(versions.values(), default=1) + 2
@@ -454,34 +475,47 @@ def _versions(statements: Sequence[PipelineStatement], local_buffers: Sequence[B
     wait), so ``use - def + 1`` copies keep every live value apart. Two copies reduce to
     one when no writer's next instance runs before a reader of the current one is done.
     """
-    local = set(local_buffers)
-    writers: dict[Buffer, list] = {}
-    readers: dict[Buffer, list] = {}
+    writers: dict[Buffer, list[tuple[PipelineStatement, BufferRegion]]] = {
+        buffer: [] for buffer in local_buffers}
+    readers: dict[Buffer, list[tuple[PipelineStatement, BufferRegion]]] = {
+        buffer: [] for buffer in local_buffers}
     for statement in statements:
-        for table, accesses in ((writers, statement.writes), (readers, statement.reads)):
-            for region in accesses:
-                if region.buffer in local:
-                    table.setdefault(region.buffer, []).append((statement, region))
+        for region in statement.writes:
+            if region.buffer in writers:
+                writers[region.buffer].append((statement, region))
+        for region in statement.reads:
+            if region.buffer in readers:
+                readers[region.buffer].append((statement, region))
     versions: dict[Buffer, int] = {}
     for buffer in local_buffers:
-        written = writers.get(buffer)
+        written = writers[buffer]
         if not written:
             continue
-        read = readers.get(buffer, [])
+        read = readers[buffer]
         define = min(statement.stage for statement, _ in written)
         use = max((statement.stage + int(statement.is_async) for statement, _ in read),
                   default=define)
         count = max(use - define + 1, 1)
-        if count == 2 and not any(
-                (reader.stage + int(reader.is_async) == writer.stage + 1)
-                and (reader.is_async or writer.position < reader.position)
-                and regions.may_overlap(writer, write, reader, region, -1)
-                for writer, write in written for reader, region in read):
+        if count == 2 and not _next_write_meets_read(written, read, regions):
             count = 1
         if count == 1 and buffer in double_buffered:
             count = 2
         versions[buffer] = count
     return versions
+
+
+def _next_write_meets_read(written: Sequence[tuple[PipelineStatement, BufferRegion]],
+                           read: Sequence[tuple[PipelineStatement, BufferRegion]],
+                           regions: _RegionTest) -> bool:
+    """Whether a writer's next instance may run before a reader of the current one is
+    done with what it overwrites (then one copy is not enough)."""
+    for writer, write in written:
+        for reader, region in read:
+            if ((reader.stage + int(reader.is_async) == writer.stage + 1)
+                    and (reader.is_async or writer.position < reader.position)
+                    and regions.may_overlap(writer, write, reader, region, -1)):
+                return True
+    return False
 
 
 def conflicts(first: PipelineStatement, second: PipelineStatement
@@ -529,8 +563,8 @@ def _commit_groups(statements: Sequence[PipelineStatement], queues: Mapping[int,
             continue
         reads = {region.buffer for region in statement.reads}
         writes = {region.buffer for region in statement.writes}
-        if current and (current[0].stage != statement.stage or reads & written
-                        or writes & written or writes & read):
+        if current and (current[0].stage != statement.stage or not written.isdisjoint(reads)
+                        or not written.isdisjoint(writes) or not read.isdisjoint(writes)):
             close()
         current.append(statement)
         written.update(writes)
@@ -539,10 +573,16 @@ def _commit_groups(statements: Sequence[PipelineStatement], queues: Mapping[int,
     return tuple(groups), tuple(group_of)
 
 
+# A statement's access to a buffer: the statement, the region, whether it writes.
+_Access = tuple[PipelineStatement, BufferRegion, bool]
+# A possible conflict: producer region, consumer, consumer region, "read" or "write".
+_Conflict = tuple[BufferRegion, PipelineStatement, BufferRegion, str]
+
+
 def _dependencies(statements: Sequence[PipelineStatement], versions: Mapping[Buffer, int],
                   regions: _RegionTest, horizon: int) -> tuple[Dependency, ...]:
     """Every (asynchronous producer, consumer) pair with the distances they conflict at."""
-    accesses: dict[Buffer, list[tuple[PipelineStatement, BufferRegion, bool]]] = {}
+    accesses: dict[Buffer, list[_Access]] = {}
     for statement in statements:
         for region in statement.reads:
             accesses.setdefault(region.buffer, []).append((statement, region, False))
@@ -552,30 +592,43 @@ def _dependencies(statements: Sequence[PipelineStatement], versions: Mapping[Buf
     for producer in statements:
         if not producer.is_async:
             continue
-        # (consumer position, buffer, kind) -> distances
-        distances: dict[tuple[int, Buffer, str], set[int]] = {}
-        pairs = [(region, consumer, other, "read" if not writes else "write")
-                 for region in producer.writes
-                 for consumer, other, writes in accesses[region.buffer]]
-        pairs += [(region, consumer, other, "write")
-                  for region in producer.reads if region.buffer.scope != "global"
-                  for consumer, other, writes in accesses[region.buffer] if writes]
-        if producer.issues_wgmma:
-            pairs = [pair for pair in pairs if not wgmma.in_order(producer, pair[1])]
-        for region, consumer, other, kind in pairs:
+        # (consumer position, buffer, kind) -> distances, ascending (as found, or merged
+        # where two pairs of regions share a key)
+        distances: dict[tuple[int, Buffer, str], Sequence[int]] = {}
+        for region, consumer, other, kind in _conflicting_accesses(producer, accesses):
             # The producer's instance j - d precedes the consumer's instance j from here on.
             first = producer.stage - consumer.stage + int(producer.position >= consumer.position)
             count = versions.get(region.buffer, 1)
-            chosen = distances.setdefault((consumer.position, region.buffer, kind), set())
             if count > 1:
                 # Instances in one copy of the ring are taken to overlap, in two never.
-                chosen.update(range(first + (-first) % count, first + horizon, count))
+                chosen = range(first + (-first) % count, first + horizon, count)
             else:
-                chosen.update(regions.overlapping(producer, region, consumer, other,
-                                                  range(first, first + horizon)))
-        for (consumer, buffer, kind), chosen in sorted(distances.items(),
-                                                       key=lambda item: item[0][0]):
+                chosen = regions.overlapping(producer, region, consumer, other,
+                                             range(first, first + horizon))
+            key = (consumer.position, region.buffer, kind)
+            known = distances.get(key)
+            distances[key] = chosen if known is None else sorted({*known, *chosen})
+        for key in sorted(distances, key=itemgetter(0)):  # by consumer, stable
+            chosen = distances[key]
             if chosen:
-                found.append(Dependency(producer.position, consumer, buffer,
-                                        tuple(sorted(chosen)), kind))
+                consumer, buffer, kind = key
+                found.append(Dependency(producer.position, consumer, buffer, tuple(chosen),
+                                        kind))
     return tuple(found)
+
+
+def _conflicting_accesses(producer: PipelineStatement, accesses: Mapping[Buffer, list[_Access]]
+                          ) -> Iterable[_Conflict]:
+    """(producer region, consumer, consumer region, kind) for each access of the loop
+    that may conflict with an access of the asynchronous ``producer``."""
+    for region in producer.writes:
+        for consumer, other, writes in accesses[region.buffer]:
+            if not (producer.issues_wgmma and wgmma.in_order(producer, consumer)):
+                yield region, consumer, other, "write" if writes else "read"
+    for region in producer.reads:
+        if region.buffer.scope == "global":
+            continue  # an asynchronous read of global memory races with nothing here
+        for consumer, other, writes in accesses[region.buffer]:
+            if writes and not (producer.issues_wgmma and wgmma.in_order(producer, consumer)):
+                yield region, consumer, other, "write"
+
