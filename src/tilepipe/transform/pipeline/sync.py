@@ -20,7 +20,7 @@ one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from ...errors import PipelineError
 from .schedule import Schedule
@@ -28,8 +28,10 @@ from .schedule import Schedule
 PROLOGUE, BODY, EPILOGUE = "prologue", "body", "epilogue"
 
 
-@dataclass(frozen=True)
-class Section:
+# The plan's records are named tuples: immutable, compared and hashed by value, and
+# cheaper to build than frozen dataclasses (a plan builds a dozen of them, and a symbolic
+# extent plans many times).
+class Section(NamedTuple):
     """Slots ``[start, start + length)`` of one part of the pipelined loop, in the
     replayed timeline. ``loop`` sections repeat one set of statements; the prologue and
     epilogue are unrolled copies."""
@@ -39,8 +41,7 @@ class Section:
     length: int
 
 
-@dataclass(frozen=True)
-class Wait:
+class Wait(NamedTuple):
     """A wait on ``queue`` before the statement at emission ``position``; ``counts`` has
     one entry per copy of an unrolled section (None where it does not wait) or a single
     entry for a loop or a one-slot section. A ``standalone`` wait is a statement of its
@@ -53,8 +54,7 @@ class Wait:
     standalone: bool = False
 
 
-@dataclass(frozen=True)
-class SectionPlan:
+class SectionPlan(NamedTuple):
     """One section: which statements run in each copy, and the waits."""
 
     section: Section
@@ -62,8 +62,7 @@ class SectionPlan:
     waits: tuple[Wait, ...]
 
 
-@dataclass(frozen=True)
-class SyncPlan:
+class SyncPlan(NamedTuple):
     """The synchronization of a pipeline for one extent (see
     :func:`plan_for_every_extent` for a symbolic one)."""
 
