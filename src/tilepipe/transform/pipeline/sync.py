@@ -20,7 +20,7 @@ one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from ...errors import PipelineError
 from .schedule import Schedule
@@ -28,8 +28,10 @@ from .schedule import Schedule
 PROLOGUE, BODY, EPILOGUE = "prologue", "body", "epilogue"
 
 
-@dataclass(frozen=True)
-class Section:
+# The plan's records are named tuples: immutable, compared and hashed by value, and
+# cheaper to build than frozen dataclasses (a plan builds a dozen of them, and a symbolic
+# extent plans many times).
+class Section(NamedTuple):
     """Slots ``[start, start + length)`` of one part of the pipelined loop, in the
     replayed timeline. ``loop`` sections repeat one set of statements; the prologue and
     epilogue are unrolled copies."""
@@ -39,8 +41,7 @@ class Section:
     length: int
 
 
-@dataclass(frozen=True)
-class Wait:
+class Wait(NamedTuple):
     """A wait on ``queue`` before the statement at emission ``position``; ``counts`` has
     one entry per copy of an unrolled section (None where it does not wait) or a single
     entry for a loop or a one-slot section. A ``standalone`` wait is a statement of its
@@ -53,8 +54,7 @@ class Wait:
     standalone: bool = False
 
 
-@dataclass(frozen=True)
-class SectionPlan:
+class SectionPlan(NamedTuple):
     """One section: which statements run in each copy, and the waits."""
 
     section: Section
@@ -62,8 +62,7 @@ class SectionPlan:
     waits: tuple[Wait, ...]
 
 
-@dataclass(frozen=True)
-class SyncPlan:
+class SyncPlan(NamedTuple):
     """The synchronization of a pipeline for one extent (see
     :func:`plan_for_every_extent` for a symbolic one)."""
 
@@ -101,90 +100,97 @@ class _Replay:
     it and its needs. A need on a queue is the *mark* of the newest group instance the
     event conflicts with: the queue's commit count right after that group committed (the
     event's need in commits is its count before it less the mark). Other instances only
-    commit."""
+    commit.
+
+    The statements are replayed in *steps*: the waiting statements of one stage with the
+    same sources and no commit between them (members of one commit group, say) have the
+    same counts and needs in every slot, so they make one event; the commit of a step's
+    last statement follows it. A step that waits on nothing only commits."""
 
     def __init__(self, schedule: Schedule, extent: int, sections: Sequence[Section]):
         self.extent = extent
-        self.stages = [statement.stage for statement in schedule.statements]
-        self.distinct_stages = set(self.stages)
-        self.last_member = {group.members[-1]: index
-                            for index, group in enumerate(schedule.groups)}
-        queues = sorted(set(schedule.queues.values())
-                        | {producer.queue for producer in schedule.preloop})
-        self.queue_index = {queue: number for number, queue in enumerate(queues)}
-        counter = [0] * len(queues)
+        self.stages = stages = [statement.stage for statement in schedule.statements]
+        groups = schedule.groups
+        self.queues = sorted(set(schedule.queues.values())
+                             | {producer.queue for producer in schedule.preloop})
+        self.queue_index = queue_index = {queue: number
+                                          for number, queue in enumerate(self.queues)}
+        counter = [0] * len(self.queues)
         # consumer position -> [(queue number, mark, kind)] of the groups before the loop
         self.preloop_needs: dict[int, list[tuple[int, int, str]]] = {}
         for producer in schedule.preloop:
-            number = self.queue_index[producer.queue]
+            number = queue_index[producer.queue]
             counter[number] += 1
             for position, kind in producer.consumers:
                 self.preloop_needs.setdefault(position, []).append(
                     (number, counter[number], kind))
-        # (slot, position, commit counts before it, {queue number: mark} or None)
-        self.events: list[tuple[int, int, tuple[int, ...], dict[int, int] | None]] = []
         end = max((section.start + section.length for section in sections), default=0)
         # group -> slot -> the group's mark in that slot
-        self.marks = [[0] * end for _ in schedule.groups]
-        commits = {position: (self.queue_index[schedule.groups[group].queue], self.marks[group])
-                   for position, group in self.last_member.items()}
+        self.marks = marks = [[0] * end for _ in groups]
+        group_queue = [queue_index[group.queue] for group in groups]
+        commits = {group.members[-1]: (group_queue[index], marks[index])
+                   for index, group in enumerate(groups)}
         # consumer position -> (producer stage, marks of its group, queue number, distances,
-        # kind) per dependency, each once (the producers of one group in one stage at the
-        # same distances give one mark); consumers with the same sources share one tuple
+        # kind) per dependency, each once (the producers of one group, which share a
+        # stage, at the same distances give one mark); consumers with the same sources
+        # share one tuple
         self.sources: dict[int, tuple] = {}
-        sources = self.sources
         shared_sources: dict[tuple, tuple] = {}
+        group_of = schedule.group_of
         for position, dependencies in schedule.consumers.items():
             entries = {}
             for dependency in dependencies:
-                group = schedule.group_of[dependency.producer]
-                stage = self.stages[dependency.producer]
-                entries.setdefault((stage, group, dependency.distances, dependency.kind), (
-                    stage, self.marks[group], self.queue_index[schedule.groups[group].queue],
-                    dependency.distances, dependency.kind))
-            sources[position] = shared_sources.setdefault(tuple(entries),
-                                                          tuple(entries.values()))
-        # The statements that may wait or that commit: the others change nothing here.
-        # Waiting statements of one stage and the same sources share one key (compared by
-        # identity in the replay).
-        shares: dict[tuple, tuple] = {}
-        plan = []
-        for position, stage in enumerate(self.stages):
-            from_loop = sources.get(position, ())
+                group = group_of[dependency.producer]
+                key = (group, dependency.distances, dependency.kind)
+                if key not in entries:
+                    entries[key] = (groups[group].stage, marks[group], group_queue[group],
+                                    dependency.distances, dependency.kind)
+            self.sources[position] = shared_sources.setdefault(tuple(entries),
+                                                               tuple(entries.values()))
+        # [stage, waiting positions, sources, needs from before the loop, commit]; the
+        # statements that neither wait nor commit change nothing here
+        steps: list[list] = []
+        joins = None  # what a waiting statement needs to join the last step
+        for position, stage in enumerate(stages):
+            from_loop = self.sources.get(position, ())
             from_preloop = self.preloop_needs.get(position, ())
             commit = commits.get(position)
             if from_loop or from_preloop:
                 key = (stage, id(from_loop), id(from_preloop))
-                share = shares.setdefault(key, key)
+                if key == joins:
+                    steps[-1][1].append(position)
+                else:
+                    steps.append([stage, [position], from_loop, from_preloop, None])
+                    joins = key
             elif commit is None:
                 continue
             else:
-                share = None
-            plan.append((position, stage, share, from_loop, from_preloop, commit))
+                steps.append([stage, [], (), (), None])
+            if commit is not None:
+                steps[-1][4] = commit
+                joins = None
+        self.steps = [(stage, tuple(positions), from_loop, from_preloop, commit)
+                      for stage, positions, from_loop, from_preloop, commit in steps]
+        # (slot, positions of the step, commit counts before it, {queue number: mark} or
+        # None)
+        self.events: list[tuple[int, tuple[int, ...], tuple[int, ...],
+                                dict[int, int] | None]] = []
         events = self.events
         needs_of = self._needs
         # The sections are consecutive from slot 0.
         for slot in range(end):
-            # An event of the same stage and sources as the previous one, with no
-            # commit between them (the members of one commit group), has the same
-            # counts and needs.
-            previous = None
-            for position, stage, share, from_loop, from_preloop, commit in plan:
+            for stage, positions, from_loop, from_preloop, commit in self.steps:
                 iteration = slot - stage
                 if not 0 <= iteration < extent:
                     continue
-                if share is not None:
-                    if share is not previous:
-                        previous = share
-                        before = tuple(counter)
-                        needs = needs_of(iteration, from_loop, from_preloop)
-                    events.append((slot, position, before, needs))
+                if positions:
+                    events.append((slot, positions, tuple(counter),
+                                   needs_of(iteration, from_loop, from_preloop)))
                 if commit is not None:
-                    number, marks = commit
+                    number, group_marks = commit
                     counter[number] += 1
-                    marks[slot] = counter[number]
-                    previous = None
-        self.counter = {queue: counter[number] for queue, number in self.queue_index.items()}
+                    group_marks[slot] = counter[number]
+        self.counter = {queue: counter[number] for queue, number in queue_index.items()}
 
     def runs(self, slot: int, position: int) -> bool:
         iteration = slot - self.stages[position]
@@ -197,13 +203,12 @@ class _Replay:
         return (max(section.start, stage),
                 min(section.start + section.length, stage + self.extent))
 
-    def intervals(self, section: Section) -> list[tuple[int, int]]:
-        """``interval`` of every statement, by emission position (found once per stage:
-        statements of one stage run in the same slots)."""
+    def intervals(self, section: Section) -> dict[int, tuple[int, int]]:
+        """``interval`` of the statements of each stage (statements of one stage run in
+        the same slots)."""
         start, end, extent = section.start, section.start + section.length, self.extent
-        by_stage = {stage: (max(start, stage), min(end, stage + extent))
-                    for stage in self.distinct_stages}
-        return [by_stage[stage] for stage in self.stages]
+        return {stage: (max(start, stage), min(end, stage + extent))
+                for stage in set(self.stages)}
 
     def reads_in(self, position: int, queue: int, low: int, high: int) -> bool:
         """Whether an event of the statement in slots ``[low, high)``, in which it runs,
@@ -254,29 +259,33 @@ class _Site:
 
 
 def _sites(schedule: Schedule, replay: _Replay, section: Section,
-           intervals: Sequence[tuple[int, int]]) -> list[_Site]:
-    """The candidate wait sites of a section, whose ``intervals`` are given. A later
-    statement shares a site when no commit on the queue separates them and it never runs
-    where the first does not."""
+           intervals: dict[int, tuple[int, int]]) -> list[_Site]:
+    """The candidate wait sites of a section, whose ``intervals`` (per stage) are given.
+    A later statement shares a site when no commit on the queue separates them and it
+    never runs where the first does not; so the statements of a replay step share all
+    their sites, and only a step's first statement begins one."""
     open_site: dict[int, _Site | None] = {}
     sites: list[_Site] = []
-    for position, (low, high) in enumerate(intervals):
+    stages, queues, queue_index = replay.stages, replay.queues, replay.queue_index
+    for stage, positions, _, _, commit in replay.steps:
+        low, high = intervals[stage]
         if low >= high:
             continue
-        for queue in schedule.waited_queues(position):
-            site = open_site.get(queue)
-            if site is not None:
-                first_low, first_high = intervals[site.first]
-            if site is None or not first_low <= low < high <= first_high:
-                site = _Site(section, position, queue, [])
-                open_site[queue] = site
-                sites.append(site)
-            site.covered.append(position)
-            site.for_read = site.for_read or replay.reads_in(
-                position, replay.queue_index[queue], low, high)
-        group = replay.last_member.get(position)
-        if group is not None:
-            open_site[schedule.groups[group].queue] = None
+        if positions:
+            first = positions[0]
+            for queue in schedule.waited_queues(first):
+                site = open_site.get(queue)
+                if site is not None:
+                    first_low, first_high = intervals[stages[site.first]]
+                if site is None or not first_low <= low < high <= first_high:
+                    site = _Site(section, first, queue, [])
+                    open_site[queue] = site
+                    sites.append(site)
+                site.covered.extend(positions)
+                site.for_read = site.for_read or replay.reads_in(
+                    first, queue_index[queue], low, high)
+        if commit is not None:
+            open_site[queues[commit[0]]] = None
     return sites
 
 
@@ -307,12 +316,10 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
     opened: dict[int, int] = {}  # queue number -> commit count when that wait ran
     values: dict[tuple[int, int], int | None] = {}
     unprotected: list[tuple[int, int, int]] = []
-    queues = list(replay.queue_index)
-    # The needs of the previous event when they were all protected: the same needs (the
-    # replay shares them within a commit group) under the same waits change nothing.
-    settled = None
-    for slot, position, before, needs in replay.events:
-        here = waits_at.get(position)
+    queues = replay.queues
+    for slot, positions, before, needs in replay.events:
+        # Only the first statement of a step begins a wait site (see _sites).
+        here = waits_at.get(positions[0])
         if here is not None:
             for site, number, low, high in here:
                 if not low <= slot < high:
@@ -323,22 +330,24 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
                 current[number] = wait
                 opened[number] = before[number]
                 values.setdefault(wait, None)
-                settled = None
-        if needs is None or needs is settled:
+        if needs is None:
             continue
-        settled = needs
+        lost: list[int] = []  # the queues of the needs no wait protects
         for number, mark in needs.items():
             # The wait allows as many groups in flight as were committed after the
             # newest conflicting one.
             start = opened.get(number)
             if start is None or start < mark:
-                unprotected.append((slot, position, queues[number]))
-                settled = None
+                lost.append(queues[number])
                 continue
             wait = current[number]
             known = values[wait]
             if known is None or start - mark < known:
                 values[wait] = start - mark
+        if lost:
+            # Every statement of the step has them.
+            unprotected.extend((slot, position, queue)
+                               for position in positions for queue in lost)
     drains = []
     for queue, total in sorted(replay.counter.items()):
         if total == 0:
@@ -390,9 +399,9 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     section_plans = []
     for section, actual, section_intervals in zip(sections, actual_sections, intervals):
         slots = range(section.start, section.start + section.length)
-        patterns = {interval: _pattern(section, *interval)
-                    for interval in set(section_intervals)}
-        runs = tuple(patterns[interval] for interval in section_intervals)
+        patterns = {stage: _pattern(section, *interval)
+                    for stage, interval in section_intervals.items()}
+        runs = tuple(patterns[stage] for stage in replay.stages)
         waits = []
         for site in chosen:
             if site.section is not section:
