@@ -19,7 +19,7 @@ from ...ir import (
     EQ, LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, Evaluate,
     For, ForKind, IntImm, Max, Mul, Or, PrimExpr, Select, Stmt, Sub, Var, seq,
 )
-from .instances import InstanceCompiler
+from .instances import InstanceBuilder
 from .schedule import CommitGroup, PipelineStatement, Schedule
 from .sync import BODY, SectionPlan, SyncPlan, Wait
 
@@ -90,7 +90,7 @@ class Emitter:
         self.extent = extent
         self.end = fold_add(self.loop.min, extent)  # the first iteration past the loop
         self.remap = versioned_buffers(schedule)
-        compiler = InstanceCompiler(self.loop.loop_var, self.remap)
+        compiler = InstanceBuilder(self.loop.loop_var, self.remap)
         # Each statement (in emission order) with its instances and, when asynchronous,
         # its commit group.
         self.statements = [
