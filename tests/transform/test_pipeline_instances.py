@@ -12,7 +12,7 @@ from tilepipe.ir import (
     structural_equal, substitute,
 )
 from tilepipe.ir.printer import expr_to_str, stmt_to_str
-from tilepipe.transform.pipeline.instances import InstanceCompiler
+from tilepipe.transform.pipeline.instances import InstanceBuilder
 
 
 def _store():
@@ -26,7 +26,7 @@ def _store():
     value = Add(Add(BufferLoad(shared, (i, e)), BufferLoad(shared, (Add(i, IntImm(1)), e))),
                 BufferLoad(source, (e,)))
     loop = For(e, IntImm(0), IntImm(4), ForKind.SERIAL, BufferStore(target, value, (e,)))
-    return loop, InstanceCompiler(i, {shared: (ring, 2)}).statement(loop)
+    return loop, InstanceBuilder(i, {shared: (ring, 2)}).statement(loop)
 
 
 def _value(stmt) -> str:
@@ -67,7 +67,7 @@ def test_a_statement_without_the_variable_or_a_ring_is_its_own_instance():
     i, e = Var("i"), Var("e")
     target = Buffer("C", (IntImm(4),))
     stmt = For(e, IntImm(0), IntImm(4), ForKind.SERIAL, BufferStore(target, e, (e,)))
-    instance = InstanceCompiler(i, {}).statement(stmt)
+    instance = InstanceBuilder(i, {}).statement(stmt)
     assert instance(IntImm(3)) is stmt
 
 
@@ -76,7 +76,7 @@ def test_constant_replacements_fold_integer_arithmetic_only():
     target = Buffer("C", (IntImm(64),))
     index = Add(IntImm(0), Add(Mul(i, IntImm(4)), FloorDiv(IntImm(7), Sub(i, IntImm(3)))))
     stmt = BufferStore(target, IntImm(1), (index,))
-    instance = InstanceCompiler(i, {}).statement(stmt)
+    instance = InstanceBuilder(i, {}).statement(stmt)
     assert expr_to_str(instance(IntImm(5)).indices[0]) == "23"
     # Division by zero stays as it is, and ``0 + x`` drops the zero.
     assert expr_to_str(instance(IntImm(3)).indices[0]) == "12 + T.int32(7) // 0"
@@ -85,7 +85,7 @@ def test_constant_replacements_fold_integer_arithmetic_only():
     # Constants of different dtypes, and comparisons, are not folded.
     mixed = BufferStore(target, IntImm(1), (Add(IntImm(1, "int64"), i),
                                             And(IntImm(1, "bool"), EQ(i, IntImm(2)))))
-    folded = InstanceCompiler(i, {}).statement(mixed)(IntImm(2))
+    folded = InstanceBuilder(i, {}).statement(mixed)(IntImm(2))
     assert [expr_to_str(index) for index in folded.indices] == [
         "T.int64(1) + T.int32(2)", "True and T.int32(2) == 2"]
 
@@ -97,7 +97,7 @@ def test_regions_and_buffer_arguments_of_a_ring_get_the_index():
     call = Call("handle", "opaque", (shared, IntImm(1)))
     region = BufferRegion(shared, (Range(IntImm(0), IntImm(4)),))
     stmt = Block("copy", Evaluate(call), reads=(region,), writes=(region,))
-    instance = InstanceCompiler(i, {shared: (ring, 3)}).statement(stmt)(IntImm(4))
+    instance = InstanceBuilder(i, {shared: (ring, 3)}).statement(stmt)(IntImm(4))
     argument = instance.body.value.args[0]
     assert isinstance(argument, BufferRegion) and argument.buffer is ring
     assert [(r.min.value, r.extent.value) for r in argument.region] == [(1, 1), (0, 4)]
@@ -136,7 +136,7 @@ def _evaluated(expr, env) -> int:
 def test_instances_compute_what_the_statement_computes_at_that_iteration(expr, i, e):
     """Folding only rewrites what the replacement made constant: an instance for the
     iteration ``i`` (a constant or ``j + 1`` with ``j = i - 1``) has the original value."""
-    instance = InstanceCompiler(_I, {}).statement(Evaluate(expr))
+    instance = InstanceBuilder(_I, {}).statement(Evaluate(expr))
     expected = _evaluated(expr, {_I: IntImm(i), _E: IntImm(e)})
     assert _evaluated(instance(IntImm(i)).value, {_E: IntImm(e)}) == expected
     assert _evaluated(instance(Add(_J, IntImm(1))).value, {_J: IntImm(i - 1), _E: IntImm(e)}) \
@@ -234,7 +234,7 @@ def _statements(draw, depth: int = 2):
 @settings(max_examples=60, deadline=None)
 @given(_statements())
 def test_instances_equal_the_plain_ring_index_and_substitution(stmt):
-    instance = InstanceCompiler(_I, {_RINGED: (_RING, 3)}).statement(stmt)
+    instance = InstanceBuilder(_I, {_RINGED: (_RING, 3)}).statement(stmt)
     for replacement in (_J, Add(_J, IntImm(2))):
         expected = _Reference(replacement).visit(stmt)
         assert stmt_to_str(instance(replacement)) == stmt_to_str(expected)

@@ -19,7 +19,7 @@ from ...ir import (
     EQ, LE, LT, Add, And, AsyncCommitQueue, AsyncScope, AsyncWaitQueue, Block, Buffer, Evaluate,
     For, ForKind, IntImm, Max, Mul, Or, PrimExpr, Select, Stmt, Sub, Var, seq,
 )
-from .instances import InstanceCompiler
+from .instances import InstanceBuilder
 from .schedule import CommitGroup, PipelineStatement, Schedule
 from .sync import BODY, SectionPlan, SyncPlan, Wait
 
@@ -90,7 +90,8 @@ class Emitter:
         self.extent = extent
         self.end = fold_add(self.loop.min, extent)  # the first iteration past the loop
         self.remap = versioned_buffers(schedule)
-        compiler = InstanceCompiler(self.loop.loop_var, self.remap)
+        self.stage_constants: dict[int, IntImm] = {}  # stage -> its constant
+        compiler = InstanceBuilder(self.loop.loop_var, self.remap)
         # Each statement (in emission order) with its instances and, when asynchronous,
         # its commit group.
         self.statements = [
@@ -133,11 +134,17 @@ class Emitter:
         is_unit = section.length == 1
         if is_unit:
             iterator: PrimExpr = fold_add(loop.min, delta)
+            advanced = iterator  # the iteration of stage 0
         else:
             iterator = Var(loop.loop_var.name, loop.loop_var.dtype)
+            advanced = fold_add(iterator, delta)
         waits: dict[int, list[Wait]] = {}
         for wait in section_plan.waits:
             waits.setdefault(wait.position, []).append(wait)
+        # The unrolled copy index, which the counts of waits are expressions of.
+        copy_index = iterator
+        if section_plan.waits and not isinstance(iterator, IntImm):
+            copy_index = fold_sub(iterator, loop.min)
         runs = section_plan.runs
         stmts: list[Stmt] = []
         group: CommitGroup | None = None  # the commit group being filled
@@ -151,22 +158,29 @@ class Emitter:
                 continue
             # Statements of one stage share their iteration and, starting in the same
             # copy, their predicate.
-            key = (statement.stage, pattern.index(True))
+            stage = statement.stage
+            iteration = iterations.get(stage)
+            if iteration is None:
+                if is_unit:
+                    iteration = self._minus_stage(iterator, stage)
+                else:
+                    iteration = fold_add(self._minus_stage(iterator, stage), delta) \
+                        if stage else advanced
+                iterations[stage] = iteration
+            key = (stage, pattern.index(True))
             predicate = predicates.get(key, _UNKNOWN)
             if predicate is _UNKNOWN:
+                # The slot's iteration skewed by the stage: in a one-slot section the
+                # iteration itself.
+                skewed = iteration if is_unit else self._minus_stage(advanced, stage)
                 predicate = predicates[key] = self._predicate(
-                    statement, key[1], iterator, delta, is_unit)
-            iteration = iterations.get(statement.stage)
-            if iteration is None:
-                iteration = iterations[statement.stage] = self._iteration(
-                    statement, iterator, delta, is_unit)
+                    skewed, key[1], iterator, delta, is_unit)
             body = instance(iteration)
             own = waits.get(statement.position)
             inside = alone = ()
             if own is not None:
                 inside = [wait for wait in own if not wait.standalone]
-                alone = [self._standalone_wait(wait, iterator) for wait in own
-                         if wait.standalone]
+                alone = [_standalone_wait(wait, copy_index) for wait in own if wait.standalone]
             if own_group is not None:
                 if group is not None and group is not own_group:
                     stmts.append(_commit(group, members, group_predicate))
@@ -174,7 +188,7 @@ class Emitter:
                 if group is None:
                     group, members, group_predicate = own_group, [], predicate
                 members.extend(alone)
-                members.append(self._wrap_waits(AsyncScope(_unwrap(body)), inside, iterator))
+                members.append(_wrap_waits(AsyncScope(_unwrap(body)), inside, copy_index))
                 if statement.position == own_group.members[-1]:
                     stmts.append(_commit(group, members, group_predicate))
                     group = None
@@ -183,7 +197,7 @@ class Emitter:
                 stmts.append(_commit(group, members, group_predicate))
                 group = None
             stmts.extend(alone)
-            stmts.append(self._sync_block(body, predicate, inside, iterator))
+            stmts.append(_sync_block(body, predicate, inside, copy_index))
         if group is not None:
             stmts.append(_commit(group, members, group_predicate))
         if not stmts:
@@ -197,64 +211,62 @@ class Emitter:
         return _block(For(iterator, loop.min, length, kind, seq(*stmts), loop.thread_tag,
                           annotations, loop.span))
 
-    # Statement instances ----------------------------------------------------------------
-    def _iteration(self, statement: PipelineStatement, iterator: PrimExpr, delta: PrimExpr,
-                   is_unit: bool) -> PrimExpr:
-        if is_unit:
-            return fold_sub(iterator, statement.stage)
-        return fold_add(fold_sub(iterator, statement.stage), delta)
+    # Iterations and predicates ----------------------------------------------------------
+    def _minus_stage(self, expr: PrimExpr, stage: int) -> PrimExpr:
+        """``fold_sub(expr, stage)``, the stage's constant built once per emitter."""
+        if stage == 0:
+            return expr
+        if isinstance(expr, IntImm):
+            return IntImm(expr.value - stage, expr.dtype)
+        constant = self.stage_constants.get(stage)
+        if constant is None:
+            constant = self.stage_constants[stage] = IntImm(stage)
+        return Sub(expr, constant)
 
-    def _predicate(self, statement: PipelineStatement, first: int, iterator: PrimExpr,
-                   delta: PrimExpr, is_unit: bool) -> PrimExpr | None:
-        """Whether an instance runs: the iteration lies before the loop's end and, in an
-        unrolled section, the copy is not before the ``first`` that runs it."""
-        loop = self.loop
-        if is_unit:
-            skewed = fold_sub(iterator, statement.stage)
+    def _predicate(self, skewed: PrimExpr, first: int, iterator: PrimExpr, delta: PrimExpr,
+                   is_unit: bool) -> PrimExpr | None:
+        """Whether an instance runs: its iteration ``skewed`` lies before the loop's end
+        and, in an unrolled section, the copy is not before the ``first`` that runs it."""
+        end = self.end
+        if isinstance(skewed, IntImm) and isinstance(end, IntImm):
+            upper = None if skewed.value < end.value else IntImm(0, "bool")
         else:
-            skewed = fold_sub(fold_add(iterator, delta), statement.stage)
-        upper = _fold_less(skewed, self.end)
-        conditions = []
+            upper = LT(skewed, end)
         if first > 0 and not is_unit and isinstance(delta, IntImm):
-            conditions.append(LE(fold_add(loop.min, first), iterator))
-        if not (isinstance(upper, IntImm) and upper.value == 1):
-            conditions.append(upper)
-        if not conditions:
-            return None
-        return conditions[0] if len(conditions) == 1 else And(conditions[0], conditions[1])
+            lower = LE(fold_add(self.loop.min, first), iterator)
+            return lower if upper is None else And(lower, upper)
+        return upper
 
-    def _sync_block(self, body: Stmt, predicate: PrimExpr | None, waits: Sequence[Wait],
-                    iterator: PrimExpr) -> Block:
-        """A synchronous statement's instance: its block (or a new one), predicated, with
-        its waits around the body."""
-        if isinstance(body, Block):
-            if predicate is None and not waits:
-                return body
-            inner = self._wrap_waits(body.body, waits, iterator)
-            if body.predicate is not None:
-                predicate = body.predicate if predicate is None else And(predicate, body.predicate)
-            return Block(body.name, inner, body.reads, body.writes, body.alloc_buffers,
-                         predicate, body.annotations, body.span)
-        return Block("", self._wrap_waits(body, waits, iterator), predicate=predicate)
-
-    def _copy(self, iterator: PrimExpr) -> PrimExpr:
-        """The unrolled copy index of ``iterator``."""
-        return iterator if isinstance(iterator, IntImm) else fold_sub(iterator, self.loop.min)
-
-    def _wrap_waits(self, body: Stmt, waits: Sequence[Wait], iterator: PrimExpr) -> Stmt:
-        if not waits:
+def _sync_block(body: Stmt, predicate: PrimExpr | None, waits: Sequence[Wait],
+                copy: PrimExpr) -> Block:
+    """A synchronous statement's instance: its block (or a new one), predicated, with
+    its waits around the body."""
+    if isinstance(body, Block):
+        if predicate is None and not waits:
             return body
-        for wait in sorted(waits, key=lambda item: item.queue, reverse=True):
-            count = count_expression(wait.counts, self._copy(iterator))
-            body = AsyncWaitQueue(wait.queue, count, body)
-        return body
+        inner = _wrap_waits(body.body, waits, copy)
+        if body.predicate is not None:
+            predicate = body.predicate if predicate is None else And(predicate, body.predicate)
+        return Block(body.name, inner, body.reads, body.writes, body.alloc_buffers,
+                     predicate, body.annotations, body.span)
+    return Block("", _wrap_waits(body, waits, copy), predicate=predicate)
 
-    def _standalone_wait(self, wait: Wait, iterator: PrimExpr) -> Block:
-        """A wait of its own, run only by the copies that have something to wait for."""
-        copy = self._copy(iterator)
-        waiting = AsyncWaitQueue(wait.queue, count_expression(wait.counts, copy),
-                                 Evaluate(IntImm(0)))
-        return Block("", waiting, predicate=copies_condition(wait.counts, copy))
+
+def _wrap_waits(body: Stmt, waits: Sequence[Wait], copy: PrimExpr) -> Stmt:
+    """``body`` inside its waits, the lowest queue outermost; ``copy`` is the unrolled
+    copy index."""
+    if not waits:
+        return body
+    for wait in sorted(waits, key=lambda item: item.queue, reverse=True):
+        body = AsyncWaitQueue(wait.queue, count_expression(wait.counts, copy), body)
+    return body
+
+
+def _standalone_wait(wait: Wait, copy: PrimExpr) -> Block:
+    """A wait of its own, run only by the copies that have something to wait for."""
+    waiting = AsyncWaitQueue(wait.queue, count_expression(wait.counts, copy),
+                             Evaluate(IntImm(0)))
+    return Block("", waiting, predicate=copies_condition(wait.counts, copy))
 
 
 def _commit(group: CommitGroup, members: Sequence[Stmt], predicate: PrimExpr | None
