@@ -20,7 +20,7 @@ from ...ir import (
     For, ForKind, IntImm, Max, Mul, Or, PrimExpr, Select, Stmt, Sub, Var, seq,
 )
 from .instances import InstanceBuilder
-from .schedule import CommitGroup, PipelineStatement, Schedule
+from .schedule import CommitGroup, Schedule
 from .sync import BODY, SectionPlan, SyncPlan, Wait
 
 
