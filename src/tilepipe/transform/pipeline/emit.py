@@ -55,12 +55,6 @@ def fold_sub(left: PrimExpr | int, right: PrimExpr | int) -> PrimExpr:
     return Sub(left, right)
 
 
-def _fold_less(left: PrimExpr, right: PrimExpr) -> PrimExpr:
-    if isinstance(left, IntImm) and isinstance(right, IntImm):
-        return IntImm(int(left.value < right.value), "bool")
-    return LT(left, right)
-
-
 # Ring buffers ---------------------------------------------------------------------------
 def versioned_buffers(schedule: Schedule) -> dict[Buffer, tuple[Buffer, int]]:
     """Each buffer with more than one version -> (its ring buffer, the version count)."""
@@ -236,6 +230,7 @@ class Emitter:
             lower = LE(fold_add(self.loop.min, first), iterator)
             return lower if upper is None else And(lower, upper)
         return upper
+
 
 def _sync_block(body: Stmt, predicate: PrimExpr | None, waits: Sequence[Wait],
                 copy: PrimExpr) -> Block:
