@@ -24,9 +24,7 @@ import time
 import traceback
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings, seed
-
-from fuzz import OUTCOMES, check, check_pipelined, programs
+from fuzz import OUTCOMES, check, check_pipelined, for_each_drawn
 from tilepipe.errors import TilepipeError
 from tilepipe.script import parse
 from tilepipe.transform import inject_software_pipeline
@@ -73,18 +71,14 @@ def main() -> None:
     examples: dict[str, tuple] = {}
     start = time.perf_counter()
 
-    @seed(args.seed)
-    @settings(max_examples=args.count, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(programs())
-    def compare(program):
+    def compare(program) -> None:
         kind = _kind(program)
         counts[kind, "tilepipe"][check(program)[0]] += 1
         outcome, details = check_tvm(baseline, program.source, program.dims)
         counts[kind, "TVM"][outcome] += 1
         examples.setdefault(f"{outcome} ({kind})", (program, details))
 
-    compare()
+    for_each_drawn(args.count, args.seed, compare)
     seconds = time.perf_counter() - start
     print(f"{'program':<44} {'tilepipe':<12} TVM")
     for name, source, dims in fixed_programs():

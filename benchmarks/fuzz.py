@@ -17,6 +17,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings, seed
@@ -70,6 +71,19 @@ def check_pipelined(func, pipelined, dims: dict[str, int]) -> tuple[str, str]:
     return "ok", ""
 
 
+def for_each_drawn(count: int, draw_seed: int, visit: Callable[[object], None]) -> None:
+    """Calls ``visit`` on ``count`` programs drawn from the generator with ``draw_seed``."""
+
+    @seed(draw_seed)
+    @settings(max_examples=count, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(programs())
+    def draw(program) -> None:
+        visit(program)
+
+    draw()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("count", type=int, help="how many programs to draw")
@@ -79,16 +93,12 @@ def main() -> None:
     examples: dict[str, tuple] = {}
     start = time.perf_counter()
 
-    @seed(args.seed)
-    @settings(max_examples=args.count, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(programs())
-    def fuzz(program):
+    def fuzz(program) -> None:
         outcome, details = check(program)
         outcomes[outcome] += 1
         examples.setdefault(outcome, (program, details))
 
-    fuzz()
+    for_each_drawn(args.count, args.seed, fuzz)
     seconds = time.perf_counter() - start
     total = sum(outcomes.values())
     print(f"{'programs':<10} {total:>6}   ({seconds:.1f} s)")
