@@ -42,12 +42,19 @@ class WaitCount:
         return all(safe is None or used == (safe,) for used, safe in self.executions)
 
     def format(self) -> str:
-        where = f"line {self.site}" if self.site is not None else "unknown line"
-        unroll = f" (unrolled copy {list(self.unroll)})" if self.unroll else ""
-        used = "/".join(str(count) for count in self.used)
-        verdict = "exact" if self.exact else "NOT exact"
-        return (f"wait on queue {self.queue} at {where}{unroll}: uses {used}, largest safe "
-                f"{self.max_safe}: {verdict}")
+        return describe_count(f"wait on queue {self.queue}", self.site, self.unroll,
+                              self.used, self.max_safe, self.exact)
+
+
+def describe_count(what: str, site: int | None, unroll: tuple[int, ...],
+                   used: tuple[int, ...], max_safe: int | None, exact: bool) -> str:
+    """One line on a wait site's count: where it is, the counts it used, the largest
+    safe count and whether it is exact."""
+    where = f"line {site}" if site is not None else "unknown line"
+    copy = f" (unrolled copy {list(unroll)})" if unroll else ""
+    counts = "/".join(str(count) for count in used)
+    verdict = "exact" if exact else "NOT exact"
+    return f"{what} at {where}{copy}: uses {counts}, largest safe {max_safe}: {verdict}"
 
 
 def max_safe_counts(func: PrimFunc, dims=None) -> list[WaitCount]:

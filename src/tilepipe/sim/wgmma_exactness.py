@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import Span
 from ..ir import PrimFunc
+from .exactness import describe_count
 from .interpreter import Observer
 from .schedule import EAGER
 from .simulate import random_inputs, run
@@ -44,12 +45,8 @@ class WgmmaWaitCount:
         return self.max_safe is not None and self.used == (self.max_safe,)
 
     def format(self) -> str:
-        where = f"line {self.site}" if self.site is not None else "unknown line"
-        unroll = f" (unrolled copy {list(self.unroll)})" if self.unroll else ""
-        used = "/".join(str(count) for count in self.used)
-        verdict = "exact" if self.exact else "NOT exact"
-        return (f"wgmma_wait_group at {where}{unroll}: uses {used}, largest safe "
-                f"{self.max_safe}: {verdict}")
+        return describe_count("wgmma_wait_group", self.site, self.unroll, self.used,
+                              self.max_safe, self.exact)
 
 
 @dataclass
