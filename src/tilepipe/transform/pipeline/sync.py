@@ -300,7 +300,7 @@ class _Outcome:
     drains: list[int]
 
 
-def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
+def _replay_waits(replay: _Replay, sites: Sequence[_Site],
                   skipped: frozenset[tuple[int, int]] = frozenset()) -> _Outcome:
     """The oracle's rule: a wait allows as many groups in flight as every access after it
     and before the next wait on its queue allows; what code after the loop may touch is
@@ -361,12 +361,12 @@ def _replay_waits(schedule: Schedule, replay: _Replay, sites: Sequence[_Site],
     return _Outcome(values, unprotected, drains)
 
 
-def _complete(schedule: Schedule, replay: _Replay, candidates: Sequence[_Site],
+def _complete(replay: _Replay, candidates: Sequence[_Site],
               chosen: list[_Site]) -> tuple[list[_Site], _Outcome]:
     """``chosen`` and, earliest first, the sites of the needs no chosen wait protects,
     with the outcome of their replay."""
     while True:
-        outcome = _replay_waits(schedule, replay, chosen)
+        outcome = _replay_waits(replay, chosen)
         missing = [site for slot, position, queue in outcome.unprotected for site in candidates
                    if site.queue == queue and position in site.covered and site not in chosen
                    and site.section.start <= slot < site.section.start + site.section.length]
@@ -389,10 +389,10 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     intervals = [replay.intervals(section) for section in sections]
     candidates = [site for section, section_intervals in zip(sections, intervals)
                   for site in _sites(schedule, replay, section, section_intervals)]
-    chosen, outcome = _complete(schedule, replay, candidates,
+    chosen, outcome = _complete(replay, candidates,
                                 [site for site in candidates if site.for_read])
     if replay.preloop_needs:
-        chosen, outcome = _without_preloop_waits(schedule, replay, chosen, outcome)
+        chosen, outcome = _without_preloop_waits(replay, chosen, outcome)
     # The replay is the loop itself unless it was shortened.
     actual_sections = (sections if replayed_extent == extent
                        else sections_for(schedule, extent, prologue_length))
@@ -419,7 +419,7 @@ def plan_synchronization(schedule: Schedule, extent: int, prologue_length: int) 
     return SyncPlan(tuple(section_plans), tuple((queue, 0) for queue in outcome.drains))
 
 
-def _without_preloop_waits(schedule: Schedule, replay: _Replay, chosen: list[_Site],
+def _without_preloop_waits(replay: _Replay, chosen: list[_Site],
                            outcome: _Outcome) -> tuple[list[_Site], _Outcome]:
     """``chosen`` less the waits for groups committed before the loop that an earlier
     wait already guarantees, and the outcome without them."""
@@ -428,7 +428,7 @@ def _without_preloop_waits(schedule: Schedule, replay: _Replay, chosen: list[_Si
         # A read whose data an earlier wait already guarantees, at no cost to that wait's
         # count, needs no wait of its own (the Q tile read again in every iteration).
         others = [other for other in chosen if other is not site]
-        trial = _replay_waits(schedule, replay, others)
+        trial = _replay_waits(replay, others)
         if not trial.unprotected and trial.drains == outcome.drains and all(
                 trial.values.get(key) == value for key, value in outcome.values.items()
                 if key[0] != id(site)):
@@ -443,7 +443,7 @@ def _without_preloop_waits(schedule: Schedule, replay: _Replay, chosen: list[_Si
             key = (id(site), slot)
             if key not in outcome.values:
                 continue
-            trial = _replay_waits(schedule, replay, chosen, frozenset(skipped | {key}))
+            trial = _replay_waits(replay, chosen, frozenset(skipped | {key}))
             if not trial.unprotected and trial.drains == outcome.drains and all(
                     trial.values.get(other) == value for other, value in outcome.values.items()
                     if other != key):
