@@ -29,7 +29,7 @@ from tilepipe.errors import TilepipeError
 from tilepipe.script import parse
 from tilepipe.transform import inject_software_pipeline
 from transform_speed import synthetic
-from tvm_baseline import TvmBaseline
+from tvm_baseline import TvmBaseline, load_tvm
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -61,9 +61,8 @@ def main() -> None:
     parser.add_argument("count", type=int, help="how many programs to draw")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    try:
-        baseline = TvmBaseline()
-    except ImportError:
+    baseline = load_tvm()
+    if baseline is None:
         sys.exit('Apache TVM is not installed: python3 -m pip install -e ".[baseline]"')
     # (kind of program, pass) -> outcome -> programs
     counts: dict[tuple[str, str], collections.Counter] = collections.defaultdict(

@@ -27,7 +27,7 @@ from typing import Callable
 
 from tilepipe.script import parse
 from tilepipe.transform.pipeline import inject_software_pipeline
-from tvm_baseline import TvmBaseline
+from tvm_baseline import load_tvm
 
 
 def synthetic(producers: int, stages: int, asynchronous: bool, nested: bool) -> str:
@@ -70,14 +70,6 @@ def synthetic(A: T.Buffer((32, {max(32 * producers * 4, 16)}), "float32"), C: T.
 # Apache TVM's C++ pass on the reference machine, CPU ms: (shape, asynchronous, K) -> ms,
 # shown when TVM is not installed here.
 TVM_MS = {("flat", True, 2): 0.3, ("flat", True, 64): 11.5, ("nested", True, 64): 20.0}
-
-def load_tvm() -> TvmBaseline | None:
-    """TVM's pass, or None when Apache TVM (with the s_tir dialect) is not installed."""
-    try:
-        return TvmBaseline()
-    except ImportError:
-        return None
-
 
 def median_seconds(run: Callable[[], object], repeats: int) -> tuple[float, float]:
     """Median wall-clock and median CPU seconds of one run (CPU time is what a busy

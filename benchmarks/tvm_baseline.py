@@ -49,6 +49,14 @@ class TvmBaseline:
             ast.fix_missing_locations(tree))
 
 
+def load_tvm() -> TvmBaseline | None:
+    """TVM's pass, or None when Apache TVM (with the s_tir dialect) is not installed."""
+    try:
+        return TvmBaseline()
+    except ImportError:
+        return None
+
+
 def _t_call(node: ast.AST, name: str | None = None) -> bool:
     return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
             and isinstance(node.func.value, ast.Name) and node.func.value.id == "T"
